@@ -1,0 +1,1 @@
+"""The Ray shell: dispatcher and endpoint actors around the Ray-free core."""

@@ -1,0 +1,35 @@
+"""ray_dispatch: Vumi-style message dispatchers on Ray.
+
+The core (messages, routers, middleware, config, the harness) imports no Ray.
+"""
+
+from ray_dispatch.config import DispatcherConfig, load_config
+from ray_dispatch.dispatcher import Dispatcher, DispatchOutcome
+from ray_dispatch.errors import ConfigError, DispatchError, InvalidMessage, NoRoute
+from ray_dispatch.failures import FailureRecord, FailureStore
+from ray_dispatch.message import TransportEvent, TransportUserMessage
+from ray_dispatch.router import BaseDispatchRouter, ExposedName, RouterConfig, TransportName
+from ray_dispatch.store import MemoryStore, RoutingStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BaseDispatchRouter",
+    "ConfigError",
+    "DispatchError",
+    "DispatchOutcome",
+    "Dispatcher",
+    "DispatcherConfig",
+    "ExposedName",
+    "FailureRecord",
+    "FailureStore",
+    "InvalidMessage",
+    "MemoryStore",
+    "NoRoute",
+    "RouterConfig",
+    "RoutingStore",
+    "TransportEvent",
+    "TransportName",
+    "TransportUserMessage",
+    "load_config",
+]

@@ -1,0 +1,457 @@
+"""The dispatcher core: router + middleware + return routes + failure records.
+
+``Dispatcher`` does everything between "a message arrived on endpoint X" and
+"deliver this copy to endpoint Y", and nothing about how messages travel:
+delivery goes through an ``Outbox`` (lists in the notebook harness, batched
+actor calls on Ray). It imports no Ray.
+
+For each message: validate it, check the source endpoint and the hop limit,
+run consume middleware, ask the router (which calls ``publish_*``), apply the
+return-route memory for events, then for each publish: check the destination,
+copy, run publish middleware, hand to the outbox. Anything that goes wrong
+becomes a ``FailureRecord``; nothing raises out of ``dispatch_*``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ray_dispatch.config import DispatcherConfig, load_config, resolve_class
+from ray_dispatch.errors import DropMessage, InvalidMessage, NoRoute, RoutingLoop, UnknownEndpoint
+from ray_dispatch.failures import Direction, FailureRecord, FailureStore
+from ray_dispatch.message import Message, TransportEvent, TransportUserMessage
+from ray_dispatch.middleware import BaseMiddleware, MiddlewareStack
+from ray_dispatch.router import BaseDispatchRouter
+from ray_dispatch.store import RoutingStore
+
+RETURN_ROUTE_PREFIX = "return_route:"
+_KIND: dict[str, type[Message]] = {
+    "inbound": TransportUserMessage,
+    "outbound": TransportUserMessage,
+    "event": TransportEvent,
+}
+
+
+class Outbox(Protocol):
+    """Where the dispatcher hands messages it has routed."""
+
+    async def deliver(self, direction: Direction, endpoint: str, message: Message) -> None:
+        """Deliver ``message`` to ``endpoint``; raise if it cannot be taken."""
+
+
+@dataclass
+class Delivery:
+    """One message handed to the outbox."""
+
+    direction: Direction
+    endpoint: str
+    message: Message
+
+
+@dataclass
+class DispatchOutcome:
+    """What became of one dispatched message: deliveries, failures, a drop, a trace."""
+
+    direction: Direction
+    endpoint: str
+    deliveries: list[Delivery] = field(default_factory=list)
+    failures: list[FailureRecord] = field(default_factory=list)
+    dropped: str | None = None
+    trace: list[str] | None = None
+
+    @property
+    def destinations(self) -> list[str]:
+        """The endpoints the message was delivered to, in order."""
+        return [d.endpoint for d in self.deliveries]
+
+
+@dataclass
+class _Context:
+    direction: Direction
+    endpoint: str
+    trace: list[str] | None
+    publishes: list[tuple[Direction, str, Message]] = field(default_factory=list)
+    dropped: str | None = None
+    closed: bool = False
+
+
+_current: ContextVar[_Context | None] = ContextVar("ray_dispatch_context", default=None)
+
+
+@dataclass
+class DispatcherStats:
+    """Counters: messages received and published per (direction, endpoint), failures, drops."""
+
+    received: Counter[tuple[str, str]] = field(default_factory=Counter)
+    published: Counter[tuple[str, str]] = field(default_factory=Counter)
+    failed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-friendly counters keyed ``"direction:endpoint"``."""
+
+        def flat(counter: Counter[tuple[str, str]]) -> dict[str, int]:
+            return {f"{d}:{e}": n for (d, e), n in sorted(counter.items())}
+
+        return {
+            "received": flat(self.received),
+            "published": flat(self.published),
+            "failed": flat(self.failed),
+            "dropped": dict(self.dropped),
+        }
+
+
+class _RouterView:
+    """The narrow face of a dispatcher that routers and middleware see."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.transport_names = dispatcher.transport_names
+        self.exposed_names = dispatcher.exposed_names
+        self.store = dispatcher.store
+        self.publish_inbound_message = dispatcher.publish_inbound_message
+        self.publish_inbound_event = dispatcher.publish_inbound_event
+        self.publish_outbound_message = dispatcher.publish_outbound_message
+        self.current_endpoint = dispatcher.current_endpoint
+        self.drop = dispatcher.drop
+        self.explain = dispatcher.explain
+
+    @property
+    def tracing(self) -> bool:
+        ctx = _current.get()
+        return ctx is not None and ctx.trace is not None
+
+
+def build_store(config: DispatcherConfig) -> RoutingStore:
+    """Instantiate the routing store the config's ``store:`` block names."""
+    spec = config.store
+    cls = resolve_class(spec.class_path, "store.class", RoutingStore)
+    return cls(**(spec.__pydantic_extra__ or {}))  # type: ignore[no-any-return]
+
+
+class Dispatcher:
+    """Routes messages between transport and application endpoints (no Ray).
+
+    Args:
+        config: a dict, a YAML path or a ``DispatcherConfig``.
+        outbox: receives every routed message.
+        store: routing store (default: built from the config's ``store:`` block).
+        failures: failure store (default: a new in-memory one).
+        allowed_class_prefixes: if given, router and middleware classes must
+            live under one of these module prefixes.
+
+    Raises:
+        ConfigError: the config, router config or a middleware config is invalid.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | str | Path | DispatcherConfig,
+        outbox: Outbox,
+        *,
+        store: RoutingStore | None = None,
+        failures: FailureStore | None = None,
+        allowed_class_prefixes: Sequence[str] | None = None,
+    ) -> None:
+        self.config = load_config(config)
+        self.transport_names: list[str] = list(self.config.transport_names)
+        self.exposed_names: list[str] = list(self.config.exposed_names)
+        self._transports = frozenset(self.transport_names)
+        self._exposed = frozenset(self.exposed_names)
+        self.store = store if store is not None else build_store(self.config)
+        self.failures = failures if failures is not None else FailureStore()
+        self.outbox = outbox
+        self.stats = DispatcherStats()
+        self.view = _RouterView(self)
+        router_cls = resolve_class(self.config.router_class, "router_class", BaseDispatchRouter, allowed_class_prefixes)
+        self.router: BaseDispatchRouter = router_cls(self.view, self.config.raw)
+        self.router.validate_config()
+        self.middleware = MiddlewareStack(
+            [self._build_middleware(spec, allowed_class_prefixes) for spec in self.config.middleware]
+        )
+        self._hooks = {
+            "inbound": self.router.dispatch_inbound_message,
+            "event": self.router.dispatch_inbound_event,
+            "outbound": self.router.dispatch_outbound_message,
+        }
+        self.started = False
+
+    def _build_middleware(self, spec: Any, allowed: Sequence[str] | None) -> BaseMiddleware:
+        cls = resolve_class(spec.class_path, f"middleware.{spec.name}", BaseMiddleware, allowed)
+        block = self.config.middleware_config(spec.name)
+        block.update(consume_priority=spec.consume_priority, publish_priority=spec.publish_priority)
+        return cls(spec.name, block, self.view)  # type: ignore[no-any-return]
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Set up middleware, then the router (``setup_routing``)."""
+        await self.middleware.setup()
+        result = self.router.setup_routing()
+        if inspect.isawaitable(result):
+            await result
+        self.started = True
+
+    async def stop(self) -> None:
+        """Tear down the router, then middleware, then close the store."""
+        if not self.started:
+            return
+        self.started = False
+        result = self.router.teardown_routing()
+        if inspect.isawaitable(result):
+            await result
+        await self.middleware.teardown()
+        await self.store.close()
+
+    # -- entry points ---------------------------------------------------------
+
+    async def dispatch_inbound_message(
+        self, msg: Message | dict[str, Any], endpoint: str | None = None, *, trace: bool = False
+    ) -> DispatchOutcome:
+        """Route a user message that arrived from transport ``endpoint`` (default its ``transport_name``)."""
+        return await self._dispatch("inbound", msg, endpoint, trace)
+
+    async def dispatch_inbound_event(
+        self, event: Message | dict[str, Any], endpoint: str | None = None, *, trace: bool = False
+    ) -> DispatchOutcome:
+        """Route an event that arrived from transport ``endpoint`` (default its ``transport_name``)."""
+        return await self._dispatch("event", event, endpoint, trace)
+
+    async def dispatch_outbound_message(
+        self, msg: Message | dict[str, Any], endpoint: str, *, trace: bool = False
+    ) -> DispatchOutcome:
+        """Route a user message that arrived from application ``endpoint``."""
+        return await self._dispatch("outbound", msg, endpoint, trace)
+
+    async def dispatch(
+        self, direction: Direction, msg: Message | dict[str, Any], endpoint: str | None, *, trace: bool = False
+    ) -> DispatchOutcome:
+        """Route a message by direction name: ``inbound``, ``event`` or ``outbound``."""
+        return await self._dispatch(direction, msg, endpoint, trace)
+
+    # -- the router-facing interface -----------------------------------------
+
+    def publish_inbound_message(self, endpoint: str, msg: TransportUserMessage) -> None:
+        """Queue a copy of ``msg`` for application ``endpoint`` (router API)."""
+        self._queue("inbound", endpoint, msg)
+
+    def publish_inbound_event(self, endpoint: str, event: TransportEvent) -> None:
+        """Queue a copy of ``event`` for application ``endpoint`` (router API)."""
+        self._queue("event", endpoint, event)
+
+    def publish_outbound_message(self, endpoint: str, msg: TransportUserMessage) -> None:
+        """Queue a copy of ``msg`` for transport ``endpoint`` (router API)."""
+        self._queue("outbound", endpoint, msg)
+
+    def current_endpoint(self) -> str | None:
+        """Return the endpoint the message now being dispatched arrived on."""
+        ctx = _current.get()
+        return None if ctx is None else ctx.endpoint
+
+    def drop(self, reason: str) -> None:
+        """Mark the message being dispatched as dropped on purpose (router API)."""
+        ctx = self._context("drop")
+        ctx.dropped = reason
+
+    def explain(self, text: str) -> None:
+        """Append ``text`` to the current trace, if tracing (router API)."""
+        ctx = _current.get()
+        if ctx is not None and ctx.trace is not None:
+            ctx.trace.append(text)
+
+    def _context(self, what: str) -> _Context:
+        ctx = _current.get()
+        if ctx is None or ctx.closed:
+            raise RuntimeError(f"{what} called outside dispatch_*: routers may only publish while routing a message")
+        return ctx
+
+    def _queue(self, direction: Direction, endpoint: str, msg: Message) -> None:
+        ctx = self._context(f"publish ({direction} to {endpoint!r})")
+        if not isinstance(msg, Message):
+            raise TypeError(f"publish to {endpoint!r} needs a message object, got {type(msg).__name__}")
+        ctx.publishes.append((direction, endpoint, msg.copy()))
+
+    # -- failures -------------------------------------------------------------
+
+    def record_failure(
+        self,
+        reason: str,
+        direction: Direction,
+        endpoint: str | None,
+        message: Any,
+        *,
+        error: BaseException | None = None,
+        stage: str = "route",
+        destination: str | None = None,
+    ) -> FailureRecord:
+        """Add a failure record and count it; return the record."""
+        record = FailureRecord(
+            reason=reason,
+            direction=direction,
+            endpoint=endpoint,
+            message=message,
+            error_type=type(error).__name__ if error is not None else None,
+            stage=stage,
+            destination=destination,
+        )
+        self.failures.add(record)
+        self.stats.failed[direction, str(destination or endpoint)] += 1
+        return record
+
+    # -- the pipeline ---------------------------------------------------------
+
+    def _coerce(self, direction: Direction, payload: Any) -> Message:
+        expected = _KIND[direction]
+        if isinstance(payload, expected):
+            return payload
+        if isinstance(payload, Message):
+            raise InvalidMessage(f"expected a {expected.KIND} for {direction}, got a {payload.KIND}")
+        return expected.from_dict(payload)
+
+    def _check_source(self, direction: Direction, endpoint: Any) -> None:
+        names = self._exposed if direction == "outbound" else self._transports
+        if endpoint not in names:
+            side = "exposed_names" if direction == "outbound" else "transport_names"
+            raise UnknownEndpoint(
+                f"{direction} message arrived on {endpoint!r}, which is not in {side} {sorted(names)}"
+            )
+
+    def _count_hop(self, msg: Message) -> None:
+        hops = msg.routing_metadata.get("hops", 0)
+        hops = (hops if isinstance(hops, int) else 0) + 1
+        if hops > self.config.max_hops:
+            raise RoutingLoop(
+                f"routing loop: message passed through the dispatcher {hops} times (max_hops {self.config.max_hops})"
+            )
+        msg.routing_metadata["hops"] = hops
+
+    async def _dispatch(self, direction: Direction, payload: Any, endpoint: str | None, trace: bool) -> DispatchOutcome:
+        if endpoint is None and isinstance(payload, (Message, dict)):
+            endpoint = payload.get("transport_name")
+        source = str(endpoint)
+        outcome = DispatchOutcome(direction, source, trace=[] if trace else None)
+        ctx = _Context(direction, source, outcome.trace)
+        stage = "validate"
+        msg: Any = payload
+        try:
+            msg = self._coerce(direction, payload)
+            self._check_source(direction, endpoint)
+            self.stats.received[direction, source] += 1
+            self._count_hop(msg)
+            stage = "middleware"
+            msg = await self.middleware.apply("consume", direction, msg, source, ctx.trace)
+            stage = "route"
+            await self._route(ctx, msg)
+        except DropMessage as exc:
+            ctx.dropped = str(exc) or type(exc).__name__
+        except Exception as exc:
+            reason = (
+                str(exc)
+                if isinstance(exc, (NoRoute, InvalidMessage, UnknownEndpoint, RoutingLoop))
+                else f"{type(exc).__name__}: {exc}"
+            )
+            outcome.failures.append(self.record_failure(reason, direction, endpoint, msg, error=exc, stage=stage))
+            self._trace(ctx, f"failure at {stage}: {reason}")
+            return outcome
+        if ctx.dropped is not None:
+            outcome.dropped = ctx.dropped
+            self.stats.dropped[ctx.dropped] += 1
+            self._trace(ctx, f"dropped: {ctx.dropped}")
+        for pub_direction, destination, copy in ctx.publishes:
+            await self._publish(outcome, ctx, pub_direction, destination, copy)
+        return outcome
+
+    async def _route(self, ctx: _Context, msg: Message) -> None:
+        sender = None
+        if ctx.direction == "outbound":
+            await self.store.set(
+                RETURN_ROUTE_PREFIX + msg["message_id"], ctx.endpoint, ttl=self.config.return_route_ttl
+            )
+        elif ctx.direction == "event":
+            sender = await self.store.get(RETURN_ROUTE_PREFIX + msg["user_message_id"])
+            if sender not in self._exposed:
+                sender = None
+        token = _current.set(ctx)
+        try:
+            result = self._hooks[ctx.direction](msg)
+            if inspect.isawaitable(result):
+                await result
+        except (NoRoute, NotImplementedError) as exc:
+            if sender is None:
+                raise
+            self._trace(ctx, f"router: {exc}")
+        finally:
+            _current.reset(token)
+            ctx.closed = True
+        if sender is not None:
+            event = ctx.publishes[0][2] if ctx.publishes else msg.copy()
+            ctx.publishes = [("event", sender, event)]
+            self._trace(
+                ctx, f"return route: event about {msg['user_message_id']} goes back to {sender!r}, which sent it"
+            )
+        elif not ctx.publishes and ctx.dropped is None:
+            raise NoRoute(
+                f"{type(self.router).__name__} found no destination"
+                f" for this {ctx.direction} message from {ctx.endpoint!r}"
+            )
+
+    async def _publish(
+        self, outcome: DispatchOutcome, ctx: _Context, direction: Direction, destination: str, msg: Message
+    ) -> None:
+        stage = "publish"
+        try:
+            names = self._transports if direction == "outbound" else self._exposed
+            if destination not in names:
+                side = "transport_names" if direction == "outbound" else "exposed_names"
+                raise UnknownEndpoint(
+                    f"router published {direction} to {destination!r}, which is not in {side} {sorted(names)}"
+                )
+            msg = await self.middleware.apply("publish", direction, msg, destination, ctx.trace)
+            stage = "deliver"
+            await self.outbox.deliver(direction, destination, msg)
+        except DropMessage as exc:
+            self.stats.dropped[str(exc)] += 1
+            self._trace(ctx, f"dropped before {destination!r}: {exc}")
+            return
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, UnknownEndpoint) else f"{type(exc).__name__}: {exc}"
+            record = self.record_failure(
+                reason, direction, ctx.endpoint, msg, error=exc, stage=stage, destination=destination
+            )
+            outcome.failures.append(record)
+            self._trace(ctx, f"failure publishing to {destination!r}: {reason}")
+            return
+        self.stats.published[direction, destination] += 1
+        outcome.deliveries.append(Delivery(direction, destination, msg))
+        self._trace(ctx, f"published {direction} to {destination!r}")
+
+    @staticmethod
+    def _trace(ctx: _Context, text: str) -> None:
+        if ctx.trace is not None:
+            ctx.trace.append(text)
+
+    # -- replay ---------------------------------------------------------------
+
+    async def replay_failure(self, failure_id: str, endpoint: str | None = None) -> DispatchOutcome:
+        """Dispatch a failed message again and remove its record if it now succeeds.
+
+        With ``endpoint`` the message is re-dispatched as if it arrived there
+        (inbound/event: a transport name; outbound: an exposed name); without,
+        from the endpoint it first arrived on.
+
+        Raises:
+            KeyError: no failure record has that id.
+        """
+        record = self.failures.get(failure_id)
+        message = record.message.copy() if isinstance(record.message, Message) else record.message
+        if isinstance(message, Message):
+            message.routing_metadata.pop("hops", None)
+        outcome = await self._dispatch(record.direction, message, endpoint or record.endpoint, False)
+        if not outcome.failures:
+            self.failures.remove([failure_id])
+        return outcome

@@ -1,0 +1,365 @@
+"""Vumi-compatible messages: ``TransportUserMessage`` and ``TransportEvent``.
+
+Both are pydantic models that also behave like Vumi's dict-backed messages:
+``msg.content`` and ``msg["content"]`` read the same field, ``msg["x"] = v``
+adds a field, unknown fields are kept and survive ``to_json``/``from_json``.
+The JSON wire format is Vumi's (timestamps as ``%Y-%m-%d %H:%M:%S.%f``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ray_dispatch.errors import InvalidMessage
+
+VUMI_DATE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+_DATE_FORMAT_NO_MICROSECONDS = "%Y-%m-%d %H:%M:%S"
+MESSAGE_VERSION = "20110921"
+
+_MISSING = object()
+
+
+def utcnow() -> datetime:
+    """Return the current UTC time as a naive datetime, as Vumi stores it."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse a Vumi wire timestamp, with or without microseconds.
+
+    Raises:
+        ValueError: the text is in neither format.
+    """
+    for fmt in (VUMI_DATE_FORMAT, _DATE_FORMAT_NO_MICROSECONDS):
+        try:
+            return datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+    raise ValueError(f"timestamp {value!r} is not in the format {VUMI_DATE_FORMAT!r}")
+
+
+def clone_json(value: Any) -> Any:
+    """Deep-copy JSON-like data (dicts, lists, scalars) much faster than copy.deepcopy."""
+    if isinstance(value, dict):
+        return {k: clone_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone_json(v) for v in value]
+    return value
+
+
+def _encode_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.strftime(VUMI_DATE_FORMAT)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _describe(error: ValidationError, kind: str) -> str:
+    parts = []
+    for item in error.errors():
+        text = item["msg"].removeprefix("Value error, ")
+        field = ".".join(str(p) for p in item["loc"])
+        parts.append(f"field {field!r}: {text}" if field else text)
+    return f"invalid {kind}: " + "; ".join(parts)
+
+
+class Message(BaseModel):
+    """Common base of user messages and events: Vumi's envelope fields.
+
+    Supports both attribute and item access; extra fields are preserved.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_default=False)
+
+    KIND: ClassVar[str] = "message"
+
+    message_version: str = MESSAGE_VERSION
+    message_type: str
+    timestamp: datetime = Field(default_factory=utcnow)
+    helper_metadata: dict[str, Any] = Field(default_factory=dict)
+    routing_metadata: dict[str, Any] = Field(default_factory=dict)
+    transport_metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _parse_timestamp(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_timestamp(value)
+        return value
+
+    def __init__(self, **data: Any) -> None:
+        """Build a message from keyword fields.
+
+        Raises:
+            InvalidMessage: a field is missing or invalid; the text names it.
+        """
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise InvalidMessage(_describe(exc, self.KIND)) from None
+
+    # -- construction -------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> Message:
+        """Validate a payload dict into a message of this class.
+
+        Raises:
+            InvalidMessage: a field is missing or has the wrong type or value;
+                the text names the field.
+        """
+        if not isinstance(payload, dict):
+            raise InvalidMessage(f"invalid {cls.KIND}: expected a JSON object, got {type(payload).__name__}")
+        bad_keys = [k for k in payload if not isinstance(k, str)]
+        if bad_keys:
+            raise InvalidMessage(f"invalid {cls.KIND}: field names must be strings (got {bad_keys[0]!r})")
+        return cls(**payload)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Message:
+        """Parse Vumi's JSON wire format.
+
+        Raises:
+            InvalidMessage: the text is not JSON or not a valid message.
+        """
+        try:
+            payload = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidMessage(f"invalid {cls.KIND}: not valid JSON ({exc})") from None
+        return cls.from_dict(payload)
+
+    # -- serialisation ------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return an independent deep copy of the payload (timestamps stay datetimes)."""
+        payload = clone_json(self.__dict__)
+        if self.__pydantic_extra__:
+            payload.update(clone_json(self.__pydantic_extra__))
+        return payload  # type: ignore[no-any-return]
+
+    def to_json(self) -> str:
+        """Encode in Vumi's JSON wire format."""
+        payload = dict(self.__dict__)
+        if self.__pydantic_extra__:
+            payload.update(self.__pydantic_extra__)
+        return json.dumps(payload, default=_encode_default)
+
+    def copy(self) -> Message:  # type: ignore[override]
+        """Return a deep, independent copy (mutating it never changes this one)."""
+        cls = type(self)
+        new = cls.__new__(cls)
+        object.__setattr__(new, "__dict__", clone_json(self.__dict__))
+        object.__setattr__(new, "__pydantic_extra__", clone_json(self.__pydantic_extra__))
+        object.__setattr__(new, "__pydantic_fields_set__", set(self.__pydantic_fields_set__))
+        object.__setattr__(new, "__pydantic_private__", None)
+        return new
+
+    # -- Vumi's dict interface ---------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        if key in type(self).model_fields:
+            return self.__dict__[key]
+        extra = self.__pydantic_extra__ or {}
+        if key in extra:
+            return extra[key]
+        raise KeyError(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in type(self).model_fields:
+            self.__dict__[key] = value
+        else:
+            if self.__pydantic_extra__ is None:
+                object.__setattr__(self, "__pydantic_extra__", {})
+            self.__pydantic_extra__[key] = value  # type: ignore[index]
+
+    def __delitem__(self, key: str) -> None:
+        extra = self.__pydantic_extra__ or {}
+        if key not in extra:
+            raise KeyError(f"{key!r} is not an extra field (declared fields cannot be deleted)")
+        del extra[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in type(self).model_fields or key in (self.__pydantic_extra__ or {})
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the field's value, or ``default`` when it is not present."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def keys(self) -> Iterator[str]:
+        """Iterate over the payload's field names (declared, then extra)."""
+        yield from self.__dict__
+        yield from self.__pydantic_extra__ or {}
+
+    # -- routing metadata -------------------------------------------------
+
+    def get_routing_endpoint(self) -> str:
+        """Return the endpoint name stored in routing metadata (``default`` if none)."""
+        return str(self.routing_metadata.get("endpoint_name", "default"))
+
+    def set_routing_endpoint(self, endpoint_name: str | None = None) -> None:
+        """Store ``endpoint_name`` in routing metadata (``None`` clears it)."""
+        if endpoint_name is None:
+            self.routing_metadata.pop("endpoint_name", None)
+        else:
+            self.routing_metadata["endpoint_name"] = endpoint_name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.to_dict()!r}>"
+
+
+SessionEvent = Literal["new", "resume", "close"]
+EventType = Literal["ack", "nack", "delivery_report"]
+DeliveryStatus = Literal["pending", "failed", "delivered"]
+
+_REPLY_PROTECTED = (
+    "to_addr",
+    "from_addr",
+    "group",
+    "in_reply_to",
+    "provider",
+    "transport_name",
+    "transport_type",
+    "transport_metadata",
+)
+
+
+class TransportUserMessage(Message):
+    """A message from or to a user (Vumi's ``TransportUserMessage``).
+
+    Required: ``to_addr``, ``from_addr`` (either may be None, but must be
+    given), ``transport_name``, ``transport_type``.
+    """
+
+    KIND: ClassVar[str] = "user_message"
+    SESSION_NONE: ClassVar[None] = None
+    SESSION_NEW: ClassVar[str] = "new"
+    SESSION_RESUME: ClassVar[str] = "resume"
+    SESSION_CLOSE: ClassVar[str] = "close"
+
+    message_type: Literal["user_message"] = "user_message"
+    message_id: str = Field(default_factory=_new_id)
+    to_addr: str | None
+    from_addr: str | None
+    transport_name: str
+    transport_type: str
+    in_reply_to: str | None = None
+    session_event: SessionEvent | None = None
+    content: str | None = None
+    group: str | None = None
+    provider: str | None = None
+    to_addr_type: str | None = None
+    from_addr_type: str | None = None
+
+    def user(self) -> str | None:
+        """Return the user's address (the ``from_addr``)."""
+        return self.from_addr
+
+    def reply(self, content: str | None, continue_session: bool = True, **kw: Any) -> TransportUserMessage:
+        """Build a reply to this message, as Vumi does.
+
+        Addresses are swapped, ``in_reply_to`` is this message's id, transport
+        fields and ``helper_metadata`` are copied (deep), and the session is
+        closed when ``continue_session`` is False.
+
+        Raises:
+            TypeError: ``kw`` tries to override an address or transport field.
+        """
+        for name in _REPLY_PROTECTED:
+            if name in kw:
+                raise TypeError(f"{name!r} may not be overridden.")
+        fields: dict[str, Any] = {
+            "helper_metadata": clone_json(self.helper_metadata),
+            "session_event": None if continue_session else self.SESSION_CLOSE,
+            "to_addr": self.from_addr,
+            "from_addr": self.to_addr,
+            "group": self.group,
+            "in_reply_to": self.message_id,
+            "provider": self.provider,
+            "transport_name": self.transport_name,
+            "transport_type": self.transport_type,
+            "transport_metadata": clone_json(self.transport_metadata),
+        }
+        fields.update(kw)
+        out = TransportUserMessage(content=content, **fields)
+        out.set_routing_endpoint(self.get_routing_endpoint())
+        return out
+
+    def reply_group(self, content: str | None, continue_session: bool = True, **kw: Any) -> TransportUserMessage:
+        """Reply to the whole group: like ``reply`` but ``to_addr`` is None when there is a group.
+
+        Raises:
+            TypeError: as ``reply``.
+        """
+        out = self.reply(content, continue_session, **kw)
+        if self.group is not None:
+            out.to_addr = None
+        return out
+
+
+class TransportEvent(Message):
+    """An event about a user message: ``ack``, ``nack`` or ``delivery_report``.
+
+    ``ack`` needs ``sent_message_id``; ``nack`` needs ``nack_reason``;
+    ``delivery_report`` needs ``delivery_status`` (pending, failed, delivered).
+    """
+
+    KIND: ClassVar[str] = "event"
+
+    message_type: Literal["event"] = "event"
+    event_id: str = Field(default_factory=_new_id)
+    user_message_id: str
+    event_type: EventType
+    transport_name: str | None = None
+    transport_type: str | None = None
+    sent_message_id: str | None = None
+    nack_reason: str | None = None
+    delivery_status: DeliveryStatus | None = None
+
+    @model_validator(mode="after")
+    def _check_event_fields(self) -> TransportEvent:
+        needs = {"ack": "sent_message_id", "nack": "nack_reason", "delivery_report": "delivery_status"}
+        name = needs[self.event_type]
+        if self.__dict__.get(name) is None:
+            raise ValueError(f"event_type {self.event_type!r} needs the field {name!r}")
+        return self
+
+
+def message_from_dict(payload: dict[str, Any]) -> TransportUserMessage | TransportEvent:
+    """Validate a payload into a user message or an event, chosen by ``message_type``.
+
+    Raises:
+        InvalidMessage: unknown ``message_type`` or an invalid field.
+    """
+    if not isinstance(payload, dict):
+        raise InvalidMessage(f"invalid message: expected a JSON object, got {type(payload).__name__}")
+    kind = payload.get("message_type", "user_message")
+    if kind == "event":
+        return TransportEvent.from_dict(payload)  # type: ignore[return-value]
+    if kind == "user_message":
+        return TransportUserMessage.from_dict(payload)  # type: ignore[return-value]
+    raise InvalidMessage(f"invalid message: field 'message_type': {kind!r} is neither 'user_message' nor 'event'")
+
+
+def message_from_json(text: str | bytes) -> TransportUserMessage | TransportEvent:
+    """Parse one Vumi JSON message or event, chosen by ``message_type``.
+
+    Raises:
+        InvalidMessage: not JSON, unknown ``message_type``, or an invalid field.
+    """
+    try:
+        payload = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidMessage(f"invalid message: not valid JSON ({exc})") from None
+    return message_from_dict(payload)

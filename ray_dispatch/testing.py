@@ -1,0 +1,174 @@
+"""Public test tools: run a dispatcher config in-process, no Ray needed.
+
+``RouterHarness`` is for tests and for trying routing rules in a notebook::
+
+    async with RouterHarness("examples/seed.yaml") as h:
+        await h.dispatch_inbound(make_inbound("hi", transport_name="smpp_transport"))
+        h.inbound_to("my_application")
+
+Messages pass through the middleware stack, the router and the return-route
+memory exactly as on Ray, and each endpoint receives its own copy.
+``make_inbound`` / ``make_event`` / ``make_ack`` build messages with sensible
+defaults.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ray_dispatch.config import DispatcherConfig
+from ray_dispatch.dispatcher import Dispatcher, DispatchOutcome
+from ray_dispatch.failures import Direction, FailureRecord
+from ray_dispatch.message import Message, TransportEvent, TransportUserMessage
+from ray_dispatch.router import BaseDispatchRouter
+from ray_dispatch.store import RoutingStore
+
+__all__ = ["MemoryOutbox", "RouterHarness", "make_ack", "make_delivery_report", "make_inbound", "make_nack"]
+
+
+class MemoryOutbox:
+    """An ``Outbox`` that keeps every delivered message in per-endpoint lists."""
+
+    def __init__(self) -> None:
+        self.delivered: dict[tuple[Direction, str], list[Message]] = defaultdict(list)
+
+    async def deliver(self, direction: Direction, endpoint: str, message: Message) -> None:
+        """Append ``message`` to the list for (direction, endpoint)."""
+        self.delivered[direction, endpoint].append(message)
+
+    def clear(self) -> None:
+        """Forget every delivered message."""
+        self.delivered.clear()
+
+
+class RouterHarness:
+    """Runs a dispatcher config in-process and records what reaches each endpoint.
+
+    Args:
+        config: a dict, a YAML path or a ``DispatcherConfig``.
+        store: routing store to use (default: as the config says, in-memory).
+
+    Raises:
+        ConfigError: on entering, when the config is invalid.
+    """
+
+    def __init__(
+        self, config: Mapping[str, Any] | str | Path | DispatcherConfig, *, store: RoutingStore | None = None
+    ) -> None:
+        self.outbox = MemoryOutbox()
+        self.dispatcher = Dispatcher(config, self.outbox, store=store)
+
+    async def __aenter__(self) -> RouterHarness:
+        await self.dispatcher.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.dispatcher.stop()
+
+    @property
+    def router(self) -> BaseDispatchRouter:
+        """The router instance."""
+        return self.dispatcher.router
+
+    @property
+    def failures(self) -> list[FailureRecord]:
+        """Failure records, oldest first."""
+        return self.dispatcher.failures.list()
+
+    async def dispatch_inbound(
+        self, msg: TransportUserMessage | dict[str, Any], endpoint: str | None = None, *, trace: bool = False
+    ) -> DispatchOutcome:
+        """Dispatch ``msg`` as received from transport ``endpoint`` (default ``msg["transport_name"]``)."""
+        return await self.dispatcher.dispatch_inbound_message(msg, endpoint, trace=trace)
+
+    async def dispatch_event(
+        self, event: TransportEvent | dict[str, Any], endpoint: str | None = None, *, trace: bool = False
+    ) -> DispatchOutcome:
+        """Dispatch ``event`` as received from transport ``endpoint`` (default ``event["transport_name"]``)."""
+        return await self.dispatcher.dispatch_inbound_event(event, endpoint, trace=trace)
+
+    async def dispatch_outbound(
+        self, msg: TransportUserMessage | dict[str, Any], endpoint: str, *, trace: bool = False
+    ) -> DispatchOutcome:
+        """Dispatch ``msg`` as received from exposed endpoint ``endpoint``."""
+        return await self.dispatcher.dispatch_outbound_message(msg, endpoint, trace=trace)
+
+    def inbound_to(self, endpoint: str) -> list[TransportUserMessage]:
+        """User messages delivered to application ``endpoint``, in order."""
+        return list(self.outbox.delivered.get(("inbound", endpoint), []))  # type: ignore[arg-type]
+
+    def events_to(self, endpoint: str) -> list[TransportEvent]:
+        """Events delivered to application ``endpoint``, in order."""
+        return list(self.outbox.delivered.get(("event", endpoint), []))  # type: ignore[arg-type]
+
+    def outbound_to(self, endpoint: str) -> list[TransportUserMessage]:
+        """User messages sent out through transport ``endpoint``, in order."""
+        return list(self.outbox.delivered.get(("outbound", endpoint), []))  # type: ignore[arg-type]
+
+    def clear(self) -> None:
+        """Forget delivered messages and failure records (routing state is kept)."""
+        self.outbox.clear()
+        self.dispatcher.failures.purge()
+
+
+def make_inbound(
+    content: str | None = "hello",
+    *,
+    to_addr: str | None = "12345",
+    from_addr: str | None = "+27831234567",
+    transport_name: str = "sms",
+    transport_type: str = "sms",
+    **fields: Any,
+) -> TransportUserMessage:
+    """Build a user message with test-friendly defaults (override any field)."""
+    return TransportUserMessage(
+        content=content,
+        to_addr=to_addr,
+        from_addr=from_addr,
+        transport_name=transport_name,
+        transport_type=transport_type,
+        **fields,
+    )
+
+
+def make_ack(msg: TransportUserMessage | str, *, transport_name: str | None = None, **fields: Any) -> TransportEvent:
+    """Build an ack for ``msg`` (a message or its id)."""
+    return _event(msg, "ack", transport_name, {"sent_message_id": "remote-id", **fields})
+
+
+def make_nack(
+    msg: TransportUserMessage | str, reason: str = "refused", *, transport_name: str | None = None, **fields: Any
+) -> TransportEvent:
+    """Build a nack for ``msg`` (a message or its id)."""
+    return _event(msg, "nack", transport_name, {"nack_reason": reason, **fields})
+
+
+def make_delivery_report(
+    msg: TransportUserMessage | str,
+    status: str = "delivered",
+    *,
+    transport_name: str | None = None,
+    **fields: Any,
+) -> TransportEvent:
+    """Build a delivery report for ``msg`` (a message or its id)."""
+    return _event(msg, "delivery_report", transport_name, {"delivery_status": status, **fields})
+
+
+def _event(
+    msg: TransportUserMessage | str, event_type: str, transport_name: str | None, fields: dict[str, Any]
+) -> TransportEvent:
+    if isinstance(msg, TransportUserMessage):
+        message_id, transport_name = msg.message_id, transport_name or msg.transport_name
+        transport_type = msg.transport_type
+    else:
+        message_id, transport_type = msg, "sms"
+    return TransportEvent(
+        user_message_id=message_id,
+        event_type=event_type,  # type: ignore[arg-type]
+        transport_name=transport_name or "sms",
+        transport_type=transport_type,
+        **fields,
+    )
