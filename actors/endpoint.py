@@ -1,0 +1,425 @@
+"""Endpoint actor base classes: ``TransportActor`` and ``ApplicationActor``.
+
+An endpoint is a plain class; the runtime makes it a Ray actor with
+``ray.remote`` and the options its config gives. It talks to the
+dispatcher(s) through a ``DispatcherLink`` (batched, confirmed, retried), and
+receives batches from the dispatcher in ``receive``, which drops duplicates by
+message id (bounded window) and runs the author's hooks in order.
+
+Transport authors implement ``setup_transport``, ``teardown_transport`` and
+``handle_outbound_message``, and call ``publish_message`` / ``publish_ack`` /
+``publish_nack`` / ``publish_delivery_report``.
+
+Application authors implement ``consume_user_message`` (and optionally
+``new_session``, ``close_session``, ``consume_ack``, ``consume_nack``,
+``consume_delivery_report``) and call ``reply_to`` / ``send_to``.
+
+Without Ray (unit tests), give an endpoint any object with the
+``DispatcherLink`` methods through ``use_link``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import Counter, OrderedDict
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from actors.pool import ReplicaPool
+from actors.sender import SenderOptions
+from actors.wire import WireItem, from_wire, message_key, to_wire
+from ray_dispatch.errors import ConfigError
+from ray_dispatch.failures import Direction
+from ray_dispatch.message import Message, TransportEvent, TransportUserMessage, message_from_dict
+from ray_dispatch.router import format_validation_error
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DEDUPE_WINDOW = 100_000
+
+
+class DispatcherLink(Protocol):
+    """How an endpoint hands messages to the dispatcher(s)."""
+
+    async def send(self, direction: Direction, message: Message) -> asyncio.Future[Any]:
+        """Queue ``message``; the future resolves when the dispatcher has routed it."""
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait until everything sent is confirmed."""
+
+    async def close(self) -> None:
+        """Stop sending."""
+
+
+class RayDispatcherLink:
+    """A ``DispatcherLink`` over one or more dispatcher actors (sticky per user).
+
+    Keeping one user's messages on one dispatcher keeps their order.
+    """
+
+    def __init__(self, endpoint_name: str, dispatchers: list[Any], options: SenderOptions) -> None:
+        from actors.ray_calls import classify_ray_error, receive_call
+
+        self.pool = ReplicaPool(
+            f"dispatcher (from {endpoint_name})",
+            receive_call(endpoint_name),
+            "sticky",
+            options,
+            classify=classify_ray_error,
+        )
+        for index, handle in enumerate(dispatchers):
+            self.pool.add(f"dispatcher-{index}", handle)
+
+    async def send(self, direction: Direction, message: Message) -> asyncio.Future[Any]:
+        """Queue ``message`` for a dispatcher chosen by its user."""
+        key = message.get("from_addr") if direction == "inbound" else message.get("to_addr")
+        return await self.pool.send((direction, to_wire(message)), key if isinstance(key, str) else None)
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait until the dispatchers confirmed everything sent."""
+        return await self.pool.drain(timeout)
+
+    async def close(self) -> None:
+        """Close the senders."""
+        await self.pool.close()
+
+
+class EndpointConfig(BaseModel):
+    """Base of an endpoint's own config model; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class EndpointActor:
+    """Common base of transports and applications (see the module docstring).
+
+    Args:
+        endpoint_name: the transport or exposed name this endpoint serves.
+        config: the endpoint's own config (validated by ``CONFIG_CLASS``).
+        replica_id: which replica of the endpoint this is.
+        dedupe_window: how many recent message ids to remember for dropping duplicates.
+        sender: batching options of the link to the dispatcher (``SenderOptions`` fields).
+
+    Raises:
+        ConfigError: ``config`` is invalid; the text names the key.
+    """
+
+    CONFIG_CLASS: ClassVar[type[BaseModel]] = EndpointConfig
+    ROLE: ClassVar[str] = "endpoint"
+
+    def __init__(
+        self,
+        endpoint_name: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        replica_id: str = "0",
+        dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
+        sender: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.endpoint_name = endpoint_name
+        self.replica_id = replica_id
+        try:
+            self.config: Any = self.CONFIG_CLASS.model_validate(dict(config or {}))
+            self._sender_options = SenderOptions.model_validate(dict(sender or {}))
+        except ValidationError as exc:
+            what = f"config of {self.ROLE} endpoint {endpoint_name!r} ({type(self).__name__})"
+            raise ConfigError(format_validation_error(exc, what)) from None
+        self._dedupe_window = dedupe_window
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._receive_lock = asyncio.Lock()
+        self._link: DispatcherLink | None = None
+        self.counters: Counter[str] = Counter()
+        self.started = False
+
+    # -- lifecycle (called by the runtime) ---------------------------------------
+
+    async def attach(self, dispatchers: list[Any]) -> None:
+        """Connect to the dispatcher actor(s); replaces any earlier link."""
+        if self._link is not None:
+            await self._link.close()
+        self._link = RayDispatcherLink(self.endpoint_name, list(dispatchers), self._sender_options)
+
+    def use_link(self, link: DispatcherLink) -> None:
+        """Connect to a dispatcher through ``link`` (tests and embedding without Ray)."""
+        self._link = link
+
+    async def start(self) -> None:
+        """Run the endpoint's setup hook once."""
+        if not self.started:
+            await self._setup()
+            self.started = True
+
+    async def stop(self, timeout: float = 10.0) -> bool:
+        """Wait (bounded) for unconfirmed messages, then run the teardown hook.
+
+        Returns whether everything sent was confirmed.
+        """
+        drained = True
+        if self._link is not None:
+            drained = await self._link.drain(timeout)
+        if self.started:
+            await self._teardown()
+            self.started = False
+        return drained
+
+    async def ping(self) -> dict[str, Any]:
+        """Describe this replica: name, role, replica id, node, pid and counters."""
+        from actors.ray_calls import current_node_id
+
+        return {
+            "endpoint": self.endpoint_name,
+            "role": self.ROLE,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "replica_id": self.replica_id,
+            "node_id": current_node_id(),
+            "pid": os.getpid(),
+            "counters": dict(self.counters),
+        }
+
+    # -- receiving from the dispatcher --------------------------------------------
+
+    async def receive(self, source: str, batch: list[WireItem]) -> list[tuple[int, str]]:
+        """Handle a batch from the dispatcher, in order; return the items refused.
+
+        Duplicates (a message id seen within the window) are confirmed without
+        being handled again. An item whose hook raises is refused with the
+        reason; the others in the batch are still handled.
+        """
+        rejected: list[tuple[int, str]] = []
+        async with self._receive_lock:
+            for index, (direction, payload) in enumerate(batch):
+                key = message_key(direction, payload)
+                if key in self._seen:
+                    self.counters["duplicates_dropped"] += 1
+                    continue
+                try:
+                    await self._handle(direction, from_wire(payload))
+                except Exception as exc:
+                    self.counters[f"{direction}_refused"] += 1
+                    rejected.append((index, f"{type(exc).__name__}: {exc}"))
+                    log.warning("%s %r refused a %s message: %s", self.ROLE, self.endpoint_name, direction, exc)
+                    continue
+                self.counters[f"{direction}_received"] += 1
+                self._seen[key] = None
+                if len(self._seen) > self._dedupe_window:
+                    self._seen.popitem(last=False)
+        return rejected
+
+    # -- sending to the dispatcher ------------------------------------------------
+
+    async def _publish(self, direction: Direction, message: Message, wait: bool) -> Message:
+        if self._link is None:
+            raise RuntimeError(f"{self.ROLE} {self.endpoint_name!r} is not attached to a dispatcher")
+        future = await self._link.send(direction, message)
+        self.counters[f"{direction}_sent"] += 1
+        if wait:
+            await future
+        else:
+            future.add_done_callback(self._log_lost)
+        return message
+
+    def _log_lost(self, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self.counters["send_failed"] += 1
+            log.error(
+                "%s %r could not hand a message to the dispatcher: %s",
+                self.ROLE,
+                self.endpoint_name,
+                future.exception(),
+            )
+
+    # -- hooks for subclasses ------------------------------------------------------
+
+    async def _setup(self) -> None:
+        raise NotImplementedError
+
+    async def _teardown(self) -> None:
+        raise NotImplementedError
+
+    async def _handle(self, direction: Direction, message: Message) -> None:
+        raise NotImplementedError
+
+
+class TransportActor(EndpointActor):
+    """Base for transports: the outside world on one side, the dispatcher on the other.
+
+    Override ``setup_transport``, ``teardown_transport`` and
+    ``handle_outbound_message``. Set ``TRANSPORT_TYPE`` (``sms``, ``xmpp``, ...).
+    """
+
+    ROLE: ClassVar[str] = "transport"
+    TRANSPORT_TYPE: ClassVar[str] = "sms"
+
+    async def setup_transport(self) -> None:
+        """Connect to the outside world (may do I/O). The default does nothing."""
+
+    async def teardown_transport(self) -> None:
+        """Disconnect from the outside world. The default does nothing."""
+
+    async def handle_outbound_message(self, message: TransportUserMessage) -> None:
+        """Send ``message`` to the outside world; raise to refuse it (it becomes a failure record)."""
+        raise NotImplementedError(f"{type(self).__name__} does not send outbound messages")
+
+    async def _setup(self) -> None:
+        await self.setup_transport()
+
+    async def _teardown(self) -> None:
+        await self.teardown_transport()
+
+    async def _handle(self, direction: Direction, message: Message) -> None:
+        if direction != "outbound" or not isinstance(message, TransportUserMessage):
+            raise ValueError(f"transport {self.endpoint_name!r} only takes outbound user messages, got {direction}")
+        await self.handle_outbound_message(message)
+
+    async def publish_message(self, *, wait: bool = False, **fields: Any) -> TransportUserMessage:
+        """Validate a user message from the outside world and hand it to the dispatcher.
+
+        ``transport_name`` and ``transport_type`` default to this endpoint's.
+        With ``wait`` the call returns only once the dispatcher has routed it.
+
+        Raises:
+            InvalidMessage: a field is missing or invalid (nothing is sent).
+        """
+        fields.setdefault("transport_name", self.endpoint_name)
+        fields.setdefault("transport_type", self.TRANSPORT_TYPE)
+        fields.setdefault("message_type", "user_message")
+        message = message_from_dict(fields)
+        await self._publish("inbound", message, wait)
+        return message  # type: ignore[return-value]
+
+    async def publish_event(self, *, wait: bool = False, **fields: Any) -> TransportEvent:
+        """Validate an event and hand it to the dispatcher.
+
+        Raises:
+            InvalidMessage: a field is missing or invalid (nothing is sent).
+        """
+        fields.setdefault("transport_name", self.endpoint_name)
+        fields.setdefault("transport_type", self.TRANSPORT_TYPE)
+        fields["message_type"] = "event"
+        event = message_from_dict(fields)
+        await self._publish("event", event, wait)
+        return event  # type: ignore[return-value]
+
+    async def publish_ack(self, user_message_id: str, sent_message_id: str, **fields: Any) -> TransportEvent:
+        """Tell the sender its message was accepted by the outside world."""
+        return await self.publish_event(
+            event_type="ack", user_message_id=user_message_id, sent_message_id=sent_message_id, **fields
+        )
+
+    async def publish_nack(self, user_message_id: str, nack_reason: str, **fields: Any) -> TransportEvent:
+        """Tell the sender its message was refused, and why."""
+        return await self.publish_event(
+            event_type="nack", user_message_id=user_message_id, nack_reason=nack_reason, **fields
+        )
+
+    async def publish_delivery_report(
+        self, user_message_id: str, delivery_status: str, **fields: Any
+    ) -> TransportEvent:
+        """Tell the sender what became of its message: ``pending``, ``failed`` or ``delivered``."""
+        return await self.publish_event(
+            event_type="delivery_report", user_message_id=user_message_id, delivery_status=delivery_status, **fields
+        )
+
+
+class ApplicationActor(EndpointActor):
+    """Base for applications: receives user messages and events, replies and sends.
+
+    Override ``consume_user_message`` and any event hook. ``new_session`` and
+    ``close_session`` receive messages whose ``session_event`` is ``new`` or
+    ``close`` (both default to ``consume_user_message``).
+    """
+
+    ROLE: ClassVar[str] = "application"
+
+    async def setup_application(self) -> None:
+        """Prepare the application (may do I/O). The default does nothing."""
+
+    async def teardown_application(self) -> None:
+        """Release resources. The default does nothing."""
+
+    async def consume_user_message(self, message: TransportUserMessage) -> None:
+        """Handle a user message. The default ignores it."""
+
+    async def new_session(self, message: TransportUserMessage) -> None:
+        """Handle the first message of a session. Defaults to ``consume_user_message``."""
+        await self.consume_user_message(message)
+
+    async def close_session(self, message: TransportUserMessage) -> None:
+        """Handle the message that closes a session. Defaults to ``consume_user_message``."""
+        await self.consume_user_message(message)
+
+    async def consume_ack(self, event: TransportEvent) -> None:
+        """Handle an ack for a message this application sent. The default ignores it."""
+
+    async def consume_nack(self, event: TransportEvent) -> None:
+        """Handle a nack for a message this application sent. The default ignores it."""
+
+    async def consume_delivery_report(self, event: TransportEvent) -> None:
+        """Handle a delivery report for a message this application sent. The default ignores it."""
+
+    async def _setup(self) -> None:
+        await self.setup_application()
+
+    async def _teardown(self) -> None:
+        await self.teardown_application()
+
+    async def _handle(self, direction: Direction, message: Message) -> None:
+        if direction == "inbound" and isinstance(message, TransportUserMessage):
+            if message.session_event == "new":
+                await self.new_session(message)
+            elif message.session_event == "close":
+                await self.close_session(message)
+            else:
+                await self.consume_user_message(message)
+        elif direction == "event" and isinstance(message, TransportEvent):
+            hook = {"ack": self.consume_ack, "nack": self.consume_nack}.get(
+                message.event_type, self.consume_delivery_report
+            )
+            await hook(message)
+        else:
+            raise ValueError(f"application {self.endpoint_name!r} does not take {direction} messages")
+
+    async def reply_to(
+        self, message: TransportUserMessage, content: str | None, continue_session: bool = True, **kw: Any
+    ) -> TransportUserMessage:
+        """Reply to ``message`` (Vumi's ``reply`` semantics) and send it.
+
+        Raises:
+            TypeError: ``kw`` overrides an address or transport field.
+        """
+        reply = message.reply(content, continue_session, **kw)
+        await self._publish("outbound", reply, wait=False)
+        return reply
+
+    async def send_to(
+        self,
+        to_addr: str,
+        content: str | None,
+        transport_name: str | None = None,
+        *,
+        from_addr: str | None = None,
+        transport_type: str = "sms",
+        **kw: Any,
+    ) -> TransportUserMessage:
+        """Start a new conversation: send ``content`` to ``to_addr``.
+
+        ``transport_name`` names the transport (or a ``transport_mappings``
+        alias); it defaults to this application's endpoint name, as in Vumi.
+
+        Raises:
+            InvalidMessage: a field is invalid (nothing is sent).
+        """
+        message = TransportUserMessage(
+            to_addr=to_addr,
+            from_addr=from_addr,
+            content=content,
+            transport_name=transport_name or self.endpoint_name,
+            transport_type=transport_type,
+            **kw,
+        )
+        await self._publish("outbound", message, wait=False)
+        return message

@@ -1,0 +1,195 @@
+"""Replica pools: one endpoint name backed by N receivers, picked per message.
+
+Policies:
+    round_robin (default): each message to the next replica.
+    sticky: one user's messages always reach the same replica (rendezvous
+        hashing, so adding or removing a replica moves only its own users).
+    least_loaded: the replica with the fewest unconfirmed messages.
+
+When a replica is found dead, its unconfirmed messages are sent again, in
+their original order, to the replicas that remain. This module imports no
+Ray: each replica's send call is built by an injected factory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from actors.sender import BatchSender, ErrorKind, Pending, SenderOptions
+from ray_dispatch.errors import DeliveryError
+
+Policy = Literal["round_robin", "sticky", "least_loaded"]
+POLICIES: tuple[Policy, ...] = ("round_robin", "sticky", "least_loaded")
+
+
+def _weight(key: str, replica_id: str) -> int:
+    digest = hashlib.blake2b(f"{key}|{replica_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+class Replica:
+    """One receiver of a pool: an id, the object to call, and its sender."""
+
+    def __init__(self, replica_id: str, target: Any, sender: BatchSender) -> None:
+        self.replica_id = replica_id
+        self.target = target
+        self.sender = sender
+        self.draining = False
+
+
+class ReplicaPool:
+    """Picks a replica per message by policy and keeps messages through replica deaths.
+
+    Args:
+        name: the endpoint name.
+        make_call: builds the batch-send call for a replica's target.
+        policy: ``round_robin``, ``sticky`` or ``least_loaded``.
+        options: sender settings for every replica.
+        classify: sorts call errors (see ``BatchSender``).
+        on_replica_dead: told when a replica is removed because it died.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        make_call: Callable[[Any], Callable[[list[Any]], Awaitable[Any]]],
+        policy: Policy = "round_robin",
+        options: SenderOptions | None = None,
+        *,
+        classify: Callable[[BaseException], ErrorKind] = lambda exc: "permanent",
+        on_replica_dead: Callable[[str, str, BaseException], None] | None = None,
+    ) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"endpoint {name!r}: unknown replica policy {policy!r} (choose from {list(POLICIES)})")
+        self.name = name
+        self.policy = policy
+        self.options = options or SenderOptions()
+        self._make_call = make_call
+        self._classify = classify
+        self._on_replica_dead = on_replica_dead
+        self._replicas: list[Replica] = []
+        self._counter = itertools.count()
+        self._space = asyncio.Event()
+
+    # -- membership ---------------------------------------------------------------
+
+    @property
+    def replicas(self) -> list[Replica]:
+        """Replicas that take new messages (not draining)."""
+        return [r for r in self._replicas if not r.draining]
+
+    def add(self, replica_id: str, target: Any) -> Replica:
+        """Add a replica; it takes new messages at once."""
+        sender = BatchSender(
+            f"{self.name}[{replica_id}]",
+            self._make_call(target),
+            self.options,
+            classify=self._classify,
+            on_dead=lambda batch, exc: self._replica_died(replica_id, batch, exc),
+        )
+        replica = Replica(replica_id, target, sender)
+        self._replicas.append(replica)
+        self._space.set()
+        return replica
+
+    async def remove(self, replica_id: str, timeout: float | None = 30.0) -> bool:
+        """Stop giving a replica new messages, wait for its unconfirmed ones, then drop it.
+
+        Returns False if they were not confirmed within ``timeout``; those are
+        then moved to the remaining replicas, so none is lost.
+
+        Raises:
+            KeyError: no replica has that id.
+        """
+        replica = self._find(replica_id)
+        replica.draining = True
+        drained = await replica.sender.drain(timeout)
+        if not drained:
+            leftovers = replica.sender.take_queued()
+            await self._resend(leftovers)
+        await replica.sender.close()
+        self._replicas.remove(replica)
+        return drained
+
+    def _find(self, replica_id: str) -> Replica:
+        for replica in self._replicas:
+            if replica.replica_id == replica_id:
+                return replica
+        raise KeyError(f"endpoint {self.name!r} has no replica {replica_id!r}")
+
+    # -- sending ------------------------------------------------------------------
+
+    def pick(self, key: str | None) -> Replica:
+        """Choose the replica for a message with user ``key``.
+
+        Raises:
+            DeliveryError: the endpoint has no live replica.
+        """
+        live = self.replicas
+        if not live:
+            raise DeliveryError(f"endpoint {self.name!r} has no replicas to deliver to")
+        if len(live) == 1:
+            return live[0]
+        if self.policy == "sticky" and key is not None:
+            return max(live, key=lambda r: _weight(key, r.replica_id))
+        if self.policy == "least_loaded":
+            return min(live, key=lambda r: r.sender.pending)
+        return live[next(self._counter) % len(live)]
+
+    async def send(self, item: Any, key: str | None = None) -> asyncio.Future[Any]:
+        """Send ``item`` to a replica chosen by policy; the future resolves on confirmation.
+
+        Raises:
+            DeliveryError: the endpoint has no live replica.
+        """
+        return await self.pick(key).sender.send(item, key)
+
+    async def _replica_died(self, replica_id: str, batch: list[Pending], exc: BaseException) -> None:
+        try:
+            replica = self._find(replica_id)
+        except KeyError:
+            replica = None
+        leftovers = list(batch)
+        if replica is not None:
+            self._replicas.remove(replica)
+            leftovers += replica.sender.take_queued()
+            if self._on_replica_dead is not None:
+                self._on_replica_dead(self.name, replica_id, exc)
+        await self._resend(leftovers)
+
+    async def _resend(self, items: list[Pending]) -> None:
+        for pending in items:
+            if pending.future.done():
+                continue
+            try:
+                self.pick(pending.key).sender.enqueue(pending)
+            except DeliveryError as exc:
+                pending.future.set_exception(exc)
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every replica has confirmed what it was sent."""
+        results = await asyncio.gather(*(r.sender.drain(timeout) for r in self._replicas))
+        return all(results)
+
+    async def close(self) -> None:
+        """Close every replica's sender."""
+        for replica in self._replicas:
+            await replica.sender.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Per-replica counters: pending, in flight, batches and items sent, retries."""
+        return {
+            r.replica_id: {
+                "pending": r.sender.pending,
+                "in_flight": r.sender.in_flight,
+                "batches": r.sender.sent_batches,
+                "items": r.sender.sent_items,
+                "retries": r.sender.retries,
+                "draining": r.draining,
+            }
+            for r in self._replicas
+        }

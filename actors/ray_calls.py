@@ -1,0 +1,56 @@
+"""The only place that knows how Ray reports failures: calls and error classification."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import ray
+from ray import exceptions as rex
+
+from actors.sender import ErrorKind
+
+_TRANSIENT = (
+    rex.ActorUnavailableError,
+    rex.GetTimeoutError,
+    rex.ObjectLostError,
+    rex.OutOfMemoryError,
+    rex.RaySystemError,
+    rex.ObjectReconstructionFailedError,
+)
+
+
+def classify_ray_error(exc: BaseException) -> ErrorKind:
+    """Sort an actor call's exception.
+
+    ``ActorUnavailableError`` (restarting, unreachable) and object-store trouble
+    are transient; ``ActorDiedError`` means the actor is gone for good (no
+    restarts left); an exception raised by the receiver's own code is permanent.
+    """
+    if isinstance(exc, rex.ActorDiedError):
+        return "dead"
+    if isinstance(exc, _TRANSIENT):
+        return "transient"
+    if isinstance(exc, rex.RayActorError):
+        return "dead"
+    return "permanent"
+
+
+def receive_call(source: str) -> Callable[[Any], Callable[[list[Any]], Awaitable[Any]]]:
+    """Build ``make_call`` for a pool: batches go to ``handle.receive.remote(source, batch)``."""
+
+    def make_call(handle: Any) -> Callable[[list[Any]], Awaitable[Any]]:
+        async def call(batch: list[Any]) -> Any:
+            return await handle.receive.remote(source, batch)
+
+        return call
+
+    return make_call
+
+
+def current_node_id() -> str:
+    """Return the id of the node this process runs on (empty outside Ray)."""
+    try:
+        return str(ray.get_runtime_context().get_node_id())
+    except Exception:
+        return ""
