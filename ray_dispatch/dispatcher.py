@@ -45,6 +45,33 @@ class Outbox(Protocol):
         """Deliver ``message`` to ``endpoint``; raise if it cannot be taken."""
 
 
+class TraceStep(str):
+    """One line of a decision trace: a ``str`` that also says what kind of step it is.
+
+    ``DispatchOutcome.trace`` holds these. Being a ``str``, a step prints and
+    compares like a plain trace line; ``kind`` adds the structure tools need
+    (``ray_dispatch.experiments.explain`` renders it as a table column):
+
+    - ``middleware``: a middleware hook the message passed (consume or publish);
+    - ``router``: a decision the router reported through ``explain``, or its
+      refusal when the return-route memory then routed the event anyway;
+    - ``return_route``: an event was sent back to the application that sent its message;
+    - ``publish``: the message was delivered to an endpoint;
+    - ``drop``: the message, or its copy for one endpoint, was dropped on purpose;
+    - ``failure``: the message, or its copy for one endpoint, became a failure record.
+    """
+
+    kind: str
+
+    def __new__(cls, text: str, kind: str = "router") -> TraceStep:
+        step = super().__new__(cls, text)
+        step.kind = kind
+        return step
+
+
+TRACE_KINDS = ("middleware", "router", "return_route", "publish", "drop", "failure")
+
+
 @dataclass
 class Delivery:
     """One message handed to the outbox."""
@@ -56,7 +83,11 @@ class Delivery:
 
 @dataclass
 class DispatchOutcome:
-    """What became of one dispatched message: deliveries, failures, a drop, a trace."""
+    """What became of one dispatched message: deliveries, failures, a drop, a trace.
+
+    ``trace`` is None unless the message was dispatched with ``trace=True``;
+    then it lists ``TraceStep`` lines (each a ``str`` with a ``kind``) in order.
+    """
 
     direction: Direction
     endpoint: str
@@ -262,7 +293,7 @@ class Dispatcher:
         """Append ``text`` to the current trace, if tracing (router API)."""
         ctx = _current.get()
         if ctx is not None and ctx.trace is not None:
-            ctx.trace.append(text)
+            ctx.trace.append(TraceStep(text, "router"))
 
     def _context(self, what: str) -> _Context:
         ctx = _current.get()
@@ -356,15 +387,15 @@ class Dispatcher:
                 else f"{type(exc).__name__}: {exc}"
             )
             outcome.failures.append(self.record_failure(reason, direction, endpoint, msg, error=exc, stage=stage))
-            self._trace(ctx, f"failure at {stage}: {reason}")
-            return outcome
+            self._trace(ctx, f"failure at {stage}: {reason}", "failure")
+            return self._tag_middleware_steps(outcome)
         if ctx.dropped is not None:
             outcome.dropped = ctx.dropped
             self.stats.dropped[ctx.dropped] += 1
-            self._trace(ctx, f"dropped: {ctx.dropped}")
+            self._trace(ctx, f"dropped: {ctx.dropped}", "drop")
         for pub_direction, destination, copy in ctx.publishes:
             await self._publish(outcome, ctx, pub_direction, destination, copy)
-        return outcome
+        return self._tag_middleware_steps(outcome)
 
     async def _route(self, ctx: _Context, msg: Message) -> None:
         sender = None
@@ -384,7 +415,7 @@ class Dispatcher:
         except (NoRoute, NotImplementedError) as exc:
             if sender is None:
                 raise
-            self._trace(ctx, f"router: {exc}")
+            self._trace(ctx, f"router: {exc}", "router")
         finally:
             _current.reset(token)
             ctx.closed = True
@@ -392,7 +423,9 @@ class Dispatcher:
             event = ctx.publishes[0][2] if ctx.publishes else msg.copy()
             ctx.publishes = [("event", sender, event)]
             self._trace(
-                ctx, f"return route: event about {msg['user_message_id']} goes back to {sender!r}, which sent it"
+                ctx,
+                f"return route: event about {msg['user_message_id']} goes back to {sender!r}, which sent it",
+                "return_route",
             )
         elif not ctx.publishes and ctx.dropped is None:
             raise NoRoute(
@@ -416,7 +449,7 @@ class Dispatcher:
             await self.outbox.deliver(direction, destination, msg)
         except DropMessage as exc:
             self.stats.dropped[str(exc)] += 1
-            self._trace(ctx, f"dropped before {destination!r}: {exc}")
+            self._trace(ctx, f"dropped before {destination!r}: {exc}", "drop")
             return
         except Exception as exc:
             reason = str(exc) if isinstance(exc, UnknownEndpoint) else f"{type(exc).__name__}: {exc}"
@@ -424,16 +457,24 @@ class Dispatcher:
                 reason, direction, ctx.endpoint, msg, error=exc, stage=stage, destination=destination
             )
             outcome.failures.append(record)
-            self._trace(ctx, f"failure publishing to {destination!r}: {reason}")
+            self._trace(ctx, f"failure publishing to {destination!r}: {reason}", "failure")
             return
         self.stats.published[direction, destination] += 1
         outcome.deliveries.append(Delivery(direction, destination, msg))
-        self._trace(ctx, f"published {direction} to {destination!r}")
+        self._trace(ctx, f"published {direction} to {destination!r}", "publish")
 
     @staticmethod
-    def _trace(ctx: _Context, text: str) -> None:
+    def _trace(ctx: _Context, text: str, kind: str) -> None:
         if ctx.trace is not None:
-            ctx.trace.append(text)
+            ctx.trace.append(TraceStep(text, kind))
+
+    @staticmethod
+    def _tag_middleware_steps(outcome: DispatchOutcome) -> DispatchOutcome:
+        # MiddlewareStack.apply appends plain strings; every other trace line is a TraceStep.
+        trace = outcome.trace
+        if trace is not None:
+            trace[:] = [s if isinstance(s, TraceStep) else TraceStep(s, "middleware") for s in trace]
+        return outcome
 
     # -- replay ---------------------------------------------------------------
 
