@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from ray_dispatch.config import DispatcherConfig, load_config, resolve_class
 from ray_dispatch.errors import DropMessage, InvalidMessage, NoRoute, RoutingLoop, UnknownEndpoint
-from ray_dispatch.failures import Direction, FailureRecord, FailureStore
+from ray_dispatch.failures import Direction, FailureRecord, FailureStore, MemoryFailureStore
 from ray_dispatch.message import Message, TransportEvent, TransportUserMessage
 from ray_dispatch.middleware import BaseMiddleware, MiddlewareStack
 from ray_dispatch.router import BaseDispatchRouter
@@ -172,7 +172,7 @@ class Dispatcher:
         config: a dict, a YAML path or a ``DispatcherConfig``.
         outbox: receives every routed message.
         store: routing store (default: built from the config's ``store:`` block).
-        failures: failure store (default: a new in-memory one).
+        failures: failure store (default: a new ``MemoryFailureStore``).
         allowed_class_prefixes: if given, router and middleware classes must
             live under one of these module prefixes.
 
@@ -195,7 +195,7 @@ class Dispatcher:
         self._transports = frozenset(self.transport_names)
         self._exposed = frozenset(self.exposed_names)
         self.store = store if store is not None else build_store(self.config)
-        self.failures = failures if failures is not None else FailureStore()
+        self.failures: FailureStore = failures if failures is not None else MemoryFailureStore()
         self.outbox = outbox
         self.stats = DispatcherStats()
         self.view = _RouterView(self)
@@ -229,7 +229,7 @@ class Dispatcher:
         self.started = True
 
     async def stop(self) -> None:
-        """Tear down the router, then middleware, then close the store."""
+        """Tear down the router, then middleware, then close the routing and failure stores."""
         if not self.started:
             return
         self.started = False
@@ -238,6 +238,7 @@ class Dispatcher:
             await result
         await self.middleware.teardown()
         await self.store.close()
+        await self.failures.close()
 
     # -- entry points ---------------------------------------------------------
 
@@ -309,7 +310,7 @@ class Dispatcher:
 
     # -- failures -------------------------------------------------------------
 
-    def record_failure(
+    async def record_failure(
         self,
         reason: str,
         direction: Direction,
@@ -330,7 +331,7 @@ class Dispatcher:
             stage=stage,
             destination=destination,
         )
-        self.failures.add(record)
+        await self.failures.add(record)
         self.stats.failed[direction, str(destination or endpoint)] += 1
         return record
 
@@ -386,7 +387,7 @@ class Dispatcher:
                 if isinstance(exc, (NoRoute, InvalidMessage, UnknownEndpoint, RoutingLoop))
                 else f"{type(exc).__name__}: {exc}"
             )
-            outcome.failures.append(self.record_failure(reason, direction, endpoint, msg, error=exc, stage=stage))
+            outcome.failures.append(await self.record_failure(reason, direction, endpoint, msg, error=exc, stage=stage))
             self._trace(ctx, f"failure at {stage}: {reason}", "failure")
             return self._tag_middleware_steps(outcome)
         if ctx.dropped is not None:
@@ -453,7 +454,7 @@ class Dispatcher:
             return
         except Exception as exc:
             reason = str(exc) if isinstance(exc, UnknownEndpoint) else f"{type(exc).__name__}: {exc}"
-            record = self.record_failure(
+            record = await self.record_failure(
                 reason, direction, ctx.endpoint, msg, error=exc, stage=stage, destination=destination
             )
             outcome.failures.append(record)
@@ -488,11 +489,11 @@ class Dispatcher:
         Raises:
             KeyError: no failure record has that id.
         """
-        record = self.failures.get(failure_id)
+        record = await self.failures.get(failure_id)
         message = record.message.copy() if isinstance(record.message, Message) else record.message
         if isinstance(message, Message):
             message.routing_metadata.pop("hops", None)
         outcome = await self._dispatch(record.direction, message, endpoint or record.endpoint, False)
         if not outcome.failures:
-            self.failures.remove([failure_id])
+            await self.failures.remove([failure_id])
         return outcome

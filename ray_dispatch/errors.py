@@ -57,3 +57,18 @@ class DropMessage(DispatchError):
     The drop is counted under its reason in the dispatcher's stats and shown in
     traces; it is not a failure record.
     """
+
+
+class StoreError(DispatchError):
+    """A routing or failure store could not do what was asked (the store's side).
+
+    The message names the store (its URL with any password masked) and the key.
+    """
+
+
+class StoreUnavailable(StoreError, ConnectionError):
+    """A store's server could not be reached or did not answer in time.
+
+    Raised promptly after a bounded number of reconnect attempts, never by
+    hanging; the operation may succeed again once the server is back.
+    """

@@ -21,7 +21,7 @@ from typing import Any
 
 from ray_dispatch.config import DispatcherConfig
 from ray_dispatch.dispatcher import Dispatcher, DispatchOutcome
-from ray_dispatch.failures import Direction, FailureRecord
+from ray_dispatch.failures import Direction, FailureRecord, MemoryFailureStore
 from ray_dispatch.message import Message, TransportEvent, TransportUserMessage
 from ray_dispatch.router import BaseDispatchRouter
 from ray_dispatch.store import RoutingStore
@@ -59,7 +59,8 @@ class RouterHarness:
         self, config: Mapping[str, Any] | str | Path | DispatcherConfig, *, store: RoutingStore | None = None
     ) -> None:
         self.outbox = MemoryOutbox()
-        self.dispatcher = Dispatcher(config, self.outbox, store=store)
+        self.failure_store = MemoryFailureStore()
+        self.dispatcher = Dispatcher(config, self.outbox, store=store, failures=self.failure_store)
 
     async def __aenter__(self) -> RouterHarness:
         await self.dispatcher.start()
@@ -76,7 +77,7 @@ class RouterHarness:
     @property
     def failures(self) -> list[FailureRecord]:
         """Failure records, oldest first."""
-        return self.dispatcher.failures.list()
+        return self.failure_store.records()
 
     async def dispatch_inbound(
         self, msg: TransportUserMessage | dict[str, Any], endpoint: str | None = None, *, trace: bool = False
@@ -111,7 +112,7 @@ class RouterHarness:
     def clear(self) -> None:
         """Forget delivered messages and failure records (routing state is kept)."""
         self.outbox.clear()
-        self.dispatcher.failures.purge()
+        self.failure_store.clear()
 
 
 def make_inbound(
