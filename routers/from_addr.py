@@ -1,0 +1,48 @@
+"""FromAddrMultiplexRouter: a pool of single-address transports seen as one transport."""
+
+from __future__ import annotations
+
+from ray_dispatch.message import TransportEvent, TransportUserMessage
+from ray_dispatch.router import RouterConfig, TransportName
+from routers.common import SingleApplicationRouter, look_up, publish_to_application
+
+
+class FromAddrMultiplexRouter(SingleApplicationRouter):
+    """Multiplexes transports by ``from_addr`` (Vumi's ``FromAddrMultiplexRouter``).
+
+    For transports that each serve one external address (XMPP accounts, for
+    example), presented to one application as a single transport with many
+    addresses. ``transport_name`` is rewritten in both directions. The
+    dispatcher must have exactly one exposed name (else a ``ConfigError``).
+
+    Config keys:
+        fromaddr_mappings: outbound ``from_addr`` -> transport name. An
+            outbound message leaves through the transport its ``from_addr``
+            maps to, with ``transport_name`` set to that transport; an
+            unmapped ``from_addr`` is a failure.
+
+    Inbound messages and events from any transport go to the exposed name,
+    with ``transport_name`` set to it.
+    """
+
+    class CONFIG_CLASS(RouterConfig):  # noqa: N801 - the contract's name
+        """Config of ``FromAddrMultiplexRouter``."""
+
+        fromaddr_mappings: dict[str, TransportName]
+
+    def dispatch_inbound_message(self, msg: TransportUserMessage) -> None:
+        """Send ``msg`` to the one application, as if it were the transport."""
+        self.explain("inbound from %r -> the only exposed name %r", msg.transport_name, self.exposed_name)
+        publish_to_application(self, self.exposed_name, msg, rewrite_transport_name=True)
+
+    def dispatch_inbound_event(self, event: TransportEvent) -> None:
+        """Send ``event`` to the one application, as if it were the transport."""
+        self.explain("event from %r -> the only exposed name %r", event.transport_name, self.exposed_name)
+        publish_to_application(self, self.exposed_name, event, rewrite_transport_name=True)
+
+    def dispatch_outbound_message(self, msg: TransportUserMessage) -> None:
+        """Send ``msg`` out through the transport its ``from_addr`` maps to."""
+        target: str = look_up(self.config.fromaddr_mappings, "fromaddr_mappings", "from_addr", msg.from_addr)
+        self.explain("fromaddr_mappings[%r] -> transport %r; transport_name rewritten", msg.from_addr, target)
+        msg["transport_name"] = target
+        self.dispatcher.publish_outbound_message(target, msg)

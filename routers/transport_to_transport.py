@@ -1,0 +1,42 @@
+"""TransportToTransportRouter: inbound from one transport goes out through others."""
+
+from __future__ import annotations
+
+from ray_dispatch.message import TransportEvent, TransportUserMessage
+from ray_dispatch.router import BaseDispatchRouter, RouterConfig, TransportName
+from routers.common import TransportNameList, arrival_endpoint, look_up
+
+
+class TransportToTransportRouter(BaseDispatchRouter):
+    """Connects transports to transports (Vumi's ``TransportToTransportRouter``).
+
+    Config keys:
+        route_mappings: transport name -> transport name, or a list of them.
+            A user message arriving from a transport is sent outbound through
+            each mapped transport (an independent copy each). An unmapped
+            transport is a failure.
+
+    Events are dropped by design (transports cannot receive them), and so
+    are outbound messages (no application is connected).
+    """
+
+    class CONFIG_CLASS(RouterConfig):  # noqa: N801 - the contract's name
+        """Config of ``TransportToTransportRouter``."""
+
+        route_mappings: dict[TransportName, TransportNameList]
+
+    def dispatch_inbound_message(self, msg: TransportUserMessage) -> None:
+        """Send ``msg`` out through every transport mapped from the one it arrived on."""
+        source = arrival_endpoint(self, msg)
+        targets: list[str] = look_up(self.config.route_mappings, "route_mappings", "transport", source)
+        self.explain("route_mappings[%r] -> transports %s", source, targets)
+        for name in targets:
+            self.dispatcher.publish_outbound_message(name, msg)
+
+    def dispatch_inbound_event(self, event: TransportEvent) -> None:
+        """Drop ``event``: the transport the message went to cannot receive events."""
+        self.dispatcher.drop("TransportToTransportRouter drops events: transports cannot receive them")
+
+    def dispatch_outbound_message(self, msg: TransportUserMessage) -> None:
+        """Drop ``msg``: only transports are connected, so nothing should send outbound."""
+        self.dispatcher.drop("TransportToTransportRouter drops outbound messages: no application is connected")
