@@ -1,0 +1,229 @@
+"""Pieces shared by the real transports: backoff, secrets and a connection supervisor.
+
+``ConnectionSupervisor`` keeps one connection to a peer alive: it connects
+(each attempt bounded by ``connect_timeout``), runs the session until the peer
+goes away, then waits a growing, capped delay and tries again, for as long as
+the transport runs. Outbound code waits (bounded) on ``wait_connected``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ray_dispatch.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class BackoffConfig(BaseModel):
+    """How a transport retries a lost peer.
+
+    Attributes:
+        initial_delay: seconds before the first retry (default 0.5).
+        max_delay: the delay never grows beyond this many seconds (default 30).
+        factor: each failed attempt multiplies the delay by this (default 2).
+        connect_timeout: one connection attempt gives up after this many seconds (default 10).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    initial_delay: float = Field(0.5, gt=0)
+    max_delay: float = Field(30.0, gt=0)
+    factor: float = Field(2.0, ge=1)
+    connect_timeout: float = Field(10.0, gt=0)
+
+
+class Backoff:
+    """Growing, capped delays: ``initial_delay``, then times ``factor``, up to ``max_delay``."""
+
+    def __init__(self, config: BackoffConfig) -> None:
+        self.config = config
+        self._next = config.initial_delay
+
+    def next_delay(self) -> float:
+        """Return the delay to wait now, and grow the next one."""
+        delay = min(self._next, self.config.max_delay)
+        self._next = min(self._next * self.config.factor, self.config.max_delay)
+        return delay
+
+    def reset(self) -> None:
+        """Start again from ``initial_delay`` (after a success)."""
+        self._next = self.config.initial_delay
+
+
+class Secret(BaseModel):
+    """Where a secret lives: an environment variable or a file (never the value itself).
+
+    Attributes:
+        env: name of the environment variable holding the secret.
+        file: path of a file holding the secret (surrounding whitespace is stripped).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> Secret:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' or 'file'")
+        return self
+
+    def reveal(self, key: str) -> str:
+        """Read the secret's value now.
+
+        ``key`` names the config key in error messages; the value is never shown.
+
+        Raises:
+            ConfigError: the variable is unset or empty, or the file is unreadable or empty.
+        """
+        if self.env is not None:
+            value = os.environ.get(self.env, "")
+            if not value:
+                raise ConfigError(f"{key}: environment variable {self.env!r} is not set or empty")
+            return value
+        assert self.file is not None
+        try:
+            value = Path(self.file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot read secret file {self.file!r} ({exc.strerror})") from None
+        if not value:
+            raise ConfigError(f"{key}: secret file {self.file!r} is empty")
+        return value
+
+
+class BoundedMap(Generic[K, V]):
+    """A mapping that forgets its oldest entries beyond ``limit`` (for id correlation)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.limit:
+            self._items.popitem(last=False)
+
+    def get(self, key: K, default: V | None = None) -> V | None:
+        """Return the value for ``key``, or ``default``."""
+        return self._items.get(key, default)
+
+    def pop(self, key: K, default: V | None = None) -> V | None:
+        """Remove and return the value for ``key``, or ``default``."""
+        return self._items.pop(key, default)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class ConnectionSupervisor(Generic[T]):
+    """Keeps one connection alive: connect, serve until lost, back off, repeat.
+
+    Args:
+        name: how log lines name this connection (never includes secrets).
+        connect: opens the connection and returns it (each call bounded by
+            ``backoff.connect_timeout``).
+        serve: runs the session on an open connection; returns or raises when it is lost.
+        close: closes a connection (called when the supervisor stops or ``serve`` ends).
+        backoff: delays between attempts.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        connect: Callable[[], Awaitable[T]],
+        serve: Callable[[T], Awaitable[None]],
+        close: Callable[[T], Awaitable[None]],
+        backoff: BackoffConfig,
+    ) -> None:
+        self.name = name
+        self._connect = connect
+        self._serve = serve
+        self._close = close
+        self._backoff = Backoff(backoff)
+        self._connect_timeout = backoff.connect_timeout
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.connection: T | None = None
+        self.connects = 0
+        self.failures = 0
+        self.last_error: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open right now."""
+        return self._connected.is_set()
+
+    def start(self) -> None:
+        """Start connecting in the background (idempotent)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"supervise {self.name}")
+
+    async def stop(self) -> None:
+        """Stop reconnecting and close the current connection."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for an open connection; return whether there is one."""
+        if self._connected.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def connection_lost(self) -> None:
+        """Mark the connection as gone now (``serve`` is expected to end soon)."""
+        self._connected.clear()
+
+    async def _run(self) -> None:
+        while True:
+            connection: T | None = None
+            try:
+                connection = await asyncio.wait_for(self._connect(), self._connect_timeout)
+                self.connection = connection
+                self.connects += 1
+                self._backoff.reset()
+                self._connected.set()
+                log.info("%s: connected", self.name)
+                await self._serve(connection)
+                log.warning("%s: connection lost", self.name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("%s: %s", self.name, self.last_error)
+            finally:
+                self._connected.clear()
+                self.connection = None
+                if connection is not None:
+                    await _close_quietly(self._close, connection, self.name)
+            await asyncio.sleep(self._backoff.next_delay())
+
+
+async def _close_quietly(close: Callable[[Any], Awaitable[None]], connection: Any, name: str) -> None:
+    try:
+        await asyncio.wait_for(close(connection), 5.0)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.debug("%s: closing failed: %s", name, exc)

@@ -1,0 +1,1 @@
+"""Real peers for transport tests: servers and helpers started on loopback."""
