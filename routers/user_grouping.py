@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from pydantic import Field
 
 from ray_dispatch.errors import NoRoute
@@ -19,7 +21,9 @@ class UserGroupingRouter(StoreBackedRouter, SimpleDispatchRouter):
     to the same group. Assignments live in the routing store (keys
     ``[dispatcher_name:]user_grouping:user:<from_addr>`` and the counter
     ``...:round-robin``), so they survive restarts with a durable store and
-    are shared by dispatchers sharing it.
+    are shared by dispatchers sharing it. Within one dispatcher, concurrent
+    first messages from one user get one group; dispatchers sharing a store
+    could still both assign a brand-new user (the store has no set-if-absent).
 
     Config keys:
         group_mappings: group name -> exposed name (at least one group).
@@ -43,6 +47,11 @@ class UserGroupingRouter(StoreBackedRouter, SimpleDispatchRouter):
         group_mappings: dict[str, ExposedName] = Field(min_length=1)
         route_mappings: dict[TransportName, ExposedNameList] = Field(default_factory=dict)
 
+    def setup_routing(self) -> None:
+        """Prepare the lock that serialises group assignment for new users."""
+        super().setup_routing()
+        self._assign_lock = asyncio.Lock()
+
     # Async (it awaits the store) where SimpleDispatchRouter's is sync; the contract allows both.
     async def dispatch_inbound_message(self, msg: TransportUserMessage) -> None:  # type: ignore[override]
         """Send ``msg`` to the application of its sender's group (assigning one if new)."""
@@ -55,13 +64,23 @@ class UserGroupingRouter(StoreBackedRouter, SimpleDispatchRouter):
         if group in groups:
             self.explain("from_addr %r is in group %r (remembered)", user, group)
         else:
+            group = await self._assign_group(user, user_key)
+        app = groups[group]
+        self.explain("group_mappings[%r] -> %r", group, app)
+        self.dispatcher.publish_inbound_message(app, msg)
+
+    async def _assign_group(self, user: str, user_key: str) -> str:
+        # One assignment at a time, re-reading under the lock, so two concurrent
+        # first messages from one user cannot land in two groups.
+        async with self._assign_lock:
+            group = await self.dispatcher.store.get(user_key)
+            if group in self.config.group_mappings:
+                return str(group)
             if group is not None:
                 self.explain("from_addr %r was in group %r, which group_mappings no longer has", user, group)
             group = await self._next_group(user)
             await self.dispatcher.store.set(user_key, group)
-        app = groups[group]
-        self.explain("group_mappings[%r] -> %r", group, app)
-        self.dispatcher.publish_inbound_message(app, msg)
+            return group
 
     async def _next_group(self, user: str) -> str:
         names = sorted(self.config.group_mappings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from ray_dispatch.store import MemoryStore
@@ -43,6 +44,30 @@ async def test_assignments_live_in_the_routing_store_under_namespaced_keys(route
         await send_from(again, "u2", "u3")
         assert senders(again, "app2") == ["u2"]
         assert senders(again, "app1") == ["u3"]
+
+
+class YieldingStore(MemoryStore):
+    """A MemoryStore that yields to the event loop on every call, as a networked store would."""
+
+    async def get(self, key, default=None):
+        await asyncio.sleep(0)
+        return await super().get(key, default)
+
+    async def set(self, key, value, ttl=None):
+        await asyncio.sleep(0)
+        await super().set(key, value, ttl)
+
+    async def incr(self, key, amount=1):
+        await asyncio.sleep(0)
+        return await super().incr(key, amount)
+
+
+async def test_concurrent_first_messages_from_one_user_get_one_group(router_config):
+    async with RouterHarness(grouping_config(router_config), store=YieldingStore()) as h:
+        await asyncio.gather(*(h.dispatch_inbound(make_inbound(f"m{n}", from_addr="u1")) for n in range(4)))
+        await send_from(h, "u2")
+        assert senders(h, "app1") == ["u1"] * 4
+        assert senders(h, "app2") == ["u2"]
 
 
 async def test_a_group_removed_from_the_config_is_reassigned(router_config):
