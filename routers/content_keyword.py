@@ -64,7 +64,8 @@ def first_word(content: str | None) -> str:
 class ContentKeywordRouter(StoreBackedRouter):
     """Routes inbound messages by keyword (Vumi's ``ContentKeywordRouter``).
 
-    The keyword is the first word of the content, compared case-insensitively.
+    The keyword is the first word of the content (split at any whitespace,
+    leading whitespace skipped), compared case-insensitively.
     Every matching rule's application gets an independent copy; a message
     matching no rule (also one with empty or no content) goes to
     ``fallback_application``, and without one is a failure.
@@ -85,6 +86,8 @@ class ContentKeywordRouter(StoreBackedRouter):
             application sent an outbound message, so its events return there.
         dispatcher_name: optional prefix of the routing-store keys
             (``[dispatcher_name:]content_keyword:message:<message_id>``).
+        redis_manager / redis_config: Vumi's; ignored with a logged warning
+            (the dispatcher's ``store:`` block chooses the routing store).
     """
 
     STORE_AREA = "content_keyword"

@@ -55,14 +55,14 @@ class ToAddrRouter(OutboundByTransportName):
     def dispatch_inbound_message(self, msg: TransportUserMessage) -> None:
         """Send ``msg`` to every application whose pattern matches its ``to_addr``."""
         to_addr = msg.to_addr
-        matched = []
+        matched = False
         for name, regex in self.patterns:
             hit = to_addr is not None and regex.match(to_addr) is not None
             self.explain(
                 "toaddr_mappings[%r]: pattern %r %s to_addr %r", name, regex.pattern, matched_text(hit), to_addr
             )
             if hit:
-                matched.append(name)
+                matched = True
                 self.dispatcher.publish_inbound_message(name, msg)
         if not matched:
             raise NoRoute(

@@ -28,6 +28,8 @@ class UserGroupingRouter(StoreBackedRouter, SimpleDispatchRouter):
     Config keys:
         group_mappings: group name -> exposed name (at least one group).
         dispatcher_name: optional prefix of the routing-store keys.
+        redis_manager / redis_config: Vumi's; ignored with a logged warning
+            (the dispatcher's ``store:`` block chooses the routing store).
         route_mappings: optional, as for ``SimpleDispatchRouter``: where
             events from a transport go when the dispatcher's return-route
             memory does not know the sender.
