@@ -103,6 +103,10 @@ class EndpointActor:
         replica_id: which replica of the endpoint this is.
         dedupe_window: how many recent message ids to remember for dropping duplicates.
         sender: batching options of the link to the dispatcher (``SenderOptions`` fields).
+        deployment: the deployment's name; given, the endpoint finds its
+            dispatcher actors by name and starts itself on first use (also
+            after Ray restarts it).
+        namespace: the deployment's Ray namespace.
 
     Raises:
         ConfigError: ``config`` is invalid; the text names the key.
@@ -119,8 +123,12 @@ class EndpointActor:
         replica_id: str = "0",
         dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
         sender: Mapping[str, Any] | None = None,
+        deployment: str | None = None,
+        namespace: str | None = None,
     ) -> None:
         self.endpoint_name = endpoint_name
+        self._deployment = deployment
+        self._namespace = namespace
         self.replica_id = replica_id
         try:
             self.config: Any = self.CONFIG_CLASS.model_validate(dict(config or {}))
@@ -131,6 +139,7 @@ class EndpointActor:
         self._dedupe_window = dedupe_window
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._receive_lock = asyncio.Lock()
+        self._start_lock = asyncio.Lock()
         self._link: DispatcherLink | None = None
         self.counters: Counter[str] = Counter()
         self.started = False
@@ -148,10 +157,18 @@ class EndpointActor:
         self._link = link
 
     async def start(self) -> None:
-        """Run the endpoint's setup hook once."""
-        if not self.started:
-            await self._setup()
-            self.started = True
+        """Attach to the deployment's dispatchers (if one was given) and run the setup hook, once."""
+        async with self._start_lock:
+            if self._link is None and self._deployment is not None:
+                from actors.dispatcher import find_dispatchers
+
+                dispatchers = find_dispatchers(self._deployment, self._namespace)
+                if not dispatchers:
+                    raise RuntimeError(f"deployment {self._deployment!r} has no dispatcher actors running")
+                await self.attach(dispatchers)
+            if not self.started:
+                await self._setup()
+                self.started = True
 
     async def stop(self, timeout: float = 10.0) -> bool:
         """Wait (bounded) for unconfirmed messages, then run the teardown hook.
@@ -170,6 +187,7 @@ class EndpointActor:
         """Describe this replica: name, role, replica id, node, pid and counters."""
         from actors.ray_calls import current_node_id
 
+        await self.start()
         return {
             "endpoint": self.endpoint_name,
             "role": self.ROLE,
@@ -190,6 +208,7 @@ class EndpointActor:
         reason; the others in the batch are still handled.
         """
         rejected: list[tuple[int, str]] = []
+        await self.start()
         async with self._receive_lock:
             for index, (direction, payload) in enumerate(batch):
                 key = message_key(direction, payload)

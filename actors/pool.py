@@ -73,7 +73,6 @@ class ReplicaPool:
         self._on_replica_dead = on_replica_dead
         self._replicas: list[Replica] = []
         self._counter = itertools.count()
-        self._space = asyncio.Event()
 
     # -- membership ---------------------------------------------------------------
 
@@ -89,11 +88,10 @@ class ReplicaPool:
             self._make_call(target),
             self.options,
             classify=self._classify,
-            on_dead=lambda batch, exc: self._replica_died(replica_id, batch, exc),
+            on_dead=lambda batch, exc: self.evict(replica_id, exc, batch),
         )
         replica = Replica(replica_id, target, sender)
         self._replicas.append(replica)
-        self._space.set()
         return replica
 
     async def remove(self, replica_id: str, timeout: float | None = 30.0) -> bool:
@@ -148,14 +146,16 @@ class ReplicaPool:
         """
         return await self.pick(key).sender.send(item, key)
 
-    async def _replica_died(self, replica_id: str, batch: list[Pending], exc: BaseException) -> None:
+    async def evict(self, replica_id: str, exc: BaseException, unconfirmed: list[Pending] | None = None) -> None:
+        """Remove a dead replica and send its unconfirmed messages, in order, to the others."""
+        leftovers = list(unconfirmed or [])
         try:
             replica = self._find(replica_id)
         except KeyError:
             replica = None
-        leftovers = list(batch)
         if replica is not None:
             self._replicas.remove(replica)
+            replica.sender.dead = True
             leftovers += replica.sender.take_queued()
             if self._on_replica_dead is not None:
                 self._on_replica_dead(self.name, replica_id, exc)

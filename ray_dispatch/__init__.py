@@ -13,8 +13,24 @@ from ray_dispatch.store import MemoryStore, RoutingStore
 
 __version__ = "0.1.0"
 
+_RAY_API = {"deploy", "attach", "Deployment", "DeploymentNotFound"}
+
+
+def __getattr__(name: str) -> object:
+    """Import the Ray-backed API (``deploy``, ``attach``, ``Deployment``) on first use only."""
+    if name in _RAY_API:
+        from ray_dispatch import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'ray_dispatch' has no attribute {name!r}")
+
+
 __all__ = [
     "BaseDispatchRouter",
+    "Deployment",
+    "DeploymentNotFound",
+    "attach",
+    "deploy",
     "ConfigError",
     "DispatchError",
     "DispatchOutcome",

@@ -1,0 +1,368 @@
+"""``DispatcherActor``: the core ``Dispatcher`` on Ray, forwarding by actor handle.
+
+Data path: endpoint actors send batches to ``receive(source, batch)``; the
+actor rebuilds each message, runs it through the core (middleware, router,
+return routes, failure records), and hands each routed copy to the replica
+pool of its destination endpoint, which batches, bounds, confirms and retries.
+``receive`` returns only when every resulting delivery is confirmed or has
+become a failure record, so a sender that got no answer (dispatcher died)
+sends again and nothing is lost; receivers drop the duplicates.
+
+The actor finds its endpoint replicas by name (``<deployment>:<endpoint>:<replica>``
+named actors in its namespace) when it starts, when told to ``refresh``, and
+after it is restarted; it pings them periodically and drops the dead ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from actors.pool import ReplicaPool
+from actors.ray_calls import classify_ray_error, current_node_id, receive_call
+from actors.sender import SenderOptions
+from actors.wire import WireItem, from_wire, message_key, to_wire
+from ray_dispatch.deployment import deployment_spec
+from ray_dispatch.dispatcher import Dispatcher
+from ray_dispatch.errors import InvalidMessage
+from ray_dispatch.failures import Direction, FailureRecord
+from ray_dispatch.message import Message, message_from_dict
+
+log = logging.getLogger(__name__)
+
+DISPATCHER_SOURCE = "dispatcher"
+
+
+def endpoint_actor_name(deployment: str, endpoint: str, replica_id: str) -> str:
+    """The Ray actor name of one endpoint replica."""
+    return f"{deployment}:{endpoint}:{replica_id}"
+
+
+def dispatcher_actor_name(deployment: str, index: int) -> str:
+    """The Ray actor name of one dispatcher replica."""
+    return f"{deployment}:dispatcher:{index}"
+
+
+def find_dispatchers(deployment: str, namespace: str | None = None) -> list[Any]:
+    """Handles of a deployment's dispatcher actors, by name, in index order."""
+    prefix = f"{deployment}:dispatcher:"
+    names = sorted(
+        (e["name"], e["namespace"])
+        for e in ray.util.list_named_actors(all_namespaces=True)
+        if e["name"].startswith(prefix) and (namespace is None or e["namespace"] == namespace)
+    )
+    return [ray.get_actor(name, namespace=ns) for name, ns in names]
+
+
+@dataclass
+class _Batch:
+    source: str
+    confirmations: list[tuple[asyncio.Future[Any], Direction, str, Message]] = field(default_factory=list)
+
+
+_batch: ContextVar[_Batch | None] = ContextVar("ray_dispatch_batch", default=None)
+
+
+def _user_key(direction: str, message: Message) -> str | None:
+    key = message.get("from_addr") if direction == "inbound" else message.get("to_addr")
+    if direction == "event":
+        key = message.get("user_message_id")
+    return key if isinstance(key, str) else None
+
+
+class RayOutbox:
+    """The core's ``Outbox`` on Ray: routed copies go to replica pools, confirmations are tracked."""
+
+    def __init__(self, pools: dict[str, ReplicaPool]) -> None:
+        self.pools = pools
+
+    async def deliver(self, direction: Direction, endpoint: str, message: Message) -> None:
+        """Queue ``message`` for a replica of ``endpoint`` (waits when the pool is full).
+
+        Raises:
+            DeliveryError: the endpoint has no replicas.
+        """
+        future = await self.pools[endpoint].send((direction, to_wire(message)), _user_key(direction, message))
+        batch = _batch.get()
+        if batch is not None:
+            batch.confirmations.append((future, direction, endpoint, message))
+
+
+class DispatcherActor:
+    """Holds the router and forwards messages to endpoint actors (see the module docstring).
+
+    Args:
+        config: the dispatcher config (a dict, as loaded from YAML).
+        deployment: the deployment's name (prefix of its actor names).
+        dispatcher_index: which dispatcher replica this is.
+        allowed_class_prefixes: if given, classes must live under these module prefixes.
+        health_interval: seconds between endpoint health checks (0 disables them).
+        dedupe_window: how many recent message ids to remember (redelivered batches).
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        deployment: str = "default",
+        dispatcher_index: int = 0,
+        *,
+        allowed_class_prefixes: Sequence[str] | None = None,
+        health_interval: float = 2.0,
+        dedupe_window: int = 100_000,
+    ) -> None:
+        self.deployment = deployment
+        self.index = dispatcher_index
+        self.pools: dict[str, ReplicaPool] = {}
+        self.core = Dispatcher(config, RayOutbox(self.pools), allowed_class_prefixes=allowed_class_prefixes)
+        self.spec = deployment_spec(self.core.config)
+        for name, endpoint in self.spec.endpoints.items():
+            self.pools[name] = ReplicaPool(
+                name,
+                receive_call(DISPATCHER_SOURCE),
+                endpoint.policy,
+                SenderOptions.model_validate(endpoint.batching),
+                classify=classify_ray_error,
+                on_replica_dead=self._replica_dead,
+            )
+        self._health_interval = health_interval
+        self._health_task: asyncio.Task[None] | None = None
+        self._start_lock = asyncio.Lock()
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._dedupe_window = dedupe_window
+        self.dead_replicas: list[dict[str, str]] = []
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> dict[str, Any]:
+        """Set up the router and middleware, find endpoint replicas, start health checks."""
+        async with self._start_lock:
+            if not self.core.started:
+                await self.core.start()
+                await self.refresh()
+                if self._health_interval > 0:
+                    self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
+        return await self.status()
+
+    async def _ready(self) -> None:
+        if not self.core.started:
+            await self.start()
+
+    async def refresh(self) -> dict[str, list[str]]:
+        """Find this deployment's endpoint replicas by actor name; add the new ones to the pools."""
+        found: dict[str, list[str]] = {}
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            name, namespace = entry["name"], entry["namespace"]
+            parts = name.split(":")
+            if len(parts) != 3 or parts[0] != self.deployment or parts[1] not in self.pools:
+                continue
+            endpoint, replica_id = parts[1], parts[2]
+            pool = self.pools[endpoint]
+            if all(r.replica_id != replica_id for r in pool.replicas):
+                try:
+                    handle = ray.get_actor(name, namespace=namespace)
+                except ValueError:
+                    continue
+                pool.add(replica_id, handle)
+            found.setdefault(endpoint, []).append(replica_id)
+        return found
+
+    async def add_replica(self, endpoint: str, replica_id: str, handle: Any) -> None:
+        """Start sending to a new replica of ``endpoint``.
+
+        Raises:
+            KeyError: ``endpoint`` is not one of this dispatcher's endpoints.
+        """
+        self._pool(endpoint).add(replica_id, handle)
+
+    async def remove_replica(self, endpoint: str, replica_id: str, timeout: float = 30.0) -> bool:
+        """Stop sending to a replica once it has confirmed what it was sent (none is lost).
+
+        Raises:
+            KeyError: unknown endpoint or replica.
+        """
+        return await self._pool(endpoint).remove(replica_id, timeout)
+
+    def _pool(self, endpoint: str) -> ReplicaPool:
+        try:
+            return self.pools[endpoint]
+        except KeyError:
+            raise KeyError(f"unknown endpoint {endpoint!r}; this dispatcher has {sorted(self.pools)}") from None
+
+    async def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until every endpoint confirmed what it was sent."""
+        results = await asyncio.gather(*(pool.drain(timeout) for pool in self.pools.values()))
+        return all(results)
+
+    async def stop(self, timeout: float = 30.0) -> bool:
+        """Drain (bounded), stop health checks, tear down the router; return whether all was confirmed."""
+        drained = await self.drain(timeout)
+        if self._health_task is not None:
+            self._health_task.cancel()
+        await self.core.stop()
+        for pool in self.pools.values():
+            await pool.close()
+        return drained
+
+    # -- the data path ------------------------------------------------------------------
+
+    async def receive(self, source: str, batch: list[WireItem]) -> list[tuple[int, str]]:
+        """Route a batch from endpoint ``source``; return when every delivery is confirmed or recorded.
+
+        Items are never refused here: what cannot be routed or delivered
+        becomes a failure record.
+        """
+        await self._ready()
+        ctx = _Batch(source)
+        token = _batch.set(ctx)
+        try:
+            for direction, payload in batch:
+                key = f"{direction}:{message_key(direction, payload)}"
+                if key in self._seen:
+                    continue
+                await self.core.dispatch(direction, self._rebuild(payload), source)
+                self._seen[key] = None
+                if len(self._seen) > self._dedupe_window:
+                    self._seen.popitem(last=False)
+        finally:
+            _batch.reset(token)
+        await self._confirm(ctx)
+        return []
+
+    @staticmethod
+    def _rebuild(payload: Any) -> Any:
+        try:
+            return from_wire(payload)
+        except (KeyError, TypeError, AttributeError):
+            return payload  # not one of ours: the core validates it and records a failure
+
+    async def _confirm(self, ctx: _Batch) -> list[FailureRecord]:
+        """Wait for the batch's deliveries; record each that failed; return those records."""
+        if not ctx.confirmations:
+            return []
+        results = await asyncio.gather(*(c[0] for c in ctx.confirmations), return_exceptions=True)
+        records = []
+        for result, (_, direction, endpoint, message) in zip(results, ctx.confirmations):
+            if isinstance(result, BaseException):
+                self.core.stats.published[direction, endpoint] -= 1
+                records.append(
+                    await self.core.record_failure(
+                        str(result), direction, ctx.source, message, error=result, stage="deliver", destination=endpoint
+                    )
+                )
+        return records
+
+    async def inject(
+        self, direction: Direction, endpoint: str, payload: dict[str, Any], trace: bool = False
+    ) -> dict[str, Any]:
+        """Route one message given as a dict, as if it arrived on ``endpoint``; report where it went.
+
+        Returns ``{"message_id", "destinations", "failures", "dropped", "trace"}``
+        after the destinations confirmed it.
+
+        Raises:
+            InvalidMessage: the payload is not a valid message (nothing is routed).
+        """
+        await self._ready()
+        if direction not in ("inbound", "event", "outbound"):
+            raise InvalidMessage(f"direction must be inbound, event or outbound (got {direction!r})")
+        message = message_from_dict(payload)
+        ctx = _Batch(endpoint)
+        token = _batch.set(ctx)
+        try:
+            outcome = await self.core.dispatch(direction, message, endpoint, trace=trace)
+        finally:
+            _batch.reset(token)
+        late = await self._confirm(ctx)
+        failures = [*outcome.failures, *late]
+        failed = {f.destination for f in late}
+        return {
+            "message_id": message.get("message_id") or message.get("event_id"),
+            "destinations": [f"{d.direction}:{d.endpoint}" for d in outcome.deliveries if d.endpoint not in failed],
+            "failures": [{"failure_id": f.failure_id, "reason": f.reason, "stage": f.stage} for f in failures],
+            "dropped": outcome.dropped,
+            "trace": outcome.trace,
+        }
+
+    # -- observation ----------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        """Counters, replicas per endpoint and failure count."""
+        return {
+            "deployment": self.deployment,
+            "dispatcher": self.index,
+            "node_id": current_node_id(),
+            "router": type(self.core.router).__name__,
+            "started": self.core.started,
+            "stats": self.core.stats.to_dict(),
+            "endpoints": {name: pool.stats() for name, pool in self.pools.items()},
+            "failures": await self.core.failures.count(),
+            "dead_replicas": list(self.dead_replicas),
+        }
+
+    async def failures(self, direction: str | None = None, endpoint: str | None = None) -> list[dict[str, Any]]:
+        """Failure records as dicts, oldest first, optionally filtered."""
+        return [r.to_dict() for r in await self.core.failures.list(direction, endpoint)]  # type: ignore[arg-type]
+
+    async def failure(self, failure_id: str) -> dict[str, Any]:
+        """One failure record.
+
+        Raises:
+            KeyError: no record has that id.
+        """
+        return (await self.core.failures.get(failure_id)).to_dict()
+
+    async def replay_failure(self, failure_id: str, endpoint: str | None = None) -> dict[str, Any]:
+        """Route a failed message again (from its endpoint, or as if it arrived on ``endpoint``).
+
+        Raises:
+            KeyError: no record has that id.
+        """
+        ctx = _Batch(endpoint or "")
+        token = _batch.set(ctx)
+        try:
+            outcome = await self.core.replay_failure(failure_id, endpoint)
+        finally:
+            _batch.reset(token)
+        late = await self._confirm(ctx)
+        return {
+            "destinations": [f"{d.direction}:{d.endpoint}" for d in outcome.deliveries],
+            "failures": [f.reason for f in [*outcome.failures, *late]],
+        }
+
+    async def purge_failures(self, failure_ids: list[str] | None = None) -> int:
+        """Remove the given failure records (all when None); return how many were removed."""
+        if failure_ids is None:
+            return await self.core.failures.purge()
+        return await self.core.failures.remove(failure_ids)
+
+    async def raw_config(self) -> dict[str, Any]:
+        """The config this dispatcher was started with, as given."""
+        return dict(self.core.config.raw)
+
+    async def ping(self) -> dict[str, Any]:
+        """Liveness check."""
+        return {"deployment": self.deployment, "dispatcher": self.index, "started": self.core.started}
+
+    # -- health -------------------------------------------------------------------------
+
+    def _replica_dead(self, endpoint: str, replica_id: str, exc: BaseException) -> None:
+        log.warning("endpoint %r replica %r is dead (%s); its messages go to the others", endpoint, replica_id, exc)
+        self.dead_replicas.append({"endpoint": endpoint, "replica_id": replica_id, "error": str(exc)})
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._health_interval)
+            for _name, pool in self.pools.items():
+                for replica in list(pool.replicas):
+                    try:
+                        await asyncio.wait_for(replica.target.ping.remote(), timeout=self._health_interval * 5)
+                    except Exception as exc:
+                        if classify_ray_error(exc) == "dead":
+                            await pool.evict(replica.replica_id, exc)

@@ -1,0 +1,463 @@
+"""The Python API: start, attach to, scale and stop a deployment on Ray.
+
+A *deployment* is one or more ``DispatcherActor`` plus the endpoint actors its
+config describes, all named actors (``<name>:<endpoint>:<replica>``) in one
+Ray namespace, so another driver can attach to it by name::
+
+    import ray_dispatch
+    dep = ray_dispatch.deploy("examples/seed.yaml")        # starts a local Ray if none runs
+    dep.send("smpp_transport", "hello", from_addr="+27831234567")
+    dep.status()
+    dep.shutdown()
+
+Everything here is synchronous (it waits on Ray), so it reads naturally in a
+notebook and a script.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from actors.dispatcher import DispatcherActor, dispatcher_actor_name, endpoint_actor_name
+from actors.endpoint import ApplicationActor, EndpointActor, TransportActor
+from ray_dispatch.config import DispatcherConfig, load_config, resolve_class
+from ray_dispatch.deployment import DEFAULT_ACTOR_OPTIONS, DeploymentSpec, EndpointSpec, deployment_spec
+from ray_dispatch.errors import ConfigError, DispatchError
+
+DEFAULT_NAMESPACE = "ray_dispatch"
+DEFAULT_NAME = "default"
+
+
+class DeploymentNotFound(DispatchError, LookupError):
+    """No running deployment has that name in that namespace."""
+
+
+def ensure_ray(address: str | None = None, namespace: str = DEFAULT_NAMESPACE, *, quiet: bool = False) -> None:
+    """Connect to Ray: ``address`` (or ``$RAY_ADDRESS``), else start a local one (dashboard off).
+
+    Does nothing when this process is already connected. ``quiet`` keeps
+    Ray's own startup lines off the terminal.
+    """
+    if ray.is_initialized():
+        return
+    target = address or os.environ.get("RAY_ADDRESS")
+    level = logging.ERROR if quiet else logging.INFO
+    if target:
+        ray.init(address=target, namespace=namespace, log_to_driver=False, logging_level=level)
+    else:
+        ray.init(
+            address="local", namespace=namespace, include_dashboard=False, log_to_driver=False, logging_level=level
+        )
+
+
+def _role_base(config: DispatcherConfig, endpoint: str) -> type[EndpointActor]:
+    return TransportActor if endpoint in config.transport_names else ApplicationActor
+
+
+class Deployment:
+    """A running dispatcher deployment (see the module docstring).
+
+    Build one with ``deploy`` (start) or ``attach`` (find a running one).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        namespace: str,
+        config: DispatcherConfig,
+        dispatchers: list[Any],
+        *,
+        detached: bool = False,
+    ) -> None:
+        self.name = name
+        self.namespace = namespace
+        self.config = config
+        self.spec: DeploymentSpec = deployment_spec(config)
+        self.dispatchers = dispatchers
+        self.detached = detached
+
+    # -- construction -----------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls,
+        config: Mapping[str, Any] | str | Path | DispatcherConfig,
+        *,
+        name: str = DEFAULT_NAME,
+        namespace: str = DEFAULT_NAMESPACE,
+        detached: bool = False,
+        address: str | None = None,
+        allowed_class_prefixes: Sequence[str] | None = None,
+        health_interval: float = 2.0,
+        timeout: float = 120.0,
+    ) -> Deployment:
+        """Start the dispatcher(s) and every endpoint the config describes.
+
+        Raises:
+            ConfigError: the config is invalid (checked before anything starts).
+            DispatchError: a deployment with this name already runs.
+        """
+        loaded = load_config(config)
+        spec = deployment_spec(loaded)
+        for endpoint, endpoint_spec in spec.endpoints.items():
+            if endpoint_spec.class_path:
+                resolve_class(
+                    endpoint_spec.class_path,
+                    f"endpoints.{endpoint}.class",
+                    _role_base(loaded, endpoint),
+                    allowed_class_prefixes,
+                )
+        ensure_ray(address, namespace)
+        if _find_dispatchers(name, namespace):
+            raise DispatchError(f"a deployment named {name!r} already runs in namespace {namespace!r}")
+        lifetime = {"lifetime": "detached"} if detached else {}
+        remote: Any = ray.remote(DispatcherActor)
+        dispatchers = [
+            remote.options(
+                name=dispatcher_actor_name(name, i), namespace=namespace, **lifetime, **spec.dispatcher.options()
+            ).remote(  # type: ignore[attr-defined]
+                loaded.raw,
+                name,
+                i,
+                allowed_class_prefixes=allowed_class_prefixes,
+                health_interval=health_interval,
+            )
+            for i in range(spec.dispatcher.replicas)
+        ]
+        deployment = cls(name, namespace, loaded, dispatchers, detached=detached)
+        try:
+            ray.get([d.start.remote() for d in dispatchers], timeout=timeout)
+            for endpoint, endpoint_spec in spec.endpoints.items():
+                if endpoint_spec.class_path and endpoint_spec.replicas:
+                    deployment._spawn(endpoint, endpoint_spec, endpoint_spec.replicas, timeout)
+        except BaseException:
+            deployment.shutdown(timeout=5)
+            raise
+        return deployment
+
+    @classmethod
+    def attach(
+        cls, name: str = DEFAULT_NAME, namespace: str = DEFAULT_NAMESPACE, *, address: str | None = "auto"
+    ) -> Deployment:
+        """Find a running deployment by name (from any driver connected to its cluster).
+
+        Raises:
+            DeploymentNotFound: no deployment of that name runs there.
+        """
+        ensure_ray(address, namespace)
+        found = _find_dispatchers(name, namespace)
+        if not found:
+            raise DeploymentNotFound(f"no deployment named {name!r} runs in namespace {namespace!r}")
+        dispatchers: list[Any] = [ray.get_actor(n, namespace=namespace) for n in found]
+        raw: dict[str, Any] = ray.get(dispatchers[0].raw_config.remote())
+        return cls(name, namespace, load_config(raw), dispatchers)
+
+    # -- endpoints ----------------------------------------------------------------------
+
+    def spawn(
+        self,
+        endpoint: str,
+        actor_class: type[EndpointActor] | str,
+        replicas: int = 1,
+        *,
+        config: Mapping[str, Any] | None = None,
+        actor_options: Mapping[str, Any] | None = None,
+        timeout: float = 60.0,
+    ) -> list[str]:
+        """Start ``replicas`` more actors of ``actor_class`` serving ``endpoint``; return their replica ids.
+
+        Raises:
+            ConfigError: unknown endpoint, wrong class, or invalid endpoint config.
+        """
+        self._check_endpoint(endpoint)
+        path = actor_class if isinstance(actor_class, str) else f"{actor_class.__module__}.{actor_class.__qualname__}"
+        base = self.spec.endpoints[endpoint]
+        spec = EndpointSpec.model_validate(
+            {
+                "class": path,
+                "replicas": replicas,
+                "policy": base.policy,
+                "batching": base.batching,
+                "actor_options": dict(actor_options or base.actor_options),
+                "config": dict(config if config is not None else base.config),
+            }
+        )
+        cls = actor_class if isinstance(actor_class, type) else None
+        return self._spawn(endpoint, spec, replicas, timeout, cls)
+
+    def _spawn(
+        self, endpoint: str, spec: EndpointSpec, count: int, timeout: float, cls: type | None = None
+    ) -> list[str]:
+        if cls is None:
+            cls = resolve_class(str(spec.class_path), f"endpoints.{endpoint}.class", _role_base(self.config, endpoint))
+        elif not issubclass(cls, _role_base(self.config, endpoint)):
+            raise ConfigError(f"endpoint {endpoint!r} needs a {_role_base(self.config, endpoint).__name__} subclass")
+        existing = self.replica_ids(endpoint)
+        start = max((int(r) for r in existing if r.isdigit()), default=-1) + 1
+        ids = [str(start + i) for i in range(count)]
+        lifetime = {"lifetime": "detached"} if self.detached else {}
+        remote: Any = ray.remote(cls)
+        handles: list[Any] = [
+            remote.options(  # type: ignore[attr-defined]
+                name=endpoint_actor_name(self.name, endpoint, rid),
+                namespace=self.namespace,
+                **lifetime,
+                **spec.options(),
+            ).remote(
+                endpoint,
+                spec.config,
+                replica_id=rid,
+                sender=self.spec.dispatcher.batching,
+                deployment=self.name,
+                namespace=self.namespace,
+            )
+            for rid in ids
+        ]
+        try:
+            ray.get([h.start.remote() for h in handles], timeout=timeout)
+        except Exception:
+            for handle in handles:
+                ray.kill(handle)
+            raise
+        ray.get(
+            [d.add_replica.remote(endpoint, rid, h) for d in self.dispatchers for rid, h in zip(ids, handles)],
+            timeout=timeout,
+        )
+        return ids
+
+    def replica_ids(self, endpoint: str) -> list[str]:
+        """Replica ids of ``endpoint`` now running (by actor name), sorted."""
+        prefix = f"{self.name}:{endpoint}:"
+        names = [e["name"] for e in ray.util.list_named_actors(all_namespaces=True) if e["namespace"] == self.namespace]
+        return sorted((n[len(prefix) :] for n in names if n.startswith(prefix)), key=lambda r: (len(r), r))
+
+    def endpoint(self, endpoint: str, replica: str | int = 0) -> Any:
+        """The actor handle of one replica of ``endpoint`` (e.g. a MemoryTransport to inject into).
+
+        Raises:
+            ConfigError: unknown endpoint.
+            DeploymentNotFound: no such replica runs.
+        """
+        self._check_endpoint(endpoint)
+        try:
+            return ray.get_actor(endpoint_actor_name(self.name, endpoint, str(replica)), namespace=self.namespace)
+        except ValueError:
+            raise DeploymentNotFound(f"endpoint {endpoint!r} has no running replica {replica!r}") from None
+
+    def scale(self, endpoint: str, replicas: int, timeout: float = 60.0) -> list[str]:
+        """Grow or shrink ``endpoint`` to ``replicas`` actors without losing messages; return the ids.
+
+        Shrinking removes the newest replicas after they confirmed what they were sent.
+
+        Raises:
+            ConfigError: unknown endpoint, or growing one with no ``class`` configured.
+        """
+        self._check_endpoint(endpoint)
+        current = self.replica_ids(endpoint)
+        if replicas > len(current):
+            spec = self.spec.endpoints[endpoint]
+            if not spec.class_path and current:
+                info = ray.get(self.endpoint(endpoint, current[0]).ping.remote())
+                spec = spec.model_copy(update={"class_path": info["class"]})
+            if not spec.class_path:
+                raise ConfigError(f"endpoints.{endpoint}.class: not configured; use spawn() with a class")
+            self._spawn(endpoint, spec, replicas - len(current), timeout)
+        for rid in current[replicas:][::-1] if replicas < len(current) else []:
+            self._remove_replica(endpoint, rid, timeout)
+        return self.replica_ids(endpoint)
+
+    def stop_endpoint(self, endpoint: str, timeout: float = 60.0) -> None:
+        """Stop every replica of ``endpoint`` (after they confirmed what they were sent)."""
+        for rid in self.replica_ids(endpoint):
+            self._remove_replica(endpoint, rid, timeout)
+
+    def _remove_replica(self, endpoint: str, replica_id: str, timeout: float) -> None:
+        handle = self.endpoint(endpoint, replica_id)
+        ray.get([d.remove_replica.remote(endpoint, replica_id, timeout) for d in self.dispatchers], timeout=timeout + 5)
+        try:
+            ray.get(handle.stop.remote(), timeout=timeout)
+        finally:
+            ray.kill(handle)
+
+    def _check_endpoint(self, endpoint: str) -> None:
+        if endpoint not in self.spec.endpoints:
+            raise ConfigError(
+                f"unknown endpoint {endpoint!r}: not in transport_names {self.config.transport_names}"
+                f" or exposed_names {self.config.exposed_names}"
+            )
+
+    # -- messages -----------------------------------------------------------------------
+
+    def send(
+        self,
+        endpoint: str,
+        content: str | None = None,
+        *,
+        from_addr: str | None = "+27831234567",
+        to_addr: str | None = "12345",
+        direction: str | None = None,
+        trace: bool = False,
+        timeout: float = 30.0,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Route one message as if it arrived on ``endpoint``; return where it went.
+
+        For a transport name the message is inbound, for an exposed name
+        outbound (override with ``direction``; ``event`` takes event fields).
+
+        Raises:
+            ConfigError: unknown endpoint.
+            InvalidMessage: the message is invalid (nothing is routed).
+        """
+        self._check_endpoint(endpoint)
+        is_transport = endpoint in self.config.transport_names
+        direction = direction or ("inbound" if is_transport else "outbound")
+        if direction == "event":
+            payload = {"message_type": "event", "transport_name": endpoint, **fields}
+        else:
+            payload = {
+                "content": content,
+                "from_addr": from_addr,
+                "to_addr": to_addr,
+                "transport_name": fields.pop("transport_name", endpoint),
+                "transport_type": fields.pop("transport_type", "sms"),
+                **fields,
+            }
+        return ray.get(self.dispatchers[0].inject.remote(direction, endpoint, payload, trace), timeout=timeout)  # type: ignore[no-any-return]
+
+    # -- observation ----------------------------------------------------------------------
+
+    def status(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Dispatcher counters, and per endpoint its replicas with alive/dead, node and counters."""
+        dispatchers = []
+        for index, handle in enumerate(self.dispatchers):
+            try:
+                dispatchers.append(ray.get(handle.status.remote(), timeout=timeout))
+            except Exception as exc:
+                dispatchers.append({"dispatcher": index, "alive": False, "error": f"{type(exc).__name__}: {exc}"})
+        endpoints: dict[str, Any] = {}
+        for endpoint in self.spec.endpoints:
+            replicas = {}
+            for rid in self.replica_ids(endpoint):
+                try:
+                    info = ray.get(self.endpoint(endpoint, rid).ping.remote(), timeout=timeout)
+                    replicas[rid] = {"alive": True, **info}
+                except Exception as exc:
+                    replicas[rid] = {"alive": False, "error": f"{type(exc).__name__}: {exc}"}
+            role = "transport" if endpoint in self.config.transport_names else "application"
+            endpoints[endpoint] = {"role": role, "replicas": replicas}
+        return {"name": self.name, "namespace": self.namespace, "dispatchers": dispatchers, "endpoints": endpoints}
+
+    def failures(self, direction: str | None = None, endpoint: str | None = None) -> list[dict[str, Any]]:
+        """Failure records from every dispatcher, oldest first."""
+        records = [r for d in self.dispatchers for r in ray.get(d.failures.remote(direction, endpoint))]
+        return sorted(records, key=lambda r: r["timestamp"])
+
+    def failure(self, failure_id: str) -> dict[str, Any]:
+        """One failure record.
+
+        Raises:
+            KeyError: no dispatcher has a record with that id.
+        """
+        for handle in self.dispatchers:
+            try:
+                return ray.get(handle.failure.remote(failure_id))  # type: ignore[no-any-return]
+            except ray.exceptions.RayTaskError as exc:
+                if not isinstance(exc.cause, KeyError):
+                    raise
+        raise KeyError(f"no failure record with id {failure_id!r}")
+
+    def replay_failure(self, failure_id: str, endpoint: str | None = None) -> dict[str, Any]:
+        """Route a failed message again; its record goes once it succeeds.
+
+        Raises:
+            KeyError: no dispatcher has a record with that id.
+        """
+        for handle in self.dispatchers:
+            try:
+                return ray.get(handle.replay_failure.remote(failure_id, endpoint))  # type: ignore[no-any-return]
+            except ray.exceptions.RayTaskError as exc:
+                if not isinstance(exc.cause, KeyError):
+                    raise
+        raise KeyError(f"no failure record with id {failure_id!r}")
+
+    def purge_failures(self, failure_ids: list[str] | None = None) -> int:
+        """Remove the given failure records (all when None); return how many were removed."""
+        return sum(ray.get([d.purge_failures.remote(failure_ids) for d in self.dispatchers]))
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop transports (no new input), drain the dispatchers, stop applications, kill every actor."""
+        ordered = [*self.config.transport_names, *self.config.exposed_names]
+        handles = {(e, r): self._handle_or_none(e, r) for e in ordered for r in self.replica_ids(e)}
+        _quietly(
+            lambda: ray.get(
+                [h.stop.remote() for (e, _), h in handles.items() if h and e in self.config.transport_names],
+                timeout=timeout,
+            )
+        )
+        _quietly(lambda: ray.get([d.drain.remote(timeout) for d in self.dispatchers], timeout=timeout + 5))
+        _quietly(
+            lambda: ray.get(
+                [h.stop.remote() for (e, _), h in handles.items() if h and e not in self.config.transport_names],
+                timeout=timeout,
+            )
+        )
+        _quietly(lambda: ray.get([d.stop.remote(5) for d in self.dispatchers], timeout=10))
+        for handle in [*handles.values(), *self.dispatchers]:
+            if handle is not None:
+                _quietly(lambda h=handle: ray.kill(h))
+        deadline = time.monotonic() + 10
+        while _find_dispatchers(self.name, self.namespace) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _handle_or_none(self, endpoint: str, replica: str) -> Any:
+        try:
+            return self.endpoint(endpoint, replica)
+        except DeploymentNotFound:
+            return None
+
+    def __enter__(self) -> Deployment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return f"<Deployment {self.name!r} in {self.namespace!r}: {len(self.dispatchers)} dispatcher(s)>"
+
+
+def _quietly(action: Any) -> None:
+    with contextlib.suppress(Exception):
+        action()
+
+
+def _find_dispatchers(name: str, namespace: str) -> list[str]:
+    prefix = f"{name}:dispatcher:"
+    return sorted(
+        e["name"]
+        for e in ray.util.list_named_actors(all_namespaces=True)
+        if e["namespace"] == namespace and e["name"].startswith(prefix)
+    )
+
+
+def deploy(config: Mapping[str, Any] | str | Path | DispatcherConfig, **kw: Any) -> Deployment:
+    """Start a deployment (``Deployment.start``): dispatcher(s) and endpoints, on a local Ray if none runs."""
+    return Deployment.start(config, **kw)
+
+
+def attach(name: str = DEFAULT_NAME, namespace: str = DEFAULT_NAMESPACE, **kw: Any) -> Deployment:
+    """Attach to a running deployment by name (``Deployment.attach``)."""
+    return Deployment.attach(name, namespace, **kw)
+
+
+__all__ = ["DEFAULT_ACTOR_OPTIONS", "Deployment", "DeploymentNotFound", "attach", "deploy", "ensure_ray"]

@@ -1,0 +1,314 @@
+"""``ray-dispatch``: run, inspect and steer deployments from the shell.
+
+Every error is one clear line on stderr and a non-zero exit (2 for bad input,
+1 when the world failed), never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from ray_dispatch.config import load_config
+from ray_dispatch.deployment import deployment_spec
+from ray_dispatch.errors import ConfigError, DispatchError, InvalidMessage
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_NAME = "default"
+DEFAULT_NAMESPACE = "ray_dispatch"
+
+
+def _fail(text: str, code: int) -> None:
+    click.echo(f"error: {text}", err=True)
+    sys.exit(code)
+
+
+def clean_errors(func: F) -> F:
+    """Turn expected exceptions into one line on stderr and an exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, InvalidMessage) as exc:
+            _fail(str(exc), 2)
+        except KeyError as exc:
+            _fail(str(exc.args[0]) if exc.args else "not found", 2)
+        except DispatchError as exc:
+            _fail(str(exc), 1)
+        except ConnectionError as exc:
+            _fail(f"cannot reach the Ray cluster: {exc}", 1)
+        except Exception as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, (ConfigError, InvalidMessage, KeyError)):
+                _fail(str(cause.args[0] if isinstance(cause, KeyError) and cause.args else cause), 2)
+            _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}", 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _attach(name: str, namespace: str, address: str | None) -> Any:
+    import ray
+
+    from ray_dispatch.api import Deployment, ensure_ray
+
+    try:
+        ensure_ray(address or "auto", namespace, quiet=True)
+        return Deployment.attach(name, namespace, address=address or "auto")
+    except ConnectionError as exc:
+        raise DispatchError(
+            f"no running Ray cluster found ({exc}); start a deployment with `ray-dispatch run CONFIG` or pass --address"
+        ) from None
+    except ray.exceptions.RaySystemError as exc:
+        raise DispatchError(f"cannot connect to Ray: {exc}") from None
+
+
+def deployment_options(func: F) -> F:
+    """Add --name, --namespace and --address to a command."""
+    func = click.option("--address", default=None, help="Ray cluster address (default: the running one).")(func)
+    func = click.option("--namespace", default=DEFAULT_NAMESPACE, show_default=True, help="Ray namespace.")(func)
+    return click.option("--name", default=DEFAULT_NAME, show_default=True, help="Deployment name.")(func)  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ray-dispatch")
+def main() -> None:
+    """Vumi-style message dispatchers on Ray."""
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@clean_errors
+def validate(config: str) -> None:
+    """Check CONFIG (router, middleware, endpoints) without starting anything."""
+    from ray_dispatch.config import resolve_class
+    from ray_dispatch.dispatcher import Dispatcher
+    from ray_dispatch.testing import MemoryOutbox
+
+    loaded = load_config(config)
+    Dispatcher(loaded, MemoryOutbox())
+    spec = deployment_spec(loaded)
+    for endpoint, endpoint_spec in spec.endpoints.items():
+        if endpoint_spec.class_path:
+            resolve_class(endpoint_spec.class_path, f"{config}: endpoints.{endpoint}.class")
+    click.echo(
+        f"{config}: valid ({loaded.router_class}; transports {loaded.transport_names};"
+        f" applications {loaded.exposed_names})"
+    )
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@deployment_options
+@click.option("--detach", is_flag=True, help="Leave the deployment running (needs a running Ray cluster).")
+@click.option("--allow-prefix", multiple=True, help="Only load classes under these module prefixes.")
+@clean_errors
+def run(
+    config: str, name: str, namespace: str, address: str | None, detach: bool, allow_prefix: tuple[str, ...]
+) -> None:
+    """Start the deployment CONFIG describes and keep it up until Ctrl-C."""
+    from ray_dispatch.api import Deployment, ensure_ray
+
+    loaded = load_config(config)
+    if detach and not address:
+        address = "auto"
+    try:
+        ensure_ray(address, namespace, quiet=True)
+        deployment = Deployment.start(
+            loaded,
+            name=name,
+            namespace=namespace,
+            detached=detach,
+            address=address,
+            allowed_class_prefixes=list(allow_prefix) or None,
+        )
+    except ConnectionError as exc:
+        raise DispatchError(
+            f"--detach needs a running Ray cluster ({exc}); start one with `ray start --head` or pass --address"
+        ) from None
+    _print_status(deployment.status())
+    if detach:
+        click.echo(f"deployment {name!r} is running detached; stop it with `ray-dispatch stop --name {name}`")
+        return
+    click.echo("running; press Ctrl-C to stop")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+    click.echo("stopping...")
+    deployment.shutdown()
+    click.echo("stopped")
+
+
+@main.command()
+@click.argument("endpoint")
+@click.argument("content", required=False)
+@deployment_options
+@click.option("--from", "from_addr", default="+27831234567", show_default=True, help="from_addr of the message.")
+@click.option("--to", "to_addr", default="12345", show_default=True, help="to_addr of the message.")
+@click.option("--json", "json_payload", default=None, help="Extra message fields as a JSON object.")
+@click.option("--trace", is_flag=True, help="Also print the routing decisions.")
+@clean_errors
+def send(
+    endpoint: str,
+    content: str | None,
+    name: str,
+    namespace: str,
+    address: str | None,
+    from_addr: str,
+    to_addr: str,
+    json_payload: str | None,
+    trace: bool,
+) -> None:
+    """Route a message as if it arrived on ENDPOINT; print where it went."""
+    fields: dict[str, Any] = {}
+    if json_payload:
+        try:
+            fields = json.loads(json_payload)
+        except ValueError as exc:
+            raise InvalidMessage(f"--json is not valid JSON ({exc})") from None
+        if not isinstance(fields, dict):
+            raise InvalidMessage("--json must be a JSON object of message fields")
+    deployment = _attach(name, namespace, address)
+    result = deployment.send(endpoint, content, from_addr=from_addr, to_addr=to_addr, trace=trace, **fields)
+    click.echo(f"message {result['message_id']}")
+    for destination in result["destinations"]:
+        click.echo(f"  -> {destination}")
+    for failure in result["failures"]:
+        click.echo(f"  failed ({failure['stage']}): {failure['reason']}  [failure {failure['failure_id']}]")
+    if result.get("dropped"):
+        click.echo(f"  dropped: {result['dropped']}")
+    for step in result.get("trace") or []:
+        click.echo(f"  | {step}")
+    if result["failures"] and not result["destinations"]:
+        sys.exit(1)
+
+
+@main.command()
+@deployment_options
+@click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
+@clean_errors
+def status(name: str, namespace: str, address: str | None, as_json: bool) -> None:
+    """Show endpoints, replicas (alive or dead), counts per endpoint, and failures."""
+    deployment = _attach(name, namespace, address)
+    info = deployment.status()
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+    else:
+        _print_status(info)
+
+
+def _print_status(info: dict[str, Any]) -> None:
+    click.echo(f"deployment {info['name']!r} (namespace {info['namespace']!r})")
+    for d in info["dispatchers"]:
+        if d.get("alive") is False:
+            click.echo(f"  dispatcher {d['dispatcher']}: DEAD ({d['error']})")
+            continue
+        click.echo(
+            f"  dispatcher {d['dispatcher']}: {d['router']} on node {d['node_id'][:12]}, failures: {d['failures']}"
+        )
+    counts = info["dispatchers"][0].get("stats", {}) if info["dispatchers"] else {}
+    for endpoint, entry in info["endpoints"].items():
+        received = {k: v for k, v in counts.get("received", {}).items() if k.endswith(f":{endpoint}")}
+        published = {k: v for k, v in counts.get("published", {}).items() if k.endswith(f":{endpoint}")}
+        click.echo(f"  {entry['role']} {endpoint}: {len(entry['replicas'])} replica(s)")
+        for rid, replica in entry["replicas"].items():
+            if replica["alive"]:
+                click.echo(
+                    f"    [{rid}] alive  {replica['class']} on node {replica['node_id'][:12]} pid {replica['pid']}"
+                )
+            else:
+                click.echo(f"    [{rid}] DEAD   {replica['error']}")
+        if received or published:
+            click.echo(f"    from it: {received or '{}'}  to it: {published or '{}'}")
+
+
+@main.command()
+@deployment_options
+@clean_errors
+def stop(name: str, namespace: str, address: str | None) -> None:
+    """Stop a running deployment: drain messages in flight, then end its actors."""
+    deployment = _attach(name, namespace, address)
+    deployment.shutdown()
+    click.echo(f"deployment {name!r} stopped")
+
+
+@main.group()
+def failures() -> None:
+    """List, inspect, replay and purge failure records (dead letters)."""
+
+
+@failures.command("list")
+@deployment_options
+@click.option("--direction", type=click.Choice(["inbound", "event", "outbound"]), default=None)
+@click.option("--endpoint", default=None)
+@clean_errors
+def failures_list(name: str, namespace: str, address: str | None, direction: str | None, endpoint: str | None) -> None:
+    """One line per failure record, oldest first."""
+    records = _attach(name, namespace, address).failures(direction, endpoint)
+    for r in records:
+        click.echo(f"{r['failure_id']}  {r['timestamp']}  {r['direction']:8} {r['endpoint']}  {r['reason']}")
+    click.echo(f"{len(records)} failure record(s)")
+
+
+@failures.command("show")
+@click.argument("failure_id")
+@deployment_options
+@clean_errors
+def failures_show(failure_id: str, name: str, namespace: str, address: str | None) -> None:
+    """Print one failure record as JSON."""
+    click.echo(json.dumps(_attach(name, namespace, address).failure(failure_id), indent=2, default=str))
+
+
+@failures.command("replay")
+@click.argument("failure_id")
+@deployment_options
+@click.option("--endpoint", default=None, help="Dispatch it as if it arrived on this endpoint instead.")
+@clean_errors
+def failures_replay(failure_id: str, name: str, namespace: str, address: str | None, endpoint: str | None) -> None:
+    """Route a failed message again; the record is removed if it now succeeds."""
+    result = _attach(name, namespace, address).replay_failure(failure_id, endpoint)
+    for destination in result["destinations"]:
+        click.echo(f"  -> {destination}")
+    for reason in result["failures"]:
+        click.echo(f"  failed again: {reason}")
+    if result["failures"]:
+        sys.exit(1)
+
+
+@failures.command("purge")
+@click.argument("failure_ids", nargs=-1)
+@deployment_options
+@click.option("--all", "purge_all", is_flag=True, help="Remove every record.")
+@clean_errors
+def failures_purge(
+    failure_ids: tuple[str, ...], name: str, namespace: str, address: str | None, purge_all: bool
+) -> None:
+    """Remove the given failure records (or --all)."""
+    if not failure_ids and not purge_all:
+        raise ConfigError("name the failure ids to purge, or pass --all")
+    count = _attach(name, namespace, address).purge_failures(None if purge_all else list(failure_ids))
+    click.echo(f"purged {count} failure record(s)")
+
+
+def _register_optional() -> None:
+    try:
+        from ray_dispatch.experiments import cli as experiments_cli
+    except ImportError:
+        return
+    experiments_cli.register(main)
+
+
+_register_optional()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
