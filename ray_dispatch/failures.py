@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from ray_dispatch.errors import InvalidMessage
-from ray_dispatch.message import Message, TransportEvent, TransportUserMessage, utcnow
+from ray_dispatch.message import VUMI_DATE_FORMAT, Message, TransportEvent, TransportUserMessage, utcnow
 
 Direction = Literal["inbound", "event", "outbound"]
 DIRECTIONS: tuple[Direction, ...] = ("inbound", "event", "outbound")
@@ -44,7 +44,7 @@ def json_safe(value: Any, depth: int = 0) -> Any:
     """Return a JSON-encodable stand-in for an arbitrary (possibly hostile) payload.
 
     JSON types pass through; dict keys that are not strings become their
-    ``repr``; bytes and other objects become a ``repr`` cut at 4096
+    ``repr``; datetimes become Vumi timestamps; bytes and other objects become a ``repr`` cut at 4096
     characters; non-finite floats become strings; nesting deeper than 64
     levels is cut with a marker. Used for payloads that never parsed.
     """
@@ -52,6 +52,8 @@ def json_safe(value: Any, depth: int = 0) -> Any:
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
+    if isinstance(value, datetime):
+        return value.strftime(VUMI_DATE_FORMAT)
     if depth >= _MAX_DEPTH:
         return f"<nested deeper than {_MAX_DEPTH} levels: cut>"
     if isinstance(value, Mapping):
@@ -71,7 +73,7 @@ def _message_payload(message: Any) -> tuple[str, Any]:
         try:
             return message.KIND, json.loads(message.to_json())
         except (TypeError, ValueError, RecursionError):
-            return message.KIND, json_safe(message.to_dict())
+            return message.KIND, json_safe({key: message[key] for key in message.keys()})  # noqa: SIM118
     return RAW_PAYLOAD, json_safe(message)
 
 

@@ -1,0 +1,1 @@
+"""Tests of the routing and failure stores (memory and Redis)."""
