@@ -36,6 +36,12 @@ def vumi_alias(path: str) -> str:
     return path
 
 
+def _under(target: str, prefix: str) -> bool:
+    """Whether dotted ``target`` is ``prefix`` or inside it (``routers`` allows ``routers.x``, not ``routersx``)."""
+    prefix = prefix.rstrip(".")
+    return target == prefix or target.startswith(prefix + ".")
+
+
 def resolve_class(path: str, key: str, base: type | None = None, allowed_prefixes: Sequence[str] | None = None) -> type:
     """Import the class named by dotted ``path`` (Vumi paths aliased).
 
@@ -46,15 +52,19 @@ def resolve_class(path: str, key: str, base: type | None = None, allowed_prefixe
     if not isinstance(path, str) or "." not in path:
         raise ConfigError(f"{key}: expected a dotted class path like 'routers.SimpleDispatchRouter' (got {path!r})")
     target = vumi_alias(path)
-    if allowed_prefixes is not None and not any(target.startswith(p) for p in allowed_prefixes):
+    if allowed_prefixes is not None and not any(_under(target, p) for p in allowed_prefixes):
         raise ConfigError(
             f"{key}: class {target!r} is refused: not under the allowed prefixes {list(allowed_prefixes)}"
         )
     module_name, _, class_name = target.rpartition(".")
+    if not module_name or not class_name:
+        raise ConfigError(f"{key}: expected a dotted class path like 'routers.SimpleDispatchRouter' (got {path!r})")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"{key}: cannot import module {module_name!r} for {path!r} ({exc})") from None
+    except Exception as exc:  # ImportError, or the module itself failing to run
+        raise ConfigError(
+            f"{key}: cannot import module {module_name!r} for {path!r} ({type(exc).__name__}: {exc})"
+        ) from None
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type):
         raise ConfigError(f"{key}: module {module_name!r} has no class {class_name!r} (from {path!r})")
@@ -64,7 +74,9 @@ def resolve_class(path: str, key: str, base: type | None = None, allowed_prefixe
 
 
 class MiddlewareSpec(BaseModel):
-    """One entry of the ``middleware:`` list, normalised."""
+    """One entry of the ``middleware:`` list, normalised (unknown keys, such as typos, are refused)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: str
     class_path: str
@@ -172,6 +184,13 @@ class DispatcherConfig(BaseModel):
     def _where(self) -> str:
         return f"{self.source}: " if self.source else ""
 
+    def located(self, error: ConfigError) -> ConfigError:
+        """Return ``error`` with this config's file name in front (unchanged if it already names it or none)."""
+        where = self._where()
+        if not where or str(error).startswith(where):
+            return error
+        return ConfigError(where + str(error))
+
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``yaml.safe_load`` (never the unsafe loader).
@@ -208,9 +227,12 @@ def load_config(source: Mapping[str, Any] | str | Path | DispatcherConfig) -> Di
         raw = dict(source)
     else:
         raise ConfigError(f"a config must be a mapping or a YAML file path (got {type(source).__name__})")
+    prefix = f"{origin}: " if origin else ""
+    bad_keys = [k for k in raw if not isinstance(k, str)]
+    if bad_keys:
+        raise ConfigError(f"{prefix}invalid dispatcher config: top-level key {bad_keys[0]!r} is not a string")
     try:
         config = DispatcherConfig.model_validate({**raw, "raw": raw, "source": origin})
     except ValidationError as exc:
-        prefix = f"{origin}: " if origin else ""
         raise ConfigError(prefix + format_validation_error(exc, "dispatcher config")) from None
     return config

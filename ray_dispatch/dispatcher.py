@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ray_dispatch.config import DispatcherConfig, load_config, resolve_class
-from ray_dispatch.errors import DropMessage, InvalidMessage, NoRoute, RoutingLoop, UnknownEndpoint
+from ray_dispatch.errors import ConfigError, DropMessage, InvalidMessage, NoRoute, RoutingLoop, UnknownEndpoint
 from ray_dispatch.failures import Direction, FailureRecord, FailureStore, MemoryFailureStore
 from ray_dispatch.message import Message, TransportEvent, TransportUserMessage
 from ray_dispatch.middleware import BaseMiddleware, MiddlewareStack
@@ -35,6 +35,11 @@ _KIND: dict[str, type[Message]] = {
     "inbound": TransportUserMessage,
     "outbound": TransportUserMessage,
     "event": TransportEvent,
+}
+_PUBLISH_METHOD: dict[str, str] = {
+    "inbound": "publish_inbound_message",
+    "outbound": "publish_outbound_message",
+    "event": "publish_inbound_event",
 }
 
 
@@ -194,17 +199,22 @@ class Dispatcher:
         self.exposed_names: list[str] = list(self.config.exposed_names)
         self._transports = frozenset(self.transport_names)
         self._exposed = frozenset(self.exposed_names)
-        self.store = store if store is not None else build_store(self.config)
-        self.failures: FailureStore = failures if failures is not None else MemoryFailureStore()
         self.outbox = outbox
         self.stats = DispatcherStats()
-        self.view = _RouterView(self)
-        router_cls = resolve_class(self.config.router_class, "router_class", BaseDispatchRouter, allowed_class_prefixes)
-        self.router: BaseDispatchRouter = router_cls(self.view, self.config.raw)
-        self.router.validate_config()
-        self.middleware = MiddlewareStack(
-            [self._build_middleware(spec, allowed_class_prefixes) for spec in self.config.middleware]
-        )
+        try:  # every ConfigError names the config file, when there is one
+            self.store = store if store is not None else build_store(self.config)
+            self.failures: FailureStore = failures if failures is not None else MemoryFailureStore()
+            self.view = _RouterView(self)
+            router_cls = resolve_class(
+                self.config.router_class, "router_class", BaseDispatchRouter, allowed_class_prefixes
+            )
+            self.router: BaseDispatchRouter = router_cls(self.view, self.config.raw)
+            self.router.validate_config()
+            self.middleware = MiddlewareStack(
+                [self._build_middleware(spec, allowed_class_prefixes) for spec in self.config.middleware]
+            )
+        except ConfigError as exc:
+            raise self.config.located(exc) from None
         self._hooks = {
             "inbound": self.router.dispatch_inbound_message,
             "event": self.router.dispatch_inbound_event,
@@ -221,11 +231,18 @@ class Dispatcher:
     # -- lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
-        """Set up middleware, then the router (``setup_routing``)."""
-        await self.middleware.setup()
-        result = self.router.setup_routing()
-        if inspect.isawaitable(result):
-            await result
+        """Set up middleware, then the router (``setup_routing``).
+
+        Raises:
+            ConfigError: a middleware or the router refused its config at setup (names the file, if any).
+        """
+        try:
+            await self.middleware.setup()
+            result = self.router.setup_routing()
+            if inspect.isawaitable(result):
+                await result
+        except ConfigError as exc:
+            raise self.config.located(exc) from None
         self.started = True
 
     async def stop(self) -> None:
@@ -304,8 +321,11 @@ class Dispatcher:
 
     def _queue(self, direction: Direction, endpoint: str, msg: Message) -> None:
         ctx = self._context(f"publish ({direction} to {endpoint!r})")
-        if not isinstance(msg, Message):
-            raise TypeError(f"publish to {endpoint!r} needs a message object, got {type(msg).__name__}")
+        expected = _KIND[direction]
+        if not isinstance(msg, expected):
+            raise TypeError(
+                f"{_PUBLISH_METHOD[direction]} to {endpoint!r} needs a {expected.__name__}, got {type(msg).__name__}"
+            )
         ctx.publishes.append((direction, endpoint, msg.copy()))
 
     # -- failures -------------------------------------------------------------
@@ -364,7 +384,8 @@ class Dispatcher:
 
     async def _dispatch(self, direction: Direction, payload: Any, endpoint: str | None, trace: bool) -> DispatchOutcome:
         if endpoint is None and isinstance(payload, (Message, dict)):
-            endpoint = payload.get("transport_name")
+            name = payload.get("transport_name")
+            endpoint = name if isinstance(name, str) else None
         source = str(endpoint)
         outcome = DispatchOutcome(direction, source, trace=[] if trace else None)
         ctx = _Context(direction, source, outcome.trace)
@@ -421,6 +442,7 @@ class Dispatcher:
             _current.reset(token)
             ctx.closed = True
         if sender is not None:
+            ctx.dropped = None  # the sender is known: the event is delivered even if the router would drop it
             event = ctx.publishes[0][2] if ctx.publishes else msg.copy()
             ctx.publishes = [("event", sender, event)]
             self._trace(
@@ -449,8 +471,11 @@ class Dispatcher:
             stage = "deliver"
             await self.outbox.deliver(direction, destination, msg)
         except DropMessage as exc:
-            self.stats.dropped[str(exc)] += 1
-            self._trace(ctx, f"dropped before {destination!r}: {exc}", "drop")
+            reason = str(exc) or type(exc).__name__
+            self.stats.dropped[reason] += 1
+            if outcome.dropped is None:
+                outcome.dropped = reason
+            self._trace(ctx, f"dropped before {destination!r}: {reason}", "drop")
             return
         except Exception as exc:
             reason = str(exc) if isinstance(exc, UnknownEndpoint) else f"{type(exc).__name__}: {exc}"
@@ -480,11 +505,13 @@ class Dispatcher:
     # -- replay ---------------------------------------------------------------
 
     async def replay_failure(self, failure_id: str, endpoint: str | None = None) -> DispatchOutcome:
-        """Dispatch a failed message again and remove its record if it now succeeds.
+        """Dispatch a failed message again; its record is replaced by the outcome.
 
         With ``endpoint`` the message is re-dispatched as if it arrived there
         (inbound/event: a transport name; outbound: an exposed name); without,
-        from the endpoint it first arrived on.
+        from the endpoint it first arrived on. The old record is removed; if
+        the message fails again, the new records carry ``attempts`` one higher,
+        so repeated replays never pile up duplicates.
 
         Raises:
             KeyError: no failure record has that id.
@@ -494,6 +521,8 @@ class Dispatcher:
         if isinstance(message, Message):
             message.routing_metadata.pop("hops", None)
         outcome = await self._dispatch(record.direction, message, endpoint or record.endpoint, False)
-        if not outcome.failures:
-            await self.failures.remove([failure_id])
+        await self.failures.remove([failure_id])
+        for new in outcome.failures:
+            new.attempts = record.attempts + 1
+            await self.failures.add(new)  # stored again so a durable store keeps the new count
         return outcome

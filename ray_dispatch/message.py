@@ -8,11 +8,13 @@ The JSON wire format is Vumi's (timestamps as ``%Y-%m-%d %H:%M:%S.%f``).
 
 from __future__ import annotations
 
+import copy as _copy
 import json
+import re
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
-from typing import Any, ClassVar, Literal
+from datetime import date, datetime, time, timezone
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -20,7 +22,9 @@ from ray_dispatch.errors import InvalidMessage
 
 VUMI_DATE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 _DATE_FORMAT_NO_MICROSECONDS = "%Y-%m-%d %H:%M:%S"
-MESSAGE_VERSION = "20110921"
+_CANONICAL_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?")
+MESSAGE_VERSION: Final = "20110921"
+DEFAULT_ENDPOINT_NAME = "default"
 
 _MISSING = object()
 
@@ -40,6 +44,13 @@ def parse_timestamp(value: str) -> datetime:
     Raises:
         ValueError: the text is in neither format.
     """
+    if _CANONICAL_TIMESTAMP.fullmatch(value):
+        # The shape is exactly Vumi's; fromisoformat is ~10x faster than strptime
+        # and still refuses impossible dates.
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
     for fmt in (VUMI_DATE_FORMAT, _DATE_FORMAT_NO_MICROSECONDS):
         try:
             return datetime.strptime(value, fmt)
@@ -48,18 +59,46 @@ def parse_timestamp(value: str) -> datetime:
     raise ValueError(f"timestamp {value!r} is not in the format {VUMI_DATE_FORMAT!r}")
 
 
+def to_naive_utc(value: datetime) -> datetime:
+    """Return ``value`` as a naive UTC datetime (Vumi's convention); naive values are kept as they are."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def format_timestamp(value: datetime) -> str:
+    """Format a datetime in Vumi's wire format (``%Y-%m-%d %H:%M:%S.%f``, UTC).
+
+    The year is always four digits (``strftime`` drops the padding before
+    year 1000, which Vumi's parser then refuses).
+    """
+    return to_naive_utc(value).isoformat(sep=" ", timespec="microseconds")
+
+
+# Values that are immutable and can be shared between copies.
+_ATOMIC: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes, datetime, date, time})
+
+
 def clone_json(value: Any) -> Any:
-    """Deep-copy JSON-like data (dicts, lists, scalars) much faster than copy.deepcopy."""
-    if isinstance(value, dict):
-        return {k: clone_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [clone_json(v) for v in value]
-    return value
+    """Deep-copy JSON-like data (dicts, lists, scalars) much faster than copy.deepcopy.
+
+    Plain dicts and lists are rebuilt, immutable scalars shared; anything else
+    (tuples, dict subclasses, custom objects) goes through ``copy.deepcopy``
+    so no mutable state is ever shared between the copies.
+    """
+    kind = type(value)
+    if kind in _ATOMIC:
+        return value
+    if kind is dict:
+        return {k: v if type(v) in _ATOMIC else clone_json(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _ATOMIC else clone_json(v) for v in value]
+    return _copy.deepcopy(value)
 
 
 def _encode_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.strftime(VUMI_DATE_FORMAT)
+        return format_timestamp(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
@@ -82,7 +121,7 @@ class Message(BaseModel):
 
     KIND: ClassVar[str] = "message"
 
-    message_version: str = MESSAGE_VERSION
+    message_version: Literal["20110921"] = MESSAGE_VERSION
     message_type: str
     timestamp: datetime = Field(default_factory=utcnow)
     helper_metadata: dict[str, Any] = Field(default_factory=dict)
@@ -96,7 +135,12 @@ class Message(BaseModel):
             return parse_timestamp(value)
         return value
 
-    def __init__(self, **data: Any) -> None:
+    @field_validator("timestamp", mode="after")
+    @classmethod
+    def _timestamp_to_naive_utc(cls, value: datetime) -> datetime:
+        return value if value.tzinfo is None else to_naive_utc(value)
+
+    def __init__(self, /, **data: Any) -> None:
         """Build a message from keyword fields.
 
         Raises:
@@ -202,18 +246,21 @@ class Message(BaseModel):
         yield from self.__dict__
         yield from self.__pydantic_extra__ or {}
 
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """Iterate over ``(field name, value)`` pairs of the payload (declared, then extra), as Vumi's ``items()``."""
+        yield from self.__dict__.items()
+        yield from (self.__pydantic_extra__ or {}).items()
+
     # -- routing metadata -------------------------------------------------
 
     def get_routing_endpoint(self) -> str:
-        """Return the endpoint name stored in routing metadata (``default`` if none)."""
-        return str(self.routing_metadata.get("endpoint_name", "default"))
+        """Return ``routing_metadata["endpoint_name"]``, or ``"default"`` when it is absent or None (as Vumi)."""
+        name = self.routing_metadata.get("endpoint_name")
+        return DEFAULT_ENDPOINT_NAME if name is None else name  # type: ignore[no-any-return]
 
     def set_routing_endpoint(self, endpoint_name: str | None = None) -> None:
-        """Store ``endpoint_name`` in routing metadata (``None`` clears it)."""
-        if endpoint_name is None:
-            self.routing_metadata.pop("endpoint_name", None)
-        else:
-            self.routing_metadata["endpoint_name"] = endpoint_name
+        """Store ``endpoint_name`` in ``routing_metadata`` (``None`` stores ``"default"``, as Vumi)."""
+        self.routing_metadata["endpoint_name"] = DEFAULT_ENDPOINT_NAME if endpoint_name is None else endpoint_name
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.to_dict()!r}>"

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ray_dispatch.errors import ConfigError, MiddlewareError
 from ray_dispatch.failures import DIRECTIONS, Direction
@@ -28,6 +28,16 @@ class MiddlewareConfig(BaseModel):
     """Base of a middleware's config model (extra keys are allowed)."""
 
     model_config = ConfigDict(extra="allow")
+
+
+def _priority(name: str, config: Mapping[str, Any], key: str) -> int:
+    value = config.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"invalid config of middleware {name!r}: {key}: must be an integer (got {value!r})")
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"invalid config of middleware {name!r}: {key}: must be an integer (got {value!r})") from None
 
 
 class BaseMiddleware:
@@ -50,8 +60,8 @@ class BaseMiddleware:
     def __init__(self, name: str, config: Mapping[str, Any], dispatcher: Any) -> None:
         self.name = name
         self.dispatcher = dispatcher
-        self.consume_priority: int = int(config.get("consume_priority", 0))
-        self.publish_priority: int = int(config.get("publish_priority", 0))
+        self.consume_priority: int = _priority(name, config, "consume_priority")
+        self.publish_priority: int = _priority(name, config, "publish_priority")
         own = {k: v for k, v in config.items() if k not in ("consume_priority", "publish_priority")}
         try:
             self.config: Any = self.CONFIG_CLASS.model_validate(own)
@@ -158,21 +168,42 @@ class MiddlewareStack:
         """Pass ``message`` through the hooks; return what the last one returned.
 
         Raises:
-            MiddlewareError: a hook returned None.
+            MiddlewareError: a hook returned None or something that is not a message;
+                the text names the middleware and the hook.
             DropMessage: a hook dropped the message.
         """
         for name, hook in self._hooks[phase, direction]:
             result = hook(message, endpoint)
             if inspect.isawaitable(result):
                 result = await result
-            if result is None:
+            if not isinstance(result, Message):
+                got = "None" if result is None else f"a {type(result).__name__}"
                 raise MiddlewareError(
-                    f"middleware {name!r} handle_{phase}_{direction} returned None; it must return the message"
+                    f"middleware {name!r} handle_{phase}_{direction} returned {got}; it must return the message"
+                    " (raise DropMessage to drop it)"
                 )
             message = result
             if trace is not None:
                 trace.append(f"middleware {name!r}: {phase} {direction} on {endpoint!r}")
         return message
+
+
+_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+def _render(message: Message) -> str:
+    """Vumi JSON of ``message``; a message that cannot be encoded is logged by repr, never refused."""
+    try:
+        return message.to_json()
+    except (TypeError, ValueError, RecursionError):
+        return f"(not JSON-encodable) {message!r}"
 
 
 class LoggingMiddleware(BaseMiddleware):
@@ -189,19 +220,21 @@ class LoggingMiddleware(BaseMiddleware):
         log_level: str = "info"
         logger_name: str = "ray_dispatch.messages"
 
+        @field_validator("log_level")
+        @classmethod
+        def _known_level(cls, value: str) -> str:
+            if value.lower() not in _LOG_LEVELS:
+                raise ValueError(f"unknown level; use one of {sorted(_LOG_LEVELS)}")
+            return value.lower()
+
     def setup_middleware(self) -> None:
         """Resolve the logger and level."""
-        level = logging.getLevelName(self.config.log_level.upper())
-        if not isinstance(level, int):
-            raise ConfigError(
-                f"invalid config of middleware {self.name!r}: log_level: unknown level {self.config.log_level!r}"
-            )
-        self._level = level
+        self._level = _LOG_LEVELS[self.config.log_level]
         self._logger = logging.getLogger(self.config.logger_name)
 
     def _log(self, what: str, message: Message, endpoint: str) -> Message:
         if self._logger.isEnabledFor(self._level):
-            self._logger.log(self._level, "%s %s: %s", what, endpoint, message.to_json())
+            self._logger.log(self._level, "%s %s: %s", what, endpoint, _render(message))
         return message
 
     def handle_consume_inbound(self, message: Message, endpoint: str) -> Message:

@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
+from ray_dispatch.message import clone_json
+
 JSONValue = Any
 """Values must be JSON-serialisable (str, int, float, bool, None, lists, dicts)."""
 
@@ -40,7 +42,7 @@ class RoutingStore(ABC):
         """Atomically add ``amount`` to the integer under ``key`` (absent counts as 0).
 
         Raises:
-            TypeError: the stored value is not an integer.
+            TypeError: the stored value, or ``amount``, is not an integer.
         """
 
     async def close(self) -> None:  # noqa: B027 - optional hook
@@ -52,6 +54,8 @@ class MemoryStore(RoutingStore):
 
     Expired keys are dropped lazily on access and by ``purge_expired``.
     ``clock`` is injectable for tests (defaults to ``time.monotonic``).
+    Values are copied on the way in and out, so, as with a store that
+    serialises them, mutating a value after ``set`` or ``get`` changes nothing stored.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -67,15 +71,17 @@ class MemoryStore(RoutingStore):
 
     async def get(self, key: str, default: JSONValue = None) -> JSONValue:
         item = self._live(key)
-        return default if item is None else item[0]
+        return default if item is None else clone_json(item[0])
 
     async def set(self, key: str, value: JSONValue, ttl: float | None = None) -> None:
-        self._data[key] = (value, None if ttl is None else self._clock() + ttl)
+        self._data[key] = (clone_json(value), None if ttl is None else self._clock() + ttl)
 
     async def delete(self, key: str) -> bool:
         return self._live(key) is not None and self._data.pop(key, None) is not None
 
     async def incr(self, key: str, amount: int = 1) -> int:
+        if not isinstance(amount, int) or isinstance(amount, bool):
+            raise TypeError(f"routing store incr of {key!r}: amount must be an integer (got {amount!r})")
         item = self._live(key)
         current, expiry = (0, None) if item is None else item
         if not isinstance(current, int) or isinstance(current, bool):

@@ -7,9 +7,10 @@
         h.inbound_to("my_application")
 
 Messages pass through the middleware stack, the router and the return-route
-memory exactly as on Ray, and each endpoint receives its own copy.
-``make_inbound`` / ``make_event`` / ``make_ack`` build messages with sensible
-defaults.
+memory exactly as on Ray. As on Ray, the dispatcher works on its own copy of
+what you hand it (your message object is never changed) and each endpoint
+receives its own copy. ``make_inbound`` / ``make_ack`` / ``make_nack`` /
+``make_delivery_report`` build messages with sensible defaults.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from ray_dispatch.config import DispatcherConfig
 from ray_dispatch.dispatcher import Dispatcher, DispatchOutcome
 from ray_dispatch.failures import Direction, FailureRecord, MemoryFailureStore
-from ray_dispatch.message import Message, TransportEvent, TransportUserMessage
+from ray_dispatch.message import Message, TransportEvent, TransportUserMessage, clone_json
 from ray_dispatch.router import BaseDispatchRouter
 from ray_dispatch.store import RoutingStore
 
@@ -52,7 +53,8 @@ class RouterHarness:
         store: routing store to use (default: as the config says, in-memory).
 
     Raises:
-        ConfigError: on entering, when the config is invalid.
+        ConfigError: when the config, the router's or a middleware's config is
+            invalid (on construction), or setup refuses it (on entering).
     """
 
     def __init__(
@@ -82,20 +84,29 @@ class RouterHarness:
     async def dispatch_inbound(
         self, msg: TransportUserMessage | dict[str, Any], endpoint: str | None = None, *, trace: bool = False
     ) -> DispatchOutcome:
-        """Dispatch ``msg`` as received from transport ``endpoint`` (default ``msg["transport_name"]``)."""
-        return await self.dispatcher.dispatch_inbound_message(msg, endpoint, trace=trace)
+        """Dispatch ``msg`` as received from transport ``endpoint`` (default ``msg["transport_name"]``).
+
+        Never raises for a bad message: it becomes a failure record in the outcome and ``failures``.
+        """
+        return await self.dispatcher.dispatch_inbound_message(_as_received(msg), endpoint, trace=trace)
 
     async def dispatch_event(
         self, event: TransportEvent | dict[str, Any], endpoint: str | None = None, *, trace: bool = False
     ) -> DispatchOutcome:
-        """Dispatch ``event`` as received from transport ``endpoint`` (default ``event["transport_name"]``)."""
-        return await self.dispatcher.dispatch_inbound_event(event, endpoint, trace=trace)
+        """Dispatch ``event`` as received from transport ``endpoint`` (default ``event["transport_name"]``).
+
+        Never raises for a bad event: it becomes a failure record in the outcome and ``failures``.
+        """
+        return await self.dispatcher.dispatch_inbound_event(_as_received(event), endpoint, trace=trace)
 
     async def dispatch_outbound(
         self, msg: TransportUserMessage | dict[str, Any], endpoint: str, *, trace: bool = False
     ) -> DispatchOutcome:
-        """Dispatch ``msg`` as received from exposed endpoint ``endpoint``."""
-        return await self.dispatcher.dispatch_outbound_message(msg, endpoint, trace=trace)
+        """Dispatch ``msg`` as received from exposed endpoint ``endpoint``.
+
+        Never raises for a bad message: it becomes a failure record in the outcome and ``failures``.
+        """
+        return await self.dispatcher.dispatch_outbound_message(_as_received(msg), endpoint, trace=trace)
 
     def inbound_to(self, endpoint: str) -> list[TransportUserMessage]:
         """User messages delivered to application ``endpoint``, in order."""
@@ -113,6 +124,24 @@ class RouterHarness:
         """Forget delivered messages and failure records (routing state is kept)."""
         self.outbox.clear()
         self.failure_store.clear()
+
+
+def _as_received(payload: Any) -> Any:
+    """The dispatcher's own copy of ``payload``, as if it had crossed the wire to a dispatcher actor.
+
+    Routers may rewrite the message they route (``transport_name``,
+    ``helper_metadata``) and the dispatcher counts hops on it; the caller's
+    object must see none of that. Payloads that cannot be copied are passed
+    as they are, for the dispatcher to refuse with a failure record.
+    """
+    try:
+        if isinstance(payload, Message):
+            return payload.copy()
+        if isinstance(payload, dict):
+            return clone_json(payload)
+    except Exception:
+        return payload
+    return payload
 
 
 def make_inbound(
