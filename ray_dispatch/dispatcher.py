@@ -117,6 +117,21 @@ class _Context:
     closed: bool = False
 
 
+def _independent(publishes: list[tuple[Direction, str, Message]]) -> list[tuple[Direction, str, Message]]:
+    """Give every publish its own message: an object published more than once is copied for the earlier ones."""
+    if len(publishes) < 2:
+        return publishes
+    seen: set[int] = set()
+    result = []
+    for direction, endpoint, msg in reversed(publishes):
+        if id(msg) in seen:
+            msg = msg.copy()
+        seen.add(id(msg))
+        result.append((direction, endpoint, msg))
+    result.reverse()
+    return result
+
+
 _current: ContextVar[_Context | None] = ContextVar("ray_dispatch_context", default=None)
 
 
@@ -286,15 +301,15 @@ class Dispatcher:
     # -- the router-facing interface -----------------------------------------
 
     def publish_inbound_message(self, endpoint: str, msg: TransportUserMessage) -> None:
-        """Queue a copy of ``msg`` for application ``endpoint`` (router API)."""
+        """Queue ``msg`` for application ``endpoint`` (router API; see ``BaseDispatchRouter`` on copies)."""
         self._queue("inbound", endpoint, msg)
 
     def publish_inbound_event(self, endpoint: str, event: TransportEvent) -> None:
-        """Queue a copy of ``event`` for application ``endpoint`` (router API)."""
+        """Queue ``event`` for application ``endpoint`` (router API; see ``BaseDispatchRouter`` on copies)."""
         self._queue("event", endpoint, event)
 
     def publish_outbound_message(self, endpoint: str, msg: TransportUserMessage) -> None:
-        """Queue a copy of ``msg`` for transport ``endpoint`` (router API)."""
+        """Queue ``msg`` for transport ``endpoint`` (router API; see ``BaseDispatchRouter`` on copies)."""
         self._queue("outbound", endpoint, msg)
 
     def current_endpoint(self) -> str | None:
@@ -326,7 +341,7 @@ class Dispatcher:
             raise TypeError(
                 f"{_PUBLISH_METHOD[direction]} to {endpoint!r} needs a {expected.__name__}, got {type(msg).__name__}"
             )
-        ctx.publishes.append((direction, endpoint, msg.copy()))
+        ctx.publishes.append((direction, endpoint, msg))
 
     # -- failures -------------------------------------------------------------
 
@@ -415,7 +430,7 @@ class Dispatcher:
             outcome.dropped = ctx.dropped
             self.stats.dropped[ctx.dropped] += 1
             self._trace(ctx, f"dropped: {ctx.dropped}", "drop")
-        for pub_direction, destination, copy in ctx.publishes:
+        for pub_direction, destination, copy in _independent(ctx.publishes):
             await self._publish(outcome, ctx, pub_direction, destination, copy)
         return self._tag_middleware_steps(outcome)
 
@@ -443,7 +458,7 @@ class Dispatcher:
             ctx.closed = True
         if sender is not None:
             ctx.dropped = None  # the sender is known: the event is delivered even if the router would drop it
-            event = ctx.publishes[0][2] if ctx.publishes else msg.copy()
+            event = ctx.publishes[0][2] if ctx.publishes else msg
             ctx.publishes = [("event", sender, event)]
             self._trace(
                 ctx,

@@ -156,7 +156,10 @@ class BaseDispatchRouter:
     - ``dispatch_outbound_message(msg)``: a user message from an application.
 
     Each dispatch hook may be sync or async, and routes by calling
-    ``self.dispatcher.publish_*``. Raising ``NoRoute`` (or publishing nothing)
+    ``self.dispatcher.publish_*``. Publishes are delivered when the hook
+    returns, each endpoint getting its own copy; the message is taken as it is
+    then, so to publish different versions of one message, publish copies
+    (``msg.copy()``) rather than mutating it between publishes. Raising ``NoRoute`` (or publishing nothing)
     makes the message a failure record; ``self.dispatcher.drop(reason)``
     declares an intended drop.
 
