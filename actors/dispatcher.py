@@ -130,6 +130,7 @@ class DispatcherActor:
                 SenderOptions.model_validate(endpoint.batching),
                 classify=classify_ray_error,
                 on_replica_dead=self._replica_dead,
+                rate_limit=endpoint.rate_limit,
             )
         self._health_interval = health_interval
         self._health_task: asyncio.Task[None] | None = None

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from actors.sender import BatchSender, ErrorKind, Pending, SenderOptions
+from actors.throttle import TokenBucket
 from ray_dispatch.errors import DeliveryError
 
 Policy = Literal["round_robin", "sticky", "least_loaded"]
@@ -51,6 +52,7 @@ class ReplicaPool:
         options: sender settings for every replica.
         classify: sorts call errors (see ``BatchSender``).
         on_replica_dead: told when a replica is removed because it died.
+        rate_limit: at most this many messages per second to the endpoint (all replicas).
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class ReplicaPool:
         *,
         classify: Callable[[BaseException], ErrorKind] = lambda exc: "permanent",
         on_replica_dead: Callable[[str, str, BaseException], None] | None = None,
+        rate_limit: float | None = None,
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"endpoint {name!r}: unknown replica policy {policy!r} (choose from {list(POLICIES)})")
@@ -73,6 +76,7 @@ class ReplicaPool:
         self._on_replica_dead = on_replica_dead
         self._replicas: list[Replica] = []
         self._counter = itertools.count()
+        self._throttle = TokenBucket(rate_limit) if rate_limit else None
 
     # -- membership ---------------------------------------------------------------
 
@@ -144,6 +148,8 @@ class ReplicaPool:
         Raises:
             DeliveryError: the endpoint has no live replica.
         """
+        if self._throttle is not None:
+            await self._throttle.acquire()
         return await self.pick(key).sender.send(item, key)
 
     async def evict(self, replica_id: str, exc: BaseException, unconfirmed: list[Pending] | None = None) -> None:

@@ -229,6 +229,7 @@ class BatchSender:
                 try:
                     rejected = await self._call([p.item for p in batch])
                 except asyncio.CancelledError:
+                    self._settle(batch, DeliveryError(f"sender to {self.name!r} closed before confirmation"))
                     raise
                 except Exception as exc:
                     kind = self._classify(exc)

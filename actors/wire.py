@@ -45,8 +45,11 @@ def from_wire(payload: dict[str, Any]) -> Message:
     cls = _CLASSES[kind]
     fields = _FIELDS[kind]
     msg = cls.__new__(cls)
-    declared = {name: payload[name] for name in cls.model_fields}
-    extra = {k: v for k, v in payload.items() if k not in fields}
+    if len(payload) == len(fields) and fields.issuperset(payload):
+        declared, extra = payload, {}  # the common case: no extra fields, the dict is ours
+    else:
+        declared = {name: payload[name] for name in cls.model_fields}
+        extra = {k: v for k, v in payload.items() if k not in fields}
     object.__setattr__(msg, "__dict__", declared)
     object.__setattr__(msg, "__pydantic_extra__", extra)
     object.__setattr__(msg, "__pydantic_fields_set__", set(declared))

@@ -12,6 +12,7 @@ These are our additions to Vumi's dispatcher YAML, validated without Ray::
         policy: sticky                  # round_robin | sticky | least_loaded
         actor_options: {num_cpus: 0.5, max_restarts: -1}
         batching: {max_batch: 500}      # dispatcher -> this endpoint
+        rate_limit: 50                  # messages per second to this endpoint (an SMSC's TPS)
         config: {auto_ack: true}        # the endpoint's own config
 
 An endpoint without a ``class`` is not started by the deployment: its
@@ -67,6 +68,7 @@ class EndpointSpec(BaseModel):
     policy: Policy = "round_robin"
     actor_options: dict[str, Any] = Field(default_factory=dict)
     batching: dict[str, Any] = Field(default_factory=dict)
+    rate_limit: float | None = Field(None, gt=0)
     config: dict[str, Any] = Field(default_factory=dict)
 
     def options(self) -> dict[str, Any]:

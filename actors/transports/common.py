@@ -158,6 +158,7 @@ class ConnectionSupervisor(Generic[T]):
         self._connect_timeout = backoff.connect_timeout
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.connection: T | None = None
         self.connects = 0
         self.failures = 0
@@ -170,15 +171,27 @@ class ConnectionSupervisor(Generic[T]):
 
     def start(self) -> None:
         """Start connecting in the background (idempotent)."""
+        self._stopping = False
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"supervise {self.name}")
 
-    async def stop(self) -> None:
-        """Stop reconnecting and close the current connection."""
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop reconnecting and close the current connection.
+
+        The connection is closed first so the session ends by itself; the
+        supervising task is cancelled only if it has not ended within ``grace`` seconds.
+        """
+        self._stopping = True
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        connection = self.connection
+        if connection is not None:
+            await _close_quietly(self._close, connection, self.name)
+        await asyncio.wait({task}, timeout=grace)
+        if not task.done():
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(task, return_exceptions=True)
 
     async def wait_connected(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for an open connection; return whether there is one."""
@@ -195,7 +208,7 @@ class ConnectionSupervisor(Generic[T]):
         self._connected.clear()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             connection: T | None = None
             try:
                 connection = await asyncio.wait_for(self._connect(), self._connect_timeout)
@@ -215,9 +228,10 @@ class ConnectionSupervisor(Generic[T]):
             finally:
                 self._connected.clear()
                 self.connection = None
-                if connection is not None:
+                if connection is not None and not self._stopping:
                     await _close_quietly(self._close, connection, self.name)
-            await asyncio.sleep(self._backoff.next_delay())
+            if not self._stopping:
+                await asyncio.sleep(self._backoff.next_delay())
 
 
 async def _close_quietly(close: Callable[[Any], Awaitable[None]], connection: Any, name: str) -> None:

@@ -1,0 +1,158 @@
+"""ReplicaPool: replica policies, dead replicas, removal without loss, rate limits (no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from actors.pool import ReplicaPool
+from actors.sender import SenderOptions
+from actors.throttle import TokenBucket
+from ray_dispatch.errors import DeliveryError
+
+
+class Replica:
+    """A fake replica: records what it got; can be dead or slow."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.got: list[Any] = []
+        self.dead = False
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def call(self, batch: list[Any]) -> list[tuple[int, str]]:
+        await self.gate.wait()
+        if self.dead:
+            raise RuntimeError(f"{self.name} died")
+        self.got.extend(batch)
+        return []
+
+
+def make_pool(policy: str, *names: str, **kw: Any) -> tuple[ReplicaPool, dict[str, Replica]]:
+    replicas = {n: Replica(n) for n in names}
+    pool = ReplicaPool("app", lambda target: target.call, policy, classify=lambda exc: "dead", **kw)  # type: ignore[arg-type]
+    for name, replica in replicas.items():
+        pool.add(name, replica)
+    return pool, replicas
+
+
+async def test_round_robin_spreads_evenly() -> None:
+    pool, replicas = make_pool("round_robin", "a", "b", "c")
+    await asyncio.gather(*[await pool.send(i) for i in range(30)])
+    assert [len(r.got) for r in replicas.values()] == [10, 10, 10]
+    await pool.close()
+
+
+async def test_sticky_keeps_each_user_on_one_replica_and_removal_moves_only_its_users() -> None:
+    pool, replicas = make_pool("sticky", "a", "b", "c")
+    users = [f"+2782{i:05d}" for i in range(60)]
+    for _ in range(3):
+        await asyncio.gather(*[await pool.send(u, key=u) for u in users])
+    home = {u: n for n, r in replicas.items() for u in set(r.got)}
+    assert all(Counter(r.got)[u] == 3 for r in replicas.values() for u in set(r.got))
+    assert len(home) == 60 and len(set(home.values())) == 3
+    await pool.remove("c")
+    for r in replicas.values():
+        r.got.clear()
+    await asyncio.gather(*[await pool.send(u, key=u) for u in users])
+    moved = {u for n, r in replicas.items() for u in r.got if home[u] != n}
+    assert moved == {u for u, n in home.items() if n == "c"}
+    await pool.close()
+
+
+async def test_least_loaded_prefers_the_idle_replica() -> None:
+    pool, replicas = make_pool("least_loaded", "slow", "fast")
+    replicas["slow"].gate.clear()
+    first = await pool.send("first")  # a tie goes to the first replica: "slow", which now holds it
+    futures = []
+    for i in range(10):
+        futures.append(await pool.send(i))
+        await asyncio.sleep(0.005)  # let "fast" confirm before the next pick
+    assert replicas["fast"].got == list(range(10))
+    replicas["slow"].gate.set()
+    await asyncio.gather(first, *futures)
+    assert replicas["slow"].got == ["first"]
+    await pool.close()
+
+
+async def test_a_dead_replicas_unconfirmed_messages_go_to_the_others_in_order() -> None:
+    told: list[str] = []
+    pool, replicas = make_pool(
+        "round_robin",
+        "a",
+        "b",
+        on_replica_dead=lambda e, r, exc: told.append(r),
+        options=SenderOptions(max_in_flight=1),
+    )
+    replicas["a"].dead = True
+    futures = [await pool.send(i) for i in range(20)]
+    results = await asyncio.wait_for(asyncio.gather(*futures), 2)
+    assert all(results)
+    assert sorted(replicas["b"].got) == list(range(20))
+    moved = [i for i in replicas["b"].got if i % 2 == 0]
+    assert moved == sorted(moved), "redelivered in their original order"
+    assert told == ["a"] and [r.replica_id for r in pool.replicas] == ["b"]
+    await pool.close()
+
+
+async def test_no_replicas_left_is_a_delivery_error() -> None:
+    pool, replicas = make_pool("round_robin", "a")
+    replicas["a"].dead = True
+    future = await pool.send("m")
+    with pytest.raises(DeliveryError, match="no replicas"):
+        await asyncio.wait_for(future, 1)
+    with pytest.raises(DeliveryError, match="no replicas"):
+        await pool.send("n")
+    await pool.close()
+
+
+async def test_removing_a_replica_waits_for_its_messages_and_loses_none() -> None:
+    pool, replicas = make_pool("round_robin", "a", "b")
+    replicas["a"].gate.clear()
+    futures = [await pool.send(i) for i in range(10)]
+    removal = asyncio.ensure_future(pool.remove("a"))
+    await asyncio.sleep(0.01)
+    assert not removal.done()
+    later = [await pool.send(i) for i in range(10, 20)]
+    assert set(replicas["b"].got) >= set(range(10, 20)) or not all(f.done() for f in later)
+    replicas["a"].gate.set()
+    assert await removal is True
+    await asyncio.gather(*futures, *later)
+    assert sorted(replicas["a"].got + replicas["b"].got) == list(range(20))
+    assert set(replicas["a"].got) <= set(range(10))
+    await pool.close()
+
+
+async def test_unknown_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown replica policy 'random'"):
+        ReplicaPool("app", lambda t: t, "random")  # type: ignore[arg-type]
+
+
+async def test_token_bucket_spaces_acquisitions_at_the_rate() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    bucket = TokenBucket(10, burst=2, clock=lambda: now[0], sleep=fake_sleep)
+    for _ in range(6):
+        await bucket.acquire()
+    assert len(slept) == 4 and sum(slept) == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="rate must be positive"):
+        TokenBucket(0)
+
+
+async def test_pool_rate_limit_throttles_sends() -> None:
+    pool, replicas = make_pool("round_robin", "a", rate_limit=200)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    futures = [await pool.send(i) for i in range(250)]
+    await asyncio.gather(*futures)
+    assert loop.time() - start >= 0.2, "250 messages at 200/s (burst 200) take at least 0.25 s"
+    await pool.close()

@@ -1,0 +1,160 @@
+"""BatchSender: adaptive batching, backpressure, confirmation and retries (no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from actors.sender import BatchSender, EndpointRejected, SenderOptions
+from ray_dispatch.errors import DeliveryError
+
+
+class Receiver:
+    """A fake destination: records batches; can be held, fail, or refuse items."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.errors: list[BaseException] = []
+        self.refuse: set[int] = set()
+
+    async def call(self, batch: list[int]) -> list[tuple[int, str]]:
+        self.batches.append(list(batch))
+        await self.gate.wait()
+        if self.errors:
+            raise self.errors.pop(0)
+        return [(i, "no thanks") for i, item in enumerate(batch) if item in self.refuse]
+
+
+async def test_sends_at_once_when_idle_and_coalesces_while_a_call_is_in_flight() -> None:
+    rx = Receiver()
+    rx.gate.clear()
+    sender = BatchSender("app", rx.call, SenderOptions(max_in_flight=1, max_wait=0))
+    futures = [await sender.send(0)]
+    await asyncio.sleep(0)
+    futures += [await sender.send(i) for i in range(1, 6)]
+    await asyncio.sleep(0.01)
+    assert rx.batches == [[0]]
+    rx.gate.set()
+    assert all(await asyncio.gather(*futures))
+    assert rx.batches == [[0], [1, 2, 3, 4, 5]]
+    await sender.close()
+
+
+async def test_batches_never_exceed_max_batch_and_keep_order() -> None:
+    rx = Receiver()
+    sender = BatchSender("app", rx.call, SenderOptions(max_batch=3, max_in_flight=1))
+    futures = [await sender.send(i) for i in range(10)]
+    await asyncio.gather(*futures)
+    assert all(len(b) <= 3 for b in rx.batches)
+    assert [i for b in rx.batches for i in b] == list(range(10))
+    await sender.close()
+
+
+async def test_max_wait_bounds_how_long_a_message_waits_for_coalescing() -> None:
+    rx = Receiver()
+    rx.gate.clear()
+    sender = BatchSender("app", rx.call, SenderOptions(max_in_flight=2, max_wait=0.02, max_batch=100))
+    await sender.send(0)
+    await asyncio.sleep(0)
+    await sender.send(1)
+    await asyncio.sleep(0.1)
+    assert rx.batches == [[0], [1]], "the second message went out after max_wait although a call was in flight"
+    rx.gate.set()
+    assert await sender.drain(1)
+    await sender.close()
+
+
+async def test_send_blocks_when_the_queue_is_full() -> None:
+    rx = Receiver()
+    rx.gate.clear()
+    sender = BatchSender("app", rx.call, SenderOptions(max_in_flight=1, max_queued=2, max_batch=1))
+    for i in range(3):  # one in flight, two queued
+        await sender.send(i)
+        await asyncio.sleep(0)
+    blocked = asyncio.ensure_future(sender.send(99))
+    await asyncio.sleep(0.02)
+    assert not blocked.done()
+    rx.gate.set()
+    await asyncio.wait_for(blocked, 1)
+    assert await sender.drain(1)
+    assert [i for b in rx.batches for i in b] == [0, 1, 2, 99]
+    await sender.close()
+
+
+async def test_transient_errors_are_retried_with_backoff_then_confirmed() -> None:
+    rx = Receiver()
+    rx.errors = [ConnectionError("blip"), ConnectionError("blip")]
+    sender = BatchSender("app", rx.call, SenderOptions(backoff=0.001), classify=lambda exc: "transient")
+    future = await sender.send("m")
+    assert await asyncio.wait_for(future, 1) is True
+    assert rx.batches == [["m"], ["m"], ["m"]]
+    assert sender.retries == 2
+    await sender.close()
+
+
+async def test_retries_are_bounded_and_then_the_item_fails() -> None:
+    rx = Receiver()
+    rx.errors = [ConnectionError("down")] * 10
+    sender = BatchSender("app", rx.call, SenderOptions(backoff=0.001, max_attempts=3), classify=lambda exc: "transient")
+    future = await sender.send("m")
+    with pytest.raises(DeliveryError, match="after 3 attempt"):
+        await asyncio.wait_for(future, 1)
+    assert len(rx.batches) == 3
+    await sender.close()
+
+
+async def test_permanent_errors_fail_at_once() -> None:
+    rx = Receiver()
+    rx.errors = [ValueError("bug in receiver")]
+    sender = BatchSender("app", rx.call)
+    future = await sender.send("m")
+    with pytest.raises(DeliveryError, match="bug in receiver"):
+        await asyncio.wait_for(future, 1)
+    assert len(rx.batches) == 1
+    await sender.close()
+
+
+async def test_refused_items_fail_alone() -> None:
+    rx = Receiver()
+    rx.refuse = {2}
+    sender = BatchSender("app", rx.call)
+    futures = [await sender.send(i) for i in range(4)]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert [isinstance(r, EndpointRejected) for r in results] == [False, False, True, False]
+    assert "no thanks" in str(results[2])
+    await sender.close()
+
+
+async def test_a_dead_destination_hands_its_unconfirmed_items_to_on_dead() -> None:
+    rx = Receiver()
+    rx.errors = [RuntimeError("actor died")]
+    handed: list[object] = []
+
+    async def on_dead(batch: list, exc: BaseException) -> None:
+        handed.extend(p.item for p in batch)
+        for p in batch:
+            p.future.set_result("elsewhere")
+
+    sender = BatchSender("app", rx.call, classify=lambda exc: "dead", on_dead=on_dead)
+    future = await sender.send("m")
+    assert await asyncio.wait_for(future, 1) == "elsewhere"
+    assert handed == ["m"] and sender.dead
+    with pytest.raises(DeliveryError, match="dead"):
+        await sender.send("late")
+    await sender.close()
+
+
+async def test_close_fails_what_is_still_queued() -> None:
+    rx = Receiver()
+    rx.gate.clear()
+    sender = BatchSender("app", rx.call, SenderOptions(max_in_flight=1))
+    in_flight = await sender.send(0)
+    await asyncio.sleep(0)
+    queued = await sender.send(1)
+    await sender.close()
+    for future in (in_flight, queued):
+        with pytest.raises(DeliveryError, match="closed"):
+            await future
