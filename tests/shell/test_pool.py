@@ -155,4 +155,5 @@ async def test_pool_rate_limit_throttles_sends() -> None:
     futures = [await pool.send(i) for i in range(250)]
     await asyncio.gather(*futures)
     assert loop.time() - start >= 0.2, "250 messages at 200/s (burst 200) take at least 0.25 s"
+    assert replicas["a"].got == list(range(250))
     await pool.close()
