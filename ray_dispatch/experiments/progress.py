@@ -44,6 +44,7 @@ class ProgressBar:
         self._last_draw = 0.0
         self._done = 0
         self._items = 0
+        self._width = 0
 
     def update(self, done: int, items: int) -> None:
         """Record progress (``done`` towards ``total``; ``items`` processed) and maybe redraw."""
@@ -72,7 +73,9 @@ class ProgressBar:
         return f"{self.label} [{bar}] {fraction:4.0%} {counts}"
 
     def _draw(self, now: float) -> None:
-        self.stream.write("\r" + self.render(now))
+        text = self.render(now)
+        self.stream.write("\r" + text.ljust(self._width))  # pad to erase a longer previous line
+        self._width = len(text)
         self.stream.flush()
 
 
