@@ -29,7 +29,13 @@ import ray
 from actors.dispatcher import DispatcherActor, dispatcher_actor_name, endpoint_actor_name
 from actors.endpoint import ApplicationActor, EndpointActor, TransportActor
 from ray_dispatch.config import DispatcherConfig, load_config, resolve_class
-from ray_dispatch.deployment import DEFAULT_ACTOR_OPTIONS, DeploymentSpec, EndpointSpec, deployment_spec
+from ray_dispatch.deployment import (
+    DEFAULT_ACTOR_OPTIONS,
+    DeploymentSpec,
+    EndpointSpec,
+    check_endpoint_config,
+    deployment_spec,
+)
 from ray_dispatch.errors import ConfigError, DispatchError
 
 DEFAULT_NAMESPACE = "ray_dispatch"
@@ -83,6 +89,12 @@ class Deployment:
         self.spec: DeploymentSpec = deployment_spec(config)
         self.dispatchers = dispatchers
         self.detached = detached
+        # Handles of the replicas this driver started. ``ray.get_actor`` handles are
+        # weak (they do not keep an actor alive), so without these a replica the
+        # dispatcher lets go of could be collected by Ray before it was stopped.
+        self._handles: dict[tuple[str, str], Any] = {}
+        # What ``spawn`` started per endpoint, so ``scale`` grows it alike.
+        self._spawned: dict[str, EndpointSpec] = {}
 
     # -- construction -----------------------------------------------------------------
 
@@ -109,12 +121,13 @@ class Deployment:
         spec = deployment_spec(loaded)
         for endpoint, endpoint_spec in spec.endpoints.items():
             if endpoint_spec.class_path:
-                resolve_class(
+                endpoint_class = resolve_class(
                     endpoint_spec.class_path,
                     f"endpoints.{endpoint}.class",
                     _role_base(loaded, endpoint),
                     allowed_class_prefixes,
                 )
+                check_endpoint_config(endpoint, endpoint_class, endpoint_spec.config)
         ensure_ray(address, namespace)
         if _find_dispatchers(name, namespace):
             raise DispatchError(f"a deployment named {name!r} already runs in namespace {namespace!r}")
@@ -191,7 +204,9 @@ class Deployment:
             }
         )
         cls = actor_class if isinstance(actor_class, type) else None
-        return self._spawn(endpoint, spec, replicas, timeout, cls)
+        ids = self._spawn(endpoint, spec, replicas, timeout, cls)
+        self._spawned[endpoint] = spec
+        return ids
 
     def _spawn(
         self, endpoint: str, spec: EndpointSpec, count: int, timeout: float, cls: type | None = None
@@ -200,6 +215,7 @@ class Deployment:
             cls = resolve_class(str(spec.class_path), f"endpoints.{endpoint}.class", _role_base(self.config, endpoint))
         elif not issubclass(cls, _role_base(self.config, endpoint)):
             raise ConfigError(f"endpoint {endpoint!r} needs a {_role_base(self.config, endpoint).__name__} subclass")
+        check_endpoint_config(endpoint, cls, spec.config)
         existing = self.replica_ids(endpoint)
         start = max((int(r) for r in existing if r.isdigit()), default=-1) + 1
         ids = [str(start + i) for i in range(count)]
@@ -227,6 +243,7 @@ class Deployment:
             for handle in handles:
                 ray.kill(handle)
             raise
+        self._handles.update({(endpoint, rid): h for rid, h in zip(ids, handles)})
         ray.get(
             [d.add_replica.remote(endpoint, rid, h) for d in self.dispatchers for rid, h in zip(ids, handles)],
             timeout=timeout,
@@ -247,6 +264,9 @@ class Deployment:
             DeploymentNotFound: no such replica runs.
         """
         self._check_endpoint(endpoint)
+        own = self._handles.get((endpoint, str(replica)))
+        if own is not None:
+            return own
         try:
             return ray.get_actor(endpoint_actor_name(self.name, endpoint, str(replica)), namespace=self.namespace)
         except ValueError:
@@ -263,7 +283,7 @@ class Deployment:
         self._check_endpoint(endpoint)
         current = self.replica_ids(endpoint)
         if replicas > len(current):
-            spec = self.spec.endpoints[endpoint]
+            spec = self._spawned.get(endpoint) or self.spec.endpoints[endpoint]
             if not spec.class_path and current:
                 info = ray.get(self.endpoint(endpoint, current[0]).ping.remote())
                 spec = spec.model_copy(update={"class_path": info["class"]})
@@ -286,6 +306,7 @@ class Deployment:
             ray.get(handle.stop.remote(), timeout=timeout)
         finally:
             ray.kill(handle)
+            self._handles.pop((endpoint, replica_id), None)
 
     def _check_endpoint(self, endpoint: str) -> None:
         if endpoint not in self.spec.endpoints:
@@ -419,6 +440,7 @@ class Deployment:
         deadline = time.monotonic() + 10
         while _find_dispatchers(self.name, self.namespace) and time.monotonic() < deadline:
             time.sleep(0.05)
+        self._handles.clear()
 
     def _handle_or_none(self, endpoint: str, replica: str) -> Any:
         try:

@@ -89,7 +89,9 @@ def main() -> None:
 @clean_errors
 def validate(config: str) -> None:
     """Check CONFIG (router, middleware, endpoints) without starting anything."""
+    from actors.endpoint import ApplicationActor, TransportActor
     from ray_dispatch.config import resolve_class
+    from ray_dispatch.deployment import check_endpoint_config
     from ray_dispatch.dispatcher import Dispatcher
     from ray_dispatch.testing import MemoryOutbox
 
@@ -98,7 +100,12 @@ def validate(config: str) -> None:
     spec = deployment_spec(loaded)
     for endpoint, endpoint_spec in spec.endpoints.items():
         if endpoint_spec.class_path:
-            resolve_class(endpoint_spec.class_path, f"{config}: endpoints.{endpoint}.class")
+            base = TransportActor if endpoint in loaded.transport_names else ApplicationActor
+            cls = resolve_class(endpoint_spec.class_path, f"{config}: endpoints.{endpoint}.class", base)
+            try:
+                check_endpoint_config(endpoint, cls, endpoint_spec.config)
+            except ConfigError as exc:
+                raise ConfigError(f"{config}: {exc}") from None
     click.echo(
         f"{config}: valid ({loaded.router_class}; transports {loaded.transport_names};"
         f" applications {loaded.exposed_names})"

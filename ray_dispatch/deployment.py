@@ -136,5 +136,23 @@ def deployment_spec(config: DispatcherConfig) -> DeploymentSpec:
     return spec
 
 
+def check_endpoint_config(endpoint: str, cls: type, config: dict[str, Any]) -> None:
+    """Validate an endpoint's own ``config`` against its class's ``CONFIG_CLASS`` before any actor starts.
+
+    A bad key then fails as a ``ConfigError`` naming it, not as an actor that
+    died in its constructor.
+
+    Raises:
+        ConfigError: names ``endpoints.<endpoint>.config``, the class and the key.
+    """
+    model = getattr(cls, "CONFIG_CLASS", None)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return
+    try:
+        model.model_validate(dict(config))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, f"endpoints.{endpoint}.config ({cls.__name__})")) from None
+
+
 def _where(config: DispatcherConfig) -> str:
     return f"{config.source}: " if config.source else ""
