@@ -25,9 +25,10 @@ from typing import Any
 
 import ray
 
+from actors.ordering import SenderOrder
 from actors.pool import ReplicaPool
 from actors.ray_calls import classify_ray_error, current_node_id, receive_call
-from actors.sender import SenderOptions
+from actors.sender import Order, SenderOptions
 from actors.wire import WireItem, from_wire, message_key, to_wire
 from ray_dispatch.deployment import deployment_spec
 from ray_dispatch.dispatcher import Dispatcher
@@ -135,6 +136,8 @@ class DispatcherActor:
         self._health_interval = health_interval
         self._health_task: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
+        self._route_lock = asyncio.Lock()
+        self._order = SenderOrder()
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._dedupe_window = dedupe_window
         self.dead_replicas: list[dict[str, str]] = []
@@ -213,28 +216,33 @@ class DispatcherActor:
 
     # -- the data path ------------------------------------------------------------------
 
-    async def receive(self, source: str, batch: list[WireItem]) -> list[tuple[int, str]]:
+    async def receive(self, source: str, batch: list[WireItem], order: Order | None = None) -> list[tuple[int, str]]:
         """Route a batch from endpoint ``source``; return when every delivery is confirmed or recorded.
 
         Items are never refused here: what cannot be routed or delivered
-        becomes a failure record.
+        becomes a failure record. Batches of one sender are routed in their
+        sequence order (``order``), one batch at a time.
         """
         await self._ready()
         ctx = _Batch(source)
         token = _batch.set(ctx)
         try:
-            for direction, payload in batch:
-                key = f"{direction}:{message_key(direction, payload)}"
-                if key in self._seen:
-                    continue
-                await self.core.dispatch(direction, self._rebuild(payload), source)
-                self._seen[key] = None
-                if len(self._seen) > self._dedupe_window:
-                    self._seen.popitem(last=False)
+            async with self._order.turn(order), self._route_lock:
+                await self._route_batch(source, batch)
         finally:
             _batch.reset(token)
         await self._confirm(ctx)
         return []
+
+    async def _route_batch(self, source: str, batch: list[WireItem]) -> None:
+        for direction, payload in batch:
+            key = f"{direction}:{message_key(direction, payload)}"
+            if key in self._seen:
+                continue
+            await self.core.dispatch(direction, self._rebuild(payload), source)
+            self._seen[key] = None
+            if len(self._seen) > self._dedupe_window:
+                self._seen.popitem(last=False)
 
     @staticmethod
     def _rebuild(payload: Any) -> Any:
@@ -360,6 +368,7 @@ class DispatcherActor:
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(self._health_interval)
+            await self.refresh()  # re-adds replicas Ray restarted after we gave up on them
             for _name, pool in self.pools.items():
                 for replica in list(pool.replicas):
                     try:

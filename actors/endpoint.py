@@ -29,8 +29,9 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from actors.ordering import SenderOrder
 from actors.pool import ReplicaPool
-from actors.sender import SenderOptions
+from actors.sender import Order, SenderOptions
 from actors.wire import WireItem, from_wire, message_key, to_wire
 from ray_dispatch.errors import ConfigError
 from ray_dispatch.failures import Direction
@@ -139,6 +140,7 @@ class EndpointActor:
         self._dedupe_window = dedupe_window
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._receive_lock = asyncio.Lock()
+        self._order = SenderOrder()
         self._start_lock = asyncio.Lock()
         self._link: DispatcherLink | None = None
         self.counters: Counter[str] = Counter()
@@ -200,33 +202,53 @@ class EndpointActor:
 
     # -- receiving from the dispatcher --------------------------------------------
 
-    async def receive(self, source: str, batch: list[WireItem]) -> list[tuple[int, str]]:
+    async def receive(self, source: str, batch: list[WireItem], order: Order | None = None) -> list[tuple[int, str]]:
         """Handle a batch from the dispatcher, in order; return the items refused.
 
+        Batches of one sender are handled in their sequence order (``order``).
         Duplicates (a message id seen within the window) are confirmed without
         being handled again. An item whose hook raises is refused with the
-        reason; the others in the batch are still handled.
+        reason; the others in the batch are still handled. Then
+        ``after_batch`` sees the handled messages; if it raises, they are all
+        refused (and will not count as seen).
         """
         rejected: list[tuple[int, str]] = []
+        handled: list[tuple[int, str, Message]] = []
         await self.start()
-        async with self._receive_lock:
+        async with self._order.turn(order), self._receive_lock:
             for index, (direction, payload) in enumerate(batch):
                 key = message_key(direction, payload)
                 if key in self._seen:
                     self.counters["duplicates_dropped"] += 1
                     continue
+                message = from_wire(payload)
                 try:
-                    await self._handle(direction, from_wire(payload))
+                    await self._handle(direction, message)
                 except Exception as exc:
                     self.counters[f"{direction}_refused"] += 1
                     rejected.append((index, f"{type(exc).__name__}: {exc}"))
                     log.warning("%s %r refused a %s message: %s", self.ROLE, self.endpoint_name, direction, exc)
                     continue
                 self.counters[f"{direction}_received"] += 1
+                handled.append((index, key, message))
+            try:
+                await self.after_batch([message for _, _, message in handled])
+            except Exception as exc:
+                reason = f"after_batch failed: {type(exc).__name__}: {exc}"
+                return rejected + [(index, reason) for index, _, _ in handled]
+            for _, key, _ in handled:
                 self._seen[key] = None
-                if len(self._seen) > self._dedupe_window:
-                    self._seen.popitem(last=False)
+            while len(self._seen) > self._dedupe_window:
+                self._seen.popitem(last=False)
         return rejected
+
+    async def after_batch(self, messages: list[Message]) -> None:
+        """Called after each batch with the messages handled in it (not duplicates or refused ones).
+
+        Override to commit work per batch (a database transaction, a ledger
+        entry): the dispatcher counts the batch as delivered only after this
+        returns. The default does nothing.
+        """
 
     # -- sending to the dispatcher ------------------------------------------------
 

@@ -19,7 +19,7 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from actors.sender import BatchSender, ErrorKind, Pending, SenderOptions
+from actors.sender import BatchSender, ErrorKind, Order, Pending, SenderOptions
 from actors.throttle import TokenBucket
 from ray_dispatch.errors import DeliveryError
 
@@ -58,7 +58,7 @@ class ReplicaPool:
     def __init__(
         self,
         name: str,
-        make_call: Callable[[Any], Callable[[list[Any]], Awaitable[Any]]],
+        make_call: Callable[[Any], Callable[[list[Any], Order], Awaitable[Any]]],
         policy: Policy = "round_robin",
         options: SenderOptions | None = None,
         *,
@@ -86,7 +86,10 @@ class ReplicaPool:
         return [r for r in self._replicas if not r.draining]
 
     def add(self, replica_id: str, target: Any) -> Replica:
-        """Add a replica; it takes new messages at once."""
+        """Add a replica; it takes new messages at once. Adding a known id returns the existing one."""
+        for existing in self._replicas:
+            if existing.replica_id == replica_id:
+                return existing
         sender = BatchSender(
             f"{self.name}[{replica_id}]",
             self._make_call(target),

@@ -8,7 +8,7 @@ from typing import Any
 import ray
 from ray import exceptions as rex
 
-from actors.sender import ErrorKind
+from actors.sender import ErrorKind, Order
 
 _TRANSIENT = (
     rex.ActorUnavailableError,
@@ -36,12 +36,12 @@ def classify_ray_error(exc: BaseException) -> ErrorKind:
     return "permanent"
 
 
-def receive_call(source: str) -> Callable[[Any], Callable[[list[Any]], Awaitable[Any]]]:
-    """Build ``make_call`` for a pool: batches go to ``handle.receive.remote(source, batch)``."""
+def receive_call(source: str) -> Callable[[Any], Callable[[list[Any], Order], Awaitable[Any]]]:
+    """Build ``make_call`` for a pool: batches go to ``handle.receive.remote(source, batch, order)``."""
 
-    def make_call(handle: Any) -> Callable[[list[Any]], Awaitable[Any]]:
-        async def call(batch: list[Any]) -> Any:
-            return await handle.receive.remote(source, batch)
+    def make_call(handle: Any) -> Callable[[list[Any], Order], Awaitable[Any]]:
+        async def call(batch: list[Any], order: Order) -> Any:
+            return await handle.receive.remote(source, batch, order)
 
         return call
 

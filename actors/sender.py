@@ -11,8 +11,8 @@ message per call caps a hop at ~1k msg/s, while 100-1000 per call reach
   waiting; ``send`` blocks beyond that (backpressure, bounded memory);
 - keeps every item until the receiver confirms it; a failed call is retried
   with backoff when the error is transient, handed to ``on_dead`` when the
-  receiver is gone, and failed (the item's future raises ``DeliveryError``)
-  otherwise or past ``max_attempts``.
+  receiver is gone (or still unreachable after ``max_attempts``), and failed
+  (the item's future raises ``DeliveryError``) otherwise.
 
 This module imports no Ray: the call and the error classifier are injected,
 so the logic is tested with plain coroutines.
@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -69,8 +71,14 @@ class Pending:
     key: str | None = None
 
 
-Call = Callable[[list[Any]], Awaitable[Any]]
-"""Sends a batch; returns the receiver's rejections: a list of (index, reason), or None."""
+Order = tuple[str, int, int]
+"""``(sender_id, seq, floor)``: who sent a batch, its number, and the sender's oldest unconfirmed number."""
+
+Call = Callable[[list[Any], Order], Awaitable[Any]]
+"""Sends ``(batch, order)``; returns the receiver's rejections: a list of (index, reason), or None.
+
+``order`` lets the receiver restore the order of batches (see ``actors.ordering``).
+"""
 
 
 class EndpointRejected(DeliveryError):
@@ -101,6 +109,7 @@ class BatchSender:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
+        self.sender_id = uuid.uuid4().hex
         self.options = options or SenderOptions()
         self._call = call
         self._classify = classify
@@ -108,6 +117,8 @@ class BatchSender:
         self._clock = clock
         self._queue: deque[Pending] = deque()
         self._in_flight = 0
+        self._seq = itertools.count()
+        self._flying_seqs: set[int] = set()
         self._unconfirmed = 0
         self._wake = asyncio.Event()
         self._space = asyncio.Event()
@@ -223,16 +234,21 @@ class BatchSender:
 
     async def _fly(self, batch: list[Pending]) -> None:
         attempt = 0
+        seq = next(self._seq)
+        self._flying_seqs.add(seq)
         try:
             while True:
                 attempt += 1
                 try:
-                    rejected = await self._call([p.item for p in batch])
+                    order = (self.sender_id, seq, min(self._flying_seqs))
+                    rejected = await self._call([p.item for p in batch], order)
                 except asyncio.CancelledError:
                     self._settle(batch, DeliveryError(f"sender to {self.name!r} closed before confirmation"))
                     raise
                 except Exception as exc:
                     kind = self._classify(exc)
+                    if kind == "transient" and attempt >= self.options.max_attempts:
+                        kind = "dead"  # unreachable for too long: let the others take over
                     if kind == "dead" and self._on_dead is not None:
                         self.dead = True
                         self._unconfirmed -= len(batch)
@@ -252,6 +268,7 @@ class BatchSender:
                 self._settle(batch, None, rejected or ())
                 return
         finally:
+            self._flying_seqs.discard(seq)
             self._in_flight -= 1
             self._wake.set()
             self._check_idle()

@@ -13,7 +13,8 @@ are outstanding at once, at most ``tps`` are sent per second, and an
 part is tried again. A message waits (up to ``outbound_timeout``) for the bind
 to come back rather than fail. When every part is accepted the message is
 acked (``sent_message_id`` is the SMSC's id of the first part); a part refused
-with another status nacks it.
+with another status nacks it. Submits within the window run concurrently, so
+they may reach the SMSC in another order (parts carry their numbers).
 
 Inbound: a deliver_sm is a user message (long ones reassembled from their UDH
 or SAR parts), unless it is a delivery receipt (``esm_class`` 0x04 or 0x20):
@@ -165,7 +166,8 @@ class _Session:
 class _LongMessage:
     """Delivery state of a message sent in several parts."""
 
-    remaining: set[str]
+    total: int
+    delivered: set[str] = field(default_factory=set)
     reported_pending: bool = False
 
 
@@ -408,8 +410,8 @@ class SmppTransport(TransportActor):
         long = self._long.get(user_message_id)
         if long is not None:
             if status == "delivered":
-                long.remaining.discard(smsc_id)
-                if long.remaining:
+                long.delivered.add(smsc_id)
+                if len(long.delivered) < long.total:
                     return
                 self._long.pop(user_message_id)
             elif status == "pending":
@@ -458,7 +460,7 @@ class SmppTransport(TransportActor):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.outbound_timeout
         if len(encoded.parts) > 1:
-            self._long[message.message_id] = _LongMessage(set())
+            self._long[message.message_id] = _LongMessage(len(encoded.parts))
         parts: list[asyncio.Task[str]] = []
         for index in range(len(encoded.parts)):
             try:
@@ -493,6 +495,8 @@ class SmppTransport(TransportActor):
             await self._nack(message, reason)
             return
         ids = [str(r) for r in results]
+        if not ids[0]:
+            ids[0] = message.message_id  # the SMSC gave no id: there will be no receipts to match
         self.counters["outbound_acked"] += 1
         await self.publish_ack(
             message.message_id, sent_message_id=ids[0], transport_metadata={"smpp": {"smsc_message_ids": ids}}
@@ -544,17 +548,16 @@ class SmppTransport(TransportActor):
             except (smpp34.SmppError, TimeoutError, RuntimeError) as exc:
                 last = f"submit_sm failed: {exc}"
                 self.counters["submit_retries"] += 1
-                self._transmitter.connection_lost() if not await _alive(session) else None
+                if not await _alive(session):
+                    self._transmitter.connection_lost()
                 await asyncio.sleep(min(0.1, max(0.0, deadline - loop.time())))
                 continue
             status = int(response.command_status)
-            if status == ESME_ROK and response.message_id:
+            if status == ESME_ROK:
                 self._pacer.accepted()
-                smsc_id = str(response.message_id)
-                long = self._long.get(message.message_id)
-                if long is not None:
-                    long.remaining.add(smsc_id)
-                await self._remember_sent(smsc_id, message.message_id)
+                smsc_id = str(response.message_id or "")
+                if smsc_id:
+                    await self._remember_sent(smsc_id, message.message_id)
                 return smsc_id
             if status == ESME_RTHROTTLED:
                 pause = self._pacer.throttled()

@@ -24,7 +24,7 @@ class Replica:
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def call(self, batch: list[Any]) -> list[tuple[int, str]]:
+    async def call(self, batch: list[Any], *order: object) -> list[tuple[int, str]]:
         await self.gate.wait()
         if self.dead:
             raise RuntimeError(f"{self.name} died")

@@ -20,7 +20,7 @@ class Receiver:
         self.errors: list[BaseException] = []
         self.refuse: set[int] = set()
 
-    async def call(self, batch: list[int]) -> list[tuple[int, str]]:
+    async def call(self, batch: list[int], *order: object) -> list[tuple[int, str]]:
         self.batches.append(list(batch))
         await self.gate.wait()
         if self.errors:
@@ -158,3 +158,22 @@ async def test_close_fails_what_is_still_queued() -> None:
     for future in (in_flight, queued):
         with pytest.raises(DeliveryError, match="closed"):
             await future
+
+
+async def test_a_destination_unreachable_past_max_attempts_is_handed_over_when_possible() -> None:
+    rx = Receiver()
+    rx.errors = [ConnectionError("restarting")] * 10
+    handed: list[object] = []
+
+    async def on_dead(batch: list, exc: BaseException) -> None:
+        handed.extend(p.item for p in batch)
+        for p in batch:
+            p.future.set_result("elsewhere")
+
+    sender = BatchSender(
+        "app", rx.call, SenderOptions(backoff=0.001, max_attempts=3), classify=lambda exc: "transient", on_dead=on_dead
+    )
+    future = await sender.send("m")
+    assert await asyncio.wait_for(future, 1) == "elsewhere"
+    assert handed == ["m"] and len(rx.batches) == 3
+    await sender.close()
