@@ -138,7 +138,12 @@ class Message(BaseModel):
     @field_validator("timestamp", mode="after")
     @classmethod
     def _timestamp_to_naive_utc(cls, value: datetime) -> datetime:
-        return value if value.tzinfo is None else to_naive_utc(value)
+        if value.tzinfo is None:
+            return value
+        try:
+            return to_naive_utc(value)
+        except OverflowError:
+            raise ValueError(f"{value.isoformat()} is out of range once converted to UTC") from None
 
     def __init__(self, /, **data: Any) -> None:
         """Build a message from keyword fields.
