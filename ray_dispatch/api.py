@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -171,7 +172,7 @@ class Deployment:
             raise DeploymentNotFound(f"no deployment named {name!r} runs in namespace {namespace!r}")
         dispatchers: list[Any] = [ray.get_actor(n, namespace=namespace) for n in found]
         raw: dict[str, Any] = ray.get(dispatchers[0].raw_config.remote())
-        return cls(name, namespace, load_config(raw), dispatchers)
+        return cls(name, namespace, load_config(raw), dispatchers, detached=_is_detached(dispatchers[0]))
 
     # -- endpoints ----------------------------------------------------------------------
 
@@ -334,9 +335,12 @@ class Deployment:
         For a transport name the message is inbound, for an exposed name
         outbound (override with ``direction``; ``event`` takes event fields).
 
+        While the dispatcher restarts, the call is retried (bounded by ``timeout``).
+
         Raises:
             ConfigError: unknown endpoint.
             InvalidMessage: the message is invalid (nothing is routed).
+            GetTimeoutError: no dispatcher answered within ``timeout``.
         """
         self._check_endpoint(endpoint)
         is_transport = endpoint in self.config.transport_names
@@ -352,7 +356,18 @@ class Deployment:
                 "transport_type": fields.pop("transport_type", "sms"),
                 **fields,
             }
-        return ray.get(self.dispatchers[0].inject.remote(direction, endpoint, payload, trace), timeout=timeout)  # type: ignore[no-any-return]
+        payload.setdefault("event_id" if direction == "event" else "message_id", uuid.uuid4().hex)
+        deadline = time.monotonic() + timeout
+        while True:  # the same ids on every try: receivers drop the duplicate if a try did get through
+            try:
+                return ray.get(  # type: ignore[no-any-return]
+                    self.dispatchers[0].inject.remote(direction, endpoint, payload, trace),
+                    timeout=max(0.1, deadline - time.monotonic()),
+                )
+            except ray.exceptions.ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     # -- observation ----------------------------------------------------------------------
 
@@ -456,6 +471,19 @@ class Deployment:
 
     def __repr__(self) -> str:
         return f"<Deployment {self.name!r} in {self.namespace!r}: {len(self.dispatchers)} dispatcher(s)>"
+
+
+def _is_detached(handle: Any) -> bool:
+    """Whether an actor was started detached, from Ray's actor table (False when Ray cannot tell).
+
+    An attached deployment spawns new replicas with the same lifetime as the
+    ones already running, so replicas added from a short-lived driver outlive it.
+    """
+    try:
+        info = ray._private.state.actors(handle._actor_id.hex())
+        return bool(info.get("IsDetached"))
+    except Exception:
+        return False
 
 
 def _quietly(action: Any) -> None:

@@ -1,0 +1,118 @@
+"""Kill the dispatcher actor mid-stream: none lost; with Redis, routing state survives it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import ray
+
+import ray_dispatch
+from actors.testing import Ledger
+from ray_dispatch.api import Deployment
+from tests.redis_server import RedisServer, redis_server_available
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+N = 10_000
+
+
+@pytest.fixture
+def ledger(ray_session: None) -> Iterator[Any]:
+    handle = ray.remote(Ledger).options(name="ledger-kill-dispatcher").remote()
+    yield handle
+    ray.kill(handle)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    if not redis_server_available():
+        pytest.skip("redis-server is not installed")
+    with RedisServer() as server:
+        yield server.url
+
+
+def _config(namespace: str, store: dict[str, Any] | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "router_class": "routers.UserGroupingRouter",
+        "transport_names": ["sms"],
+        "exposed_names": ["app_a", "app_b"],
+        "group_mappings": {"group1": "app_a", "group2": "app_b"},
+        "endpoints": {
+            "sms": {"class": "actors.builtin.MemoryTransport"},
+            **{
+                name: {
+                    "class": "actors.testing.LedgerApplication",
+                    "config": {"ledger": "ledger-kill-dispatcher", "namespace": namespace},
+                }
+                for name in ("app_a", "app_b")
+            },
+        },
+        "dispatcher": {"batching": {"backoff": 0.1, "max_attempts": 40}},
+    }
+    if store:
+        config["store"] = store
+    return config
+
+
+def _wait_for(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_killing_the_dispatcher_mid_stream_loses_nothing(ledger: Any) -> None:
+    namespace = ray.get_runtime_context().namespace
+    dep: Deployment = ray_dispatch.deploy(_config(namespace), name="kill-dispatcher", health_interval=0.5)
+    try:
+        messages = [{"content": str(i), "from_addr": f"+2783{i % 100:05d}", "to_addr": "1"} for i in range(N)]
+        sending = dep.endpoint("sms").inject_many.remote(messages)
+        assert _wait_for(lambda: len(ray.get(ledger.ids.remote())) > N // 4, 60), "traffic did not start"
+        ray.kill(dep.dispatchers[0], no_restart=False)
+        sent_ids = ray.get(sending, timeout=240)
+        lost = set(sent_ids) - set(ray.get(ledger.ids.remote()))
+        assert not lost, f"{len(lost)} of {N} messages lost"
+    finally:
+        dep.shutdown()
+
+
+def test_with_redis_return_routes_and_user_groups_survive_a_dispatcher_restart(ledger: Any, redis_url: str) -> None:
+    namespace = ray.get_runtime_context().namespace
+    store = {"class": "ray_dispatch.redis_store.RedisStore", "url": redis_url, "prefix": "killtest"}
+    dep: Deployment = ray_dispatch.deploy(_config(namespace, store), name="kill-dispatcher-redis", health_interval=0.5)
+    try:
+        users = [f"+2784{i:05d}" for i in range(20)]
+        for user in users:
+            dep.send("sms", "hi", from_addr=user)
+        groups_before = _groups(ledger)
+        outbound = dep.send("app_b", "hello", to_addr=users[0], transport_name="sms")
+        assert outbound["destinations"] == ["outbound:sms"]
+
+        ray.kill(dep.dispatchers[0], no_restart=False)
+
+        ray.get(ledger.clear.remote())
+        for user in reversed(users):  # a fresh round-robin would now give users[-1] the first group
+            dep.send("sms", "again", from_addr=user)
+        groups_after = _groups(ledger)
+        assert groups_after == groups_before and len(set(groups_before.values())) == 2
+        ack = dep.send(
+            "sms",
+            direction="event",
+            event_type="ack",
+            user_message_id=outbound["message_id"],
+            sent_message_id="smsc-1",
+        )
+        assert ack["destinations"] == ["event:app_b"], ack
+    finally:
+        dep.shutdown()
+
+
+def _groups(ledger: Any) -> dict[str, str]:
+    """Which application replica each user's inbound messages reached."""
+    arrivals = ray.get(ledger.__ray_call__.remote(lambda self: list(self.arrivals)))
+    return {user: replica for replica, direction, _, user in arrivals if direction == "inbound" and user}
