@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +42,14 @@ from pydantic import ValidationError
 from ray_dispatch.config import DispatcherConfig
 from ray_dispatch.failures import DIRECTIONS, Direction
 from ray_dispatch.message import Message, TransportEvent, TransportUserMessage, clone_json
+
+_fast_loads: Callable[[str | bytes], Any] | None
+try:  # optional accelerator: ~3x faster decoding; without it the standard library decodes every line
+    from orjson import loads as _orjson_loads
+
+    _fast_loads = _orjson_loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _fast_loads = None
 
 TrafficItem = str | bytes | Mapping[str, Any] | Message
 """One item of traffic: a JSON line (text or bytes), a decoded object, or a message."""
@@ -61,7 +69,7 @@ class BadRecord(ValueError):
     """A traffic line that is not a usable record; the text says why."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Arrival:
     """One message as it arrives at the dispatcher: direction, endpoint, payload.
 
@@ -106,6 +114,9 @@ class TrafficReader:
         Raises:
             BadRecord: not an object, or a record with a bad field; names the field.
         """
+        if type(obj) is dict and "message_type" in obj:  # the common case: a bare message just decoded
+            payload = obj if owned else clone_json(obj)
+            return Arrival(line, "event" if obj["message_type"] == "event" else "inbound", None, payload)
         if isinstance(obj, Message):
             payload = obj.to_dict()
             return Arrival(line, _bare_direction(payload), None, payload)
@@ -155,15 +166,14 @@ class TrafficReader:
             if isinstance(item, (bytes, str)):
                 owned = True
                 self.bytes_read += len(item)
-                if not item.strip():
-                    continue
                 try:
-                    obj = json.loads(item.decode() if type(item) is bytes else item)
+                    obj = decode_json(item)
                 except UnicodeDecodeError:
                     yield line, "not valid UTF-8"
                     continue
                 except json.JSONDecodeError as exc:
-                    yield line, f"not valid JSON ({exc.msg})"
+                    if item.strip():  # blank lines are skipped, not bad
+                        yield line, f"not valid JSON ({exc.msg})"
                     continue
                 except RecursionError:
                     yield line, "not valid JSON (nested too deeply)"
@@ -174,6 +184,27 @@ class TrafficReader:
                 yield self.arrival(obj, line, owned=owned)
             except BadRecord as exc:
                 yield line, str(exc)
+
+
+def decode_json(text: str | bytes) -> Any:
+    """Decode one JSON document, with ``orjson`` when installed and the standard library otherwise.
+
+    ``orjson`` accepts a subset of what ``json`` accepts (not NaN, lone
+    surrogates or integers beyond 64 bits); whatever it refuses is decoded
+    again by ``json``, so the result and any error are the standard library's
+    either way.
+
+    Raises:
+        UnicodeDecodeError: bytes that are not UTF-8.
+        json.JSONDecodeError: not JSON.
+        RecursionError: nested too deeply for the standard library.
+    """
+    if _fast_loads is not None:
+        try:
+            return _fast_loads(text)
+        except ValueError:
+            pass
+    return json.loads(text.decode() if type(text) is bytes else text)
 
 
 def traffic_size(traffic: Traffic) -> tuple[int | None, str]:

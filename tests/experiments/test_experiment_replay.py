@@ -151,3 +151,26 @@ def test_stateful_router_state_carries_across_lines(examples):
     replies = sum(n for k, n in summary.delivered.items() if k.startswith("outbound:"))
     acks = sum(n for k, n in summary.delivered.items() if k.startswith("event:"))
     assert replies == 40 and acks == 27 and summary.failed == 2
+
+
+def test_same_result_with_and_without_the_fast_json_decoder(simple_config, write_jsonl, monkeypatch):
+    import ray_dispatch.experiments.traffic as traffic
+
+    odd = make_inbound(transport_name="sms").to_dict()
+    odd["timestamp"] = str(odd["timestamp"])
+    lines = (
+        _as_lines(mixed_traffic())
+        + [
+            json.dumps({**odd, "extra": float("nan")}),  # NaN: the standard library accepts it
+            json.dumps({**odd, "extra": 2**80}),  # beyond 64 bits
+            json.dumps(odd)[:-1] + ', "extra": "\\ud800"}',  # a lone surrogate
+            '{"a": ' * 2000 + "1" + "}" * 2000,  # deeper than either decoder goes
+        ]
+    )
+    path = write_jsonl(lines)
+    fast = replay(simple_config, path)
+    monkeypatch.setattr(traffic, "_fast_loads", None)
+    plain = replay(simple_config, path)
+    assert fast.delivered == plain.delivered and fast.delivered["inbound:app1"] == 20 + 3
+    assert fast.failures == plain.failures and fast.failure_lines == plain.failure_lines
+    assert plain.failures[BAD_LINE_PREFIX + "not valid JSON (nested too deeply)"] == 1
