@@ -158,15 +158,13 @@ def test_same_result_with_and_without_the_fast_json_decoder(simple_config, write
 
     odd = make_inbound(transport_name="sms").to_dict()
     odd["timestamp"] = str(odd["timestamp"])
-    lines = (
-        _as_lines(mixed_traffic())
-        + [
-            json.dumps({**odd, "extra": float("nan")}),  # NaN: the standard library accepts it
-            json.dumps({**odd, "extra": 2**80}),  # beyond 64 bits
-            json.dumps(odd)[:-1] + ', "extra": "\\ud800"}',  # a lone surrogate
-            '{"a": ' * 2000 + "1" + "}" * 2000,  # deeper than either decoder goes
-        ]
-    )
+    lines = [
+        *_as_lines(mixed_traffic()),
+        json.dumps({**odd, "extra": float("nan")}),  # NaN: the standard library accepts it
+        json.dumps({**odd, "extra": 2**80}),  # beyond 64 bits
+        json.dumps(odd)[:-1] + ', "extra": "\\ud800"}',  # a lone surrogate
+        '{"a": ' * 2000 + "1" + "}" * 2000,  # deeper than either decoder goes
+    ]
     path = write_jsonl(lines)
     fast = replay(simple_config, path)
     monkeypatch.setattr(traffic, "_fast_loads", None)
