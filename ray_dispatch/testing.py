@@ -52,9 +52,14 @@ class RouterHarness:
         config: a dict, a YAML path or a ``DispatcherConfig``.
         store: routing store to use (default: as the config says, in-memory).
 
+    Use it as ``async with RouterHarness(config) as h:`` (setup on entering,
+    teardown on leaving). Outside ``async with`` (a quick try in a shell), the
+    first ``dispatch_*`` runs the setup; call ``close()`` when done.
+
     Raises:
         ConfigError: when the config, the router's or a middleware's config is
-            invalid (on construction), or setup refuses it (on entering).
+            invalid (on construction), or setup refuses it (on entering or on
+            the first dispatch).
     """
 
     def __init__(
@@ -63,12 +68,22 @@ class RouterHarness:
         self.outbox = MemoryOutbox()
         self.failure_store = MemoryFailureStore()
         self.dispatcher = Dispatcher(config, self.outbox, store=store, failures=self.failure_store)
+        self._set_up = False
 
     async def __aenter__(self) -> RouterHarness:
-        await self.dispatcher.start()
+        await self._setup()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _setup(self) -> None:
+        if not self._set_up:
+            await self.dispatcher.start()
+            self._set_up = True
+
+    async def close(self) -> None:
+        """Tear down the router and middleware and close the stores (what leaving ``async with`` does)."""
         await self.dispatcher.stop()
 
     @property
@@ -88,6 +103,7 @@ class RouterHarness:
 
         Never raises for a bad message: it becomes a failure record in the outcome and ``failures``.
         """
+        await self._setup()
         return await self.dispatcher.dispatch_inbound_message(_as_received(msg), endpoint, trace=trace)
 
     async def dispatch_event(
@@ -97,6 +113,7 @@ class RouterHarness:
 
         Never raises for a bad event: it becomes a failure record in the outcome and ``failures``.
         """
+        await self._setup()
         return await self.dispatcher.dispatch_inbound_event(_as_received(event), endpoint, trace=trace)
 
     async def dispatch_outbound(
@@ -106,6 +123,7 @@ class RouterHarness:
 
         Never raises for a bad message: it becomes a failure record in the outcome and ``failures``.
         """
+        await self._setup()
         return await self.dispatcher.dispatch_outbound_message(_as_received(msg), endpoint, trace=trace)
 
     def inbound_to(self, endpoint: str) -> list[TransportUserMessage]:

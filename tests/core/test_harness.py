@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from ray_dispatch.message import TransportEvent, TransportUserMessage
 from ray_dispatch.testing import RouterHarness, make_ack, make_delivery_report, make_inbound, make_nack
 from routers.simple import SimpleDispatchRouter
 
-from .helpers import ObservingRouter, router_config
+from .helpers import ObservingRouter, SetupRefusingRouter, router_config
 
 
 async def test_the_documented_api_end_to_end(config: dict[str, Any]) -> None:
@@ -67,6 +68,26 @@ async def test_entering_runs_setup_routing_and_leaving_tears_it_down() -> None:
     async with harness as h:
         assert h is harness and h.router.state == "set up"  # type: ignore[attr-defined]
     assert harness.router.state == "torn down"  # type: ignore[attr-defined]
+
+
+async def test_without_async_with_the_first_dispatch_sets_up(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ray_dispatch.messages")
+    config = router_config(ObservingRouter, middleware=[{"log": "vumi.middleware.LoggingMiddleware"}])
+    h = RouterHarness(config)
+    await h.dispatch_inbound(make_inbound("shell", transport_name="sms"))
+    await h.dispatch_inbound(make_inbound("again", transport_name="sms"))
+    assert h.router.state == "set up" and h.failures == []  # type: ignore[attr-defined]
+    assert [m.content for m in h.inbound_to("app1")] == ["shell", "again"]
+    assert len([r for r in caplog.records if r.name == "ray_dispatch.messages"]) == 4
+    await h.close()
+    assert h.router.state == "torn down"  # type: ignore[attr-defined]
+
+
+async def test_setup_refusal_surfaces_on_the_first_dispatch_too() -> None:
+    h = RouterHarness(router_config(SetupRefusingRouter, target="app1"))
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="target: 'app1' refused at setup"):
+            await h.dispatch_inbound(make_inbound(transport_name="sms"))
 
 
 def test_an_invalid_config_fails_on_construction() -> None:
