@@ -172,3 +172,16 @@ def test_same_result_with_and_without_the_fast_json_decoder(simple_config, write
     assert fast.delivered == plain.delivered and fast.delivered["inbound:app1"] == 20 + 3
     assert fast.failures == plain.failures and fast.failure_lines == plain.failure_lines
     assert plain.failures[BAD_LINE_PREFIX + "not valid JSON (nested too deeply)"] == 1
+
+
+def test_seed_example_traffic_routes_completely(examples):
+    summary = replay(examples / "seed.yaml", examples / "traffic_seed.jsonl")
+    assert summary.failures == Counter() and summary.lines == 90
+    assert summary.delivered == Counter(
+        {
+            "inbound:my_application": 60,
+            "outbound:smpp_transport": 10,
+            "outbound:xmpp_transport": 5,
+            "event:my_application": 15,
+        }
+    )
