@@ -38,6 +38,8 @@ _MESSAGE_CLASSES: dict[str, type[Message]] = {
 }
 _MAX_DEPTH = 64
 _MAX_REPR = 4096
+MAX_REASON_CHARS = 2000
+"""Reasons longer than this are cut (a hostile 1 MB endpoint name must not make a 1 MB reason)."""
 
 
 def json_safe(value: Any, depth: int = 0) -> Any:
@@ -82,7 +84,8 @@ class FailureRecord:
     """One message that could not be routed or delivered.
 
     Attributes:
-        reason: human-readable cause, e.g. ``"no route_mappings entry for transport 'sms'"``.
+        reason: human-readable cause, e.g. ``"no route_mappings entry for transport 'sms'"``
+            (cut after ``MAX_REASON_CHARS`` characters).
         direction: ``inbound`` (transport to app), ``event`` or ``outbound``.
         endpoint: the endpoint the message arrived on.
         destination: the endpoint it was being published or delivered to, if it got that far.
@@ -101,6 +104,12 @@ class FailureRecord:
     failure_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     timestamp: datetime = field(default_factory=utcnow)
     attempts: int = 1
+
+    def __post_init__(self) -> None:
+        reason = str(self.reason)
+        if len(reason) > MAX_REASON_CHARS:
+            reason = f"{reason[:MAX_REASON_CHARS]}... ({len(reason)} characters, cut)"
+        self.reason = reason
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-encodable dict: the message as its Vumi JSON payload.

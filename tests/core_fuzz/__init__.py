@@ -1,0 +1,1 @@
+"""Hostile-input and routing-loop tests of the dispatcher core (no Ray)."""
