@@ -211,6 +211,14 @@ class BaseDispatchRouter:
         raise NotImplementedError(f"{type(self).__name__} does not route outbound messages")
 
     def explain(self, text: str, *args: Any) -> None:
-        """Report a routing decision for the trace; ``text % args`` is only built when tracing."""
+        """Report a routing decision for the trace; ``text % args`` is only built when tracing.
+
+        A format string that does not match its arguments is shown as is with
+        the arguments after it: tracing never changes how a message is routed.
+        """
         if self.dispatcher.tracing:
-            self.dispatcher.explain(text % args if args else text)
+            try:
+                line = text % args if args else text
+            except (TypeError, ValueError):
+                line = f"{text} {args!r}"
+            self.dispatcher.explain(line)

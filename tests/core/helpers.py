@@ -331,3 +331,12 @@ class SetupRefusingRouter(BaseDispatchRouter):
     def setup_routing(self) -> None:
         """Always refuse."""
         raise ConfigError(f"target: {self.config.target!r} refused at setup")
+
+
+class SloppyExplainRouter(SimpleDispatchRouter):
+    """Calls ``explain`` with a format string that does not match its arguments."""
+
+    def dispatch_inbound_message(self, msg: TransportUserMessage) -> None:
+        """Explain badly, then route as SimpleDispatchRouter."""
+        self.explain("100% sure: %d", "not a number")
+        super().dispatch_inbound_message(msg)

@@ -22,6 +22,7 @@ from .helpers import (
     ObservingRouter,
     ReturnsDictOnPublish,
     RewritingRouter,
+    SloppyExplainRouter,
     Tagger,
     class_path,
     router_config,
@@ -453,3 +454,11 @@ async def test_failures_land_in_the_given_failure_store(config: dict[str, Any]) 
     await dispatcher.stop()
     (record,) = await failures.list()
     assert record.endpoint == "ussd" and record.to_dict()["message"]["transport_name"] == "ussd"
+
+
+async def test_tracing_never_changes_routing_even_with_a_bad_explain_format() -> None:
+    async with RouterHarness(router_config(SloppyExplainRouter)) as h:
+        traced = await h.dispatch_inbound(make_inbound(transport_name="sms"), trace=True)
+        plain = await h.dispatch_inbound(make_inbound(transport_name="sms"))
+    assert traced.destinations == plain.destinations == ["app1"] and h.failures == []
+    assert traced.trace is not None and str(traced.trace[0]) == "100% sure: %d ('not a number',)"
