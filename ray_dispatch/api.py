@@ -360,7 +360,7 @@ class Deployment:
         deadline = time.monotonic() + timeout
         while True:  # the same ids on every try: receivers drop the duplicate if a try did get through
             try:
-                return ray.get(  # type: ignore[no-any-return]
+                return _get(  # type: ignore[no-any-return]
                     self.dispatchers[0].inject.remote(direction, endpoint, payload, trace),
                     timeout=max(0.1, deadline - time.monotonic()),
                 )
@@ -404,11 +404,8 @@ class Deployment:
             KeyError: no dispatcher has a record with that id.
         """
         for handle in self.dispatchers:
-            try:
-                return ray.get(handle.failure.remote(failure_id))  # type: ignore[no-any-return]
-            except ray.exceptions.RayTaskError as exc:
-                if not isinstance(exc.cause, KeyError):
-                    raise
+            with contextlib.suppress(KeyError):
+                return _get(handle.failure.remote(failure_id))  # type: ignore[no-any-return]
         raise KeyError(f"no failure record with id {failure_id!r}")
 
     def replay_failure(self, failure_id: str, endpoint: str | None = None) -> dict[str, Any]:
@@ -418,11 +415,8 @@ class Deployment:
             KeyError: no dispatcher has a record with that id.
         """
         for handle in self.dispatchers:
-            try:
-                return ray.get(handle.replay_failure.remote(failure_id, endpoint))  # type: ignore[no-any-return]
-            except ray.exceptions.RayTaskError as exc:
-                if not isinstance(exc.cause, KeyError):
-                    raise
+            with contextlib.suppress(KeyError):
+                return _get(handle.replay_failure.remote(failure_id, endpoint))  # type: ignore[no-any-return]
         raise KeyError(f"no failure record with id {failure_id!r}")
 
     def purge_failures(self, failure_ids: list[str] | None = None) -> int:
@@ -471,6 +465,21 @@ class Deployment:
 
     def __repr__(self) -> str:
         return f"<Deployment {self.name!r} in {self.namespace!r}: {len(self.dispatchers)} dispatcher(s)>"
+
+
+def _get(ref: Any, timeout: float | None = None) -> Any:
+    """``ray.get`` that re-raises our own errors (and ``KeyError``) raised in an actor as themselves.
+
+    Ray wraps an actor's exception in a ``RayTaskError`` whose text is the
+    remote traceback; callers get the original ``InvalidMessage``,
+    ``ConfigError``, ``KeyError``... with its one-line message instead.
+    """
+    try:
+        return ray.get(ref, timeout=timeout)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, (DispatchError, KeyError)):
+            raise exc.cause from None
+        raise
 
 
 def _is_detached(handle: Any) -> bool:

@@ -32,27 +32,37 @@ def _fail(text: str, code: int) -> None:
 
 
 def clean_errors(func: F) -> F:
-    """Turn expected exceptions into one line on stderr and an exit code."""
+    """Turn expected exceptions into one line on stderr and an exit code.
+
+    An error raised inside an actor reaches us wrapped by Ray (its text is a
+    remote traceback); the original exception is reported instead.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (ConfigError, InvalidMessage) as exc:
-            _fail(str(exc), 2)
-        except KeyError as exc:
-            _fail(str(exc.args[0]) if exc.args else "not found", 2)
-        except DispatchError as exc:
-            _fail(str(exc), 1)
-        except ConnectionError as exc:
-            _fail(f"cannot reach the Ray cluster: {exc}", 1)
-        except Exception as exc:
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, (ConfigError, InvalidMessage, KeyError)):
-                _fail(str(cause.args[0] if isinstance(cause, KeyError) and cause.args else cause), 2)
+        except click.ClickException:
+            raise
+        except Exception as raised:
+            exc = _unwrap(raised)
+            if isinstance(exc, (ConfigError, InvalidMessage)):
+                _fail(str(exc), 2)
+            if isinstance(exc, KeyError):
+                _fail(str(exc.args[0]) if exc.args else "not found", 2)
+            if isinstance(exc, DispatchError):
+                _fail(str(exc), 1)
+            if isinstance(exc, ConnectionError):
+                _fail(f"cannot reach the Ray cluster: {exc}", 1)
             _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}", 1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The exception an actor raised, if ``exc`` is Ray's wrapper of one (``RayTaskError.cause``)."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
 
 
 def _attach(name: str, namespace: str, address: str | None) -> Any:
@@ -185,6 +195,13 @@ def send(
             raise InvalidMessage(f"--json is not valid JSON ({exc})") from None
         if not isinstance(fields, dict):
             raise InvalidMessage("--json must be a JSON object of message fields")
+        not_fields = sorted(set(fields) & {"direction", "trace", "timeout"})
+        if not_fields:
+            raise InvalidMessage(f"--json: {not_fields} are not message fields")
+    # Fields given in --json win over the --from / --to defaults and CONTENT.
+    from_addr = fields.pop("from_addr", from_addr)
+    to_addr = fields.pop("to_addr", to_addr)
+    content = fields.pop("content", content)
     deployment = _attach(name, namespace, address)
     result = deployment.send(endpoint, content, from_addr=from_addr, to_addr=to_addr, trace=trace, **fields)
     click.echo(f"message {result['message_id']}")
