@@ -24,6 +24,7 @@ import asyncio
 import json
 import math
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -201,7 +202,7 @@ class RedisConnection:
             StoreError: the server refused the command.
         """
         try:
-            return await asyncio.wait_for(call(self.client()), self.options.operation_timeout)
+            return await _within(call(self.client()), self.options.operation_timeout)
         except (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError) as exc:
             cause = str(exc) or f"no answer within {self.options.operation_timeout} s"
             text = (
@@ -228,6 +229,14 @@ class RedisConnection:
 
     def __repr__(self) -> str:
         return f"RedisConnection(url={self.url!r}, prefix={self.options.prefix!r})"
+
+
+async def _within(operation: Awaitable[T], seconds: float) -> T:
+    """Await ``operation`` with a deadline (``asyncio.timeout`` where it exists: no extra task)."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await operation
+    return await asyncio.wait_for(operation, seconds)
 
 
 def show_key(key: str) -> str:
