@@ -179,10 +179,18 @@ class _RouterView:
 
 
 def build_store(config: DispatcherConfig) -> RoutingStore:
-    """Instantiate the routing store the config's ``store:`` block names."""
+    """Instantiate the routing store the config's ``store:`` block names.
+
+    Raises:
+        ConfigError: the class cannot be used, or refuses the block's other keys (names them).
+    """
     spec = config.store
     cls = resolve_class(spec.class_path, "store.class", RoutingStore)
-    return cls(**(spec.__pydantic_extra__ or {}))  # type: ignore[no-any-return]
+    options = spec.__pydantic_extra__ or {}
+    try:
+        return cls(**options)  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"store: {spec.class_path} refused the options {sorted(options)}: {exc}") from None
 
 
 class Dispatcher:

@@ -359,6 +359,14 @@ def test_store_defaults_to_memory_and_can_be_named() -> None:
         RouterHarness(simple_config(store={"class": "ray_dispatch.middleware.LoggingMiddleware"}))
 
 
+def test_store_options_the_class_refuses_are_a_config_error(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, simple_config(store={"class": "ray_dispatch.store.MemoryStore", "url": "redis://x"}))
+    with pytest.raises(
+        ConfigError, match=rf"^{path}: store: ray_dispatch.store.MemoryStore refused the options \['url'\]"
+    ):
+        RouterHarness(path)
+
+
 def test_dispatcher_config_model_is_public() -> None:
     config = DispatcherConfig.model_validate({"router_class": "routers.SimpleDispatchRouter", "transport_names": ["t"]})
     assert config.exposed_names == [] and config.store.class_path == "ray_dispatch.store.MemoryStore"
