@@ -240,8 +240,6 @@ def prevalidate(arrival: Arrival) -> Message | dict[str, Any]:
     itself and records the failure in its own words.
     """
     payload = arrival.payload
-    if "self" in payload:  # Message.__init__(**payload) treats this key specially; let the dispatcher do it
-        return payload
     stamp = payload.get("timestamp")
     if type(stamp) is str and _VUMI_TIMESTAMP.fullmatch(stamp):
         try:
