@@ -6,7 +6,7 @@ Records are kept as JSON (``FailureRecord.to_dict``) in a hash
 dispatchers sharing a prefix append to one ordered list. Adding, ordering and
 trimming to ``max_records`` happen in one Lua script (atomic).
 
-While Redis is unreachable ``add`` does not raise: the record is kept in this
+While Redis is unreachable or refuses writes, ``add`` does not raise: the record is kept in this
 process (at most ``max_pending``; beyond that the oldest pending ones are
 evicted and counted in ``pending_dropped``) and written, in order, by the next
 call that reaches Redis. Such records are lost only if this process dies
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -24,11 +25,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from ray_dispatch.errors import StoreError, StoreUnavailable
+from ray_dispatch.errors import StoreError
 from ray_dispatch.failures import Direction, FailureRecord, FailureStore
 from ray_dispatch.redis_store import DEFAULT_URL, RedisConnection
 
 __all__ = ["RedisFailureStore"]
+
+logger = logging.getLogger(__name__)
 
 # KEYS: records hash, order zset, sequence counter, dropped counter.
 # ARGV: failure id, record JSON, max_records. Returns how many old records were trimmed.
@@ -82,6 +85,8 @@ class RedisFailureStore(FailureStore):
         self.max_pending = max_pending
         self.pending_dropped = 0
         self.retry_interval = retry_interval
+        self.last_error: str | None = None
+        """Why the last ``add`` could not write to Redis (password masked); None once it could."""
         self._retry_after = 0.0
         self._pending: OrderedDict[str, FailureRecord] = OrderedDict()
         conn = self.connection
@@ -100,10 +105,11 @@ class RedisFailureStore(FailureStore):
     # -- writing ---------------------------------------------------------------
 
     async def add(self, record: FailureRecord) -> FailureRecord:
-        """Keep ``record`` in Redis, or in this process until Redis answers again; return it.
+        """Keep ``record`` in Redis, or in this process until Redis takes writes again; return it.
 
-        Raises:
-            StoreError: Redis refused the write (not a connection problem).
+        Never raises for Redis' sake: while Redis is unreachable or refuses
+        the write (e.g. out of memory), the record waits in this process,
+        ``last_error`` says why, and one warning is logged per outage.
         """
         self._pending[record.failure_id] = record
         self._pending.move_to_end(record.failure_id)
@@ -111,11 +117,16 @@ class RedisFailureStore(FailureStore):
             self._pending.popitem(last=False)
             self.pending_dropped += 1
         if time.monotonic() < self._retry_after:
-            return record  # Redis was down a moment ago: do not make every failure wait for it
+            return record  # Redis failed a moment ago: do not make every failure wait for it
         try:
             await self.flush()
-        except StoreUnavailable:
+        except StoreError as exc:
             self._retry_after = time.monotonic() + self.retry_interval
+            if self.last_error is None:
+                logger.warning("%s; keeping failure records in this process until it is back", exc)
+            self.last_error = str(exc)
+        else:
+            self.last_error = None
         return record
 
     async def flush(self) -> int:
@@ -245,7 +256,7 @@ class RedisFailureStore(FailureStore):
 
     async def close(self) -> None:
         """Try to write pending records, then close the connection pool."""
-        with contextlib.suppress(StoreUnavailable):  # still pending: lost with this process, as documented
+        with contextlib.suppress(StoreError):  # still pending: lost with this process, as documented
             await self.flush()
         await self.connection.close()
 

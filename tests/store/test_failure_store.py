@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from redis_server import RedisServer
 
 from ray_dispatch.errors import StoreUnavailable
@@ -177,4 +179,27 @@ async def test_redis_add_keeps_records_while_redis_is_down(own_redis: RedisServe
         assert store.pending == 0
         assert before.failure_id not in {r.failure_id for r in listed}
     finally:
+        await store.close()
+
+
+async def test_redis_add_keeps_records_while_redis_refuses_writes(
+    redis_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = RedisFailureStore(redis_server.url, prefix=prefix, retry_interval=0)
+    admin = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await admin.config_set("maxmemory", 1)  # with the default noeviction policy every write is refused (OOM)
+        try:
+            with caplog.at_level(logging.WARNING, logger="ray_dispatch.redis_failures"):
+                refused = [await store.add(record()) for _ in range(3)]
+            assert store.pending == 3
+            assert store.last_error is not None and "OutOfMemoryError" in store.last_error
+            assert len([r for r in caplog.records if "keeping failure records" in r.getMessage()]) == 1
+        finally:
+            await admin.config_set("maxmemory", 0)
+        accepted = await store.add(record())
+        assert store.last_error is None and store.pending == 0
+        assert [r.failure_id for r in await store.list()] == [r.failure_id for r in [*refused, accepted]]
+    finally:
+        await admin.aclose()
         await store.close()
