@@ -438,7 +438,16 @@ class Dispatcher:
             outcome.dropped = ctx.dropped
             self.stats.dropped[ctx.dropped] += 1
             self._trace(ctx, f"dropped: {ctx.dropped}", "drop")
-        for pub_direction, destination, copy in _independent(ctx.publishes):
+        try:
+            publishes = _independent(ctx.publishes)
+        except Exception as exc:  # a message that cannot be copied for fan-out (too deep, uncopyable values)
+            reason = f"{type(exc).__name__}: cannot copy the message for {len(ctx.publishes)} destinations ({exc})"
+            outcome.failures.append(
+                await self.record_failure(reason, direction, endpoint, msg, error=exc, stage="publish")
+            )
+            self._trace(ctx, f"failure at publish: {reason}", "failure")
+            return self._tag_middleware_steps(outcome)
+        for pub_direction, destination, copy in publishes:
             await self._publish(outcome, ctx, pub_direction, destination, copy)
         return self._tag_middleware_steps(outcome)
 

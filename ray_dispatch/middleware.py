@@ -203,7 +203,8 @@ def _render(message: Message) -> str:
     try:
         return message.to_json()
     except (TypeError, ValueError, RecursionError):
-        return f"(not JSON-encodable) {message!r}"
+        ident = message.get("message_id") or message.get("event_id")
+        return f"(not JSON-encodable) <{type(message).__name__} {ident!r} with fields {sorted(message.keys())!r}>"
 
 
 class LoggingMiddleware(BaseMiddleware):

@@ -462,3 +462,19 @@ async def test_tracing_never_changes_routing_even_with_a_bad_explain_format() ->
         plain = await h.dispatch_inbound(make_inbound(transport_name="sms"))
     assert traced.destinations == plain.destinations == ["app1"] and h.failures == []
     assert traced.trace is not None and str(traced.trace[0]) == "100% sure: %d ('not a number',)"
+
+
+async def test_a_message_too_deep_to_copy_for_fan_out_is_a_failure_not_an_exception() -> None:
+    config = simple_config(middleware=[{"log": "vumi.middleware.LoggingMiddleware"}])
+    payload = make_inbound("deep", transport_name="xmpp").to_dict()
+    nested: Any = "bottom"
+    for _ in range(5000):
+        nested = [nested]
+    payload["deep"] = nested
+    async with RouterHarness(config) as h:
+        outcome = await h.dispatch_inbound(payload)
+        after = await h.dispatch_inbound(make_inbound("after", transport_name="xmpp"))
+    (record,) = outcome.failures
+    assert record.reason.startswith("RecursionError: cannot copy the message for 2 destinations")
+    assert record.stage == "publish" and record.endpoint == "xmpp"
+    assert after.destinations == ["app1", "app2"]

@@ -170,7 +170,7 @@ def corrupted_messages(draw: st.DrawFn) -> Any:
         payload["helper_metadata"] = {str(i): list(range(20)) for i in range(draw(st.integers(0, 2000)))}
     elif how == "deep":
         nested: Any = "bottom"
-        for _ in range(draw(st.integers(min_value=50, max_value=400))):
+        for _ in range(draw(st.integers(min_value=50, max_value=400) | st.just(3000))):
             nested = [nested]
         payload[draw(st.sampled_from(["helper_metadata", "extra"]))] = {"deep": nested}
     elif how == "nan":
