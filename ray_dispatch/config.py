@@ -96,6 +96,17 @@ class StoreSpec(BaseModel):
     class_path: str = Field("ray_dispatch.store.MemoryStore", alias="class")
 
 
+class FailureStoreSpec(StoreSpec):
+    """The ``failure_store:`` block: where failure records (dead letters) are kept.
+
+    ``class`` is a dotted path of a ``FailureStore`` (default the in-memory
+    one; ``ray_dispatch.redis_failures.RedisFailureStore`` keeps them in Redis,
+    shared by dispatcher replicas); the remaining keys go to its constructor.
+    """
+
+    class_path: str = Field("ray_dispatch.failures.MemoryFailureStore", alias="class")
+
+
 class DispatcherConfig(BaseModel):
     """The dispatcher's own config keys, validated.
 
@@ -106,6 +117,7 @@ class DispatcherConfig(BaseModel):
         middleware: Vumi-style list of ``{name: class}`` or ``{name: {class: ..., ...}}``.
         endpoints: per-endpoint actor specs (used by the Ray runtime).
         store: routing store spec (default in-memory).
+        failure_store: failure store spec (default in-memory).
         return_route_ttl: seconds the dispatcher remembers which application sent
             an outbound message, so its events find their way back (default 7 days).
         max_hops: a message consumed more times than this is a routing loop.
@@ -121,6 +133,7 @@ class DispatcherConfig(BaseModel):
     middleware: list[MiddlewareSpec] = Field(default_factory=list)
     endpoints: dict[str, Any] = Field(default_factory=dict)
     store: StoreSpec = Field(default_factory=StoreSpec)  # type: ignore[arg-type]
+    failure_store: FailureStoreSpec = Field(default_factory=FailureStoreSpec)  # type: ignore[arg-type]
     return_route_ttl: float = Field(DEFAULT_RETURN_ROUTE_TTL, gt=0)
     max_hops: int = Field(10, ge=1)
     raw: dict[str, Any] = Field(default_factory=dict)

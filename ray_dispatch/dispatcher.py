@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from ray_dispatch.config import DispatcherConfig, load_config, resolve_class
 from ray_dispatch.errors import ConfigError, DropMessage, InvalidMessage, NoRoute, RoutingLoop, UnknownEndpoint
-from ray_dispatch.failures import Direction, FailureRecord, FailureStore, MemoryFailureStore
+from ray_dispatch.failures import Direction, FailureRecord, FailureStore
 from ray_dispatch.message import Message, TransportEvent, TransportUserMessage
 from ray_dispatch.middleware import BaseMiddleware, MiddlewareStack
 from ray_dispatch.router import BaseDispatchRouter
@@ -178,19 +178,20 @@ class _RouterView:
         return ctx is not None and ctx.trace is not None
 
 
-def build_store(config: DispatcherConfig) -> RoutingStore:
-    """Instantiate the routing store the config's ``store:`` block names.
+def build_store(config: DispatcherConfig, key: str = "store") -> Any:
+    """Instantiate the store the config's ``store:`` (or ``failure_store:``) block names.
 
     Raises:
         ConfigError: the class cannot be used, or refuses the block's other keys (names them).
     """
-    spec = config.store
-    cls = resolve_class(spec.class_path, "store.class", RoutingStore)
+    spec = getattr(config, key)
+    base = RoutingStore if key == "store" else FailureStore
+    cls = resolve_class(spec.class_path, f"{key}.class", base)
     options = spec.__pydantic_extra__ or {}
     try:
-        return cls(**options)  # type: ignore[no-any-return]
+        return cls(**options)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"store: {spec.class_path} refused the options {sorted(options)}: {exc}") from None
+        raise ConfigError(f"{key}: {spec.class_path} refused the options {sorted(options)}: {exc}") from None
 
 
 class Dispatcher:
@@ -200,7 +201,7 @@ class Dispatcher:
         config: a dict, a YAML path or a ``DispatcherConfig``.
         outbox: receives every routed message.
         store: routing store (default: built from the config's ``store:`` block).
-        failures: failure store (default: a new ``MemoryFailureStore``).
+        failures: failure store (default: built from the ``failure_store:`` block, in-memory).
         allowed_class_prefixes: if given, router and middleware classes must
             live under one of these module prefixes.
 
@@ -226,7 +227,9 @@ class Dispatcher:
         self.stats = DispatcherStats()
         try:  # every ConfigError names the config file, when there is one
             self.store = store if store is not None else build_store(self.config)
-            self.failures: FailureStore = failures if failures is not None else MemoryFailureStore()
+            self.failures: FailureStore = (
+                failures if failures is not None else build_store(self.config, "failure_store")
+            )
             self.view = _RouterView(self)
             router_cls = resolve_class(
                 self.config.router_class, "router_class", BaseDispatchRouter, allowed_class_prefixes
@@ -489,7 +492,14 @@ class Dispatcher:
             )
 
     async def _publish(
-        self, outcome: DispatchOutcome, ctx: _Context, direction: Direction, destination: str, msg: Message
+        self,
+        outcome: DispatchOutcome,
+        ctx: _Context,
+        direction: Direction,
+        destination: str,
+        msg: Message,
+        *,
+        middleware: bool = True,
     ) -> None:
         stage = "publish"
         try:
@@ -499,7 +509,8 @@ class Dispatcher:
                 raise UnknownEndpoint(
                     f"router published {direction} to {destination!r}, which is not in {side} {sorted(names)}"
                 )
-            msg = await self.middleware.apply("publish", direction, msg, destination, ctx.trace)
+            if middleware:
+                msg = await self.middleware.apply("publish", direction, msg, destination, ctx.trace)
             stage = "deliver"
             await self.outbox.deliver(direction, destination, msg)
         except DropMessage as exc:
@@ -537,22 +548,36 @@ class Dispatcher:
     # -- replay ---------------------------------------------------------------
 
     async def replay_failure(self, failure_id: str, endpoint: str | None = None) -> DispatchOutcome:
-        """Dispatch a failed message again; its record is replaced by the outcome.
+        """Try a failed message again; its record is replaced by the outcome.
 
-        With ``endpoint`` the message is re-dispatched as if it arrived there
-        (inbound/event: a transport name; outbound: an exposed name); without,
-        from the endpoint it first arrived on. The old record is removed; if
-        the message fails again, the new records carry ``attempts`` one higher,
-        so repeated replays never pile up duplicates.
+        A message that was routed but could not be delivered (stage
+        ``deliver``) is sent again to its destination only, or to ``endpoint``
+        when given (a name of the same side) -- not to every destination of a
+        fan-out again. Any other failure is re-dispatched as if it arrived on
+        ``endpoint`` (default: where it first arrived). The old record is
+        removed; if the message fails again, the new records carry
+        ``attempts`` one higher, so repeated replays never pile up duplicates.
 
         Raises:
             KeyError: no failure record has that id.
         """
         record = await self.failures.get(failure_id)
         message = record.message.copy() if isinstance(record.message, Message) else record.message
-        if isinstance(message, Message):
-            message.routing_metadata.pop("hops", None)
-        outcome = await self._dispatch(record.direction, message, endpoint or record.endpoint, False)
+        if record.stage == "deliver" and record.destination is not None and isinstance(message, Message):
+            source = str(record.endpoint)
+            outcome = DispatchOutcome(record.direction, source)
+            await self._publish(
+                outcome,
+                _Context(record.direction, source, None, closed=True),
+                record.direction,
+                endpoint or record.destination,
+                message,
+                middleware=False,
+            )
+        else:
+            if isinstance(message, Message):
+                message.routing_metadata.pop("hops", None)
+            outcome = await self._dispatch(record.direction, message, endpoint or record.endpoint, False)
         await self.failures.remove([failure_id])
         for new in outcome.failures:
             new.attempts = record.attempts + 1
