@@ -7,9 +7,9 @@ import uuid
 import pytest
 from redis_server import RedisServer
 
+from ray_dispatch.dispatcher import Dispatcher
 from ray_dispatch.errors import ConfigError
 from ray_dispatch.redis_failures import RedisFailureStore
-from ray_dispatch.dispatcher import Dispatcher
 from ray_dispatch.testing import MemoryOutbox, make_inbound
 
 
