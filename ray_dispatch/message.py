@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy as _copy
 import json
+import math
 import re
 import uuid
 from collections.abc import Iterator
@@ -80,6 +81,53 @@ def format_timestamp(value: datetime) -> str:
 _ATOMIC: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes, datetime, date, time})
 
 
+MAX_NESTING = 100
+"""Metadata and extra fields may nest dicts and lists this deep at most."""
+
+_JSON_SCALARS = (str, int, bool, type(None), datetime)
+
+
+def check_json_like(value: Any) -> None:
+    """Check that ``value`` is JSON-like: dicts with string keys, lists, strings, numbers, booleans, None.
+
+    Datetimes are allowed (encoded in Vumi's format); floats must be finite;
+    nesting is limited to ``MAX_NESTING`` levels.
+
+    Raises:
+        ValueError: names where (``['a']['b'][0]``, first levels only) and what is wrong.
+    """
+    path: list[Any] = []
+    problem = _json_problem(value, 0, path)
+    if problem is not None:
+        where = "".join(f"[{p!r}]" for p in reversed(path[-5:]))
+        more = "..." if len(path) > 5 else ""
+        raise ValueError(f"{where}{more}: {problem}" if path else problem)
+
+
+def _json_problem(value: Any, depth: int, path: list[Any]) -> str | None:
+    """Return what is wrong with ``value`` (appending the path, innermost first), or None."""
+    if isinstance(value, _JSON_SCALARS):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{value!r} is not a JSON number"
+    if depth >= MAX_NESTING:
+        return f"nested more than {MAX_NESTING} levels deep"
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return f"{type(value).__name__} is not a JSON value"
+    for key, item in items:
+        if not isinstance(key, (str, int)) or (isinstance(value, dict) and not isinstance(key, str)):
+            return f"key {key!r} is not a string"
+        problem = _json_problem(item, depth + 1, path)
+        if problem is not None:
+            path.append(key)
+            return problem
+    return None
+
+
 def clone_json(value: Any) -> Any:
     """Deep-copy JSON-like data (dicts, lists, scalars) much faster than copy.deepcopy.
 
@@ -142,6 +190,19 @@ class Message(BaseModel, metaclass=_MessageMeta):
     helper_metadata: dict[str, Any] = Field(default_factory=dict)
     routing_metadata: dict[str, Any] = Field(default_factory=dict)
     transport_metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("helper_metadata", "routing_metadata", "transport_metadata", mode="after")
+    @classmethod
+    def _metadata_is_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value:
+            check_json_like(value)
+        return value
+
+    @model_validator(mode="after")
+    def _extra_fields_are_json(self) -> Message:
+        if self.__pydantic_extra__:
+            check_json_like(self.__pydantic_extra__)
+        return self
 
     @field_validator("timestamp", mode="before")
     @classmethod

@@ -160,7 +160,7 @@ def test_same_result_with_and_without_the_fast_json_decoder(simple_config, write
     odd["timestamp"] = str(odd["timestamp"])
     lines = [
         *_as_lines(mixed_traffic()),
-        json.dumps({**odd, "extra": float("nan")}),  # NaN: the standard library accepts it
+        json.dumps({**odd, "extra": float("nan")}),  # NaN: the standard library parses it; messages refuse it
         json.dumps({**odd, "extra": 2**80}),  # beyond 64 bits
         json.dumps(odd)[:-1] + ', "extra": "\\ud800"}',  # a lone surrogate
         '{"a": ' * 2000 + "1" + "}" * 2000,  # deeper than either decoder goes
@@ -169,7 +169,7 @@ def test_same_result_with_and_without_the_fast_json_decoder(simple_config, write
     fast = replay(simple_config, path)
     monkeypatch.setattr(traffic, "_fast_loads", None)
     plain = replay(simple_config, path)
-    assert fast.delivered == plain.delivered and fast.delivered["inbound:app1"] == 20 + 3
+    assert fast.delivered == plain.delivered and fast.delivered["inbound:app1"] == 20 + 2
     assert fast.failures == plain.failures and fast.failure_lines == plain.failure_lines
     assert plain.failures[BAD_LINE_PREFIX + "not valid JSON (nested too deeply)"] == 1
 
