@@ -14,7 +14,7 @@ import math
 import re
 import uuid
 from collections.abc import Iterator
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from typing import Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -33,7 +33,7 @@ _MISSING = object()
 
 def utcnow() -> datetime:
     """Return the current UTC time as a naive datetime, as Vumi stores it."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _new_id() -> str:
@@ -65,7 +65,7 @@ def to_naive_utc(value: datetime) -> datetime:
     """Return ``value`` as a naive UTC datetime (Vumi's convention); naive values are kept as they are."""
     if value.tzinfo is None:
         return value
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def format_timestamp(value: datetime) -> str:

@@ -24,7 +24,6 @@ import asyncio
 import json
 import math
 import os
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -203,7 +202,7 @@ class RedisConnection:
         """
         try:
             return await _within(call(self.client()), self.options.operation_timeout)
-        except (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisConnectionError, RedisTimeoutError, OSError) as exc:
             cause = str(exc) or f"no answer within {self.options.operation_timeout} s"
             text = (
                 f"{self.what} at {self.url} is unavailable ({_operation(command, key)}): {type(exc).__name__}: {cause}"
@@ -232,11 +231,9 @@ class RedisConnection:
 
 
 async def _within(operation: Awaitable[T], seconds: float) -> T:
-    """Await ``operation`` with a deadline (``asyncio.timeout`` where it exists: no extra task)."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            return await operation
-    return await asyncio.wait_for(operation, seconds)
+    """Await ``operation`` with a deadline (``asyncio.timeout``: no extra task)."""
+    async with asyncio.timeout(seconds):
+        return await operation
 
 
 def show_key(key: str) -> str:

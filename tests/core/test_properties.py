@@ -6,7 +6,7 @@ import asyncio
 import json
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -50,7 +50,7 @@ naive_times = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999,
 aware_times = st.datetimes(
     min_value=datetime(1, 1, 2),
     max_value=datetime(9999, 12, 30),
-    timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]),
 )
 
 
