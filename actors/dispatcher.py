@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
@@ -25,6 +27,7 @@ from typing import Any
 
 import ray
 
+from actors.metrics import DispatcherMetrics
 from actors.ordering import SenderOrder
 from actors.pool import ReplicaPool
 from actors.ray_calls import classify_ray_error, current_node_id, receive_call
@@ -141,6 +144,7 @@ class DispatcherActor:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._dedupe_window = dedupe_window
         self.dead_replicas: list[dict[str, str]] = []
+        self.metrics = DispatcherMetrics(deployment, self.core.stats, self._pending_per_endpoint)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -224,6 +228,7 @@ class DispatcherActor:
         sequence order (``order``), one batch at a time.
         """
         await self._ready()
+        started = time.monotonic()
         ctx = _Batch(source)
         token = _batch.set(ctx)
         try:
@@ -232,6 +237,7 @@ class DispatcherActor:
         finally:
             _batch.reset(token)
         await self._confirm(ctx)
+        self.metrics.batch_done(source, batch, started)
         return []
 
     async def _route_batch(self, source: str, batch: list[WireItem]) -> None:
@@ -313,7 +319,11 @@ class DispatcherActor:
             "endpoints": {name: pool.stats() for name, pool in self.pools.items()},
             "failures": await self.core.failures.count(),
             "dead_replicas": list(self.dead_replicas),
+            "metrics": self.metrics.snapshot(),
         }
+
+    def _pending_per_endpoint(self) -> dict[str, int]:
+        return {name: sum(r["pending"] for r in pool.stats().values()) for name, pool in self.pools.items()}
 
     async def failures(self, direction: str | None = None, endpoint: str | None = None) -> list[dict[str, Any]]:
         """Failure records as dicts, oldest first, optionally filtered."""
@@ -356,8 +366,13 @@ class DispatcherActor:
         return dict(self.core.config.raw)
 
     async def ping(self) -> dict[str, Any]:
-        """Liveness check."""
-        return {"deployment": self.deployment, "dispatcher": self.index, "started": self.core.started}
+        """Liveness check (with the actor's process id)."""
+        return {
+            "deployment": self.deployment,
+            "dispatcher": self.index,
+            "started": self.core.started,
+            "pid": os.getpid(),
+        }
 
     # -- health -------------------------------------------------------------------------
 

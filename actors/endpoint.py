@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from actors import metrics
 from actors.ordering import SenderOrder
 from actors.pool import ReplicaPool
 from actors.sender import Order, SenderOptions
@@ -153,6 +154,7 @@ class EndpointActor:
         if self._link is not None:
             await self._link.close()
         self._link = RayDispatcherLink(self.endpoint_name, list(dispatchers), self._sender_options)
+        metrics.instruments()  # this process's senders report their batches from now on
 
     def use_link(self, link: DispatcherLink) -> None:
         """Connect to a dispatcher through ``link`` (tests and embedding without Ray)."""
@@ -240,6 +242,8 @@ class EndpointActor:
                 self._seen[key] = None
             while len(self._seen) > self._dedupe_window:
                 self._seen.popitem(last=False)
+        duplicates = len(batch) - len(rejected) - len(handled)
+        metrics.record_endpoint_batch(self.endpoint_name, self.ROLE, len(batch), len(rejected), duplicates)
         return rejected
 
     async def after_batch(self, messages: list[Message]) -> None:

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from typing import Any, ClassVar
 
 from pydantic import Field
 
 from actors.endpoint import ApplicationActor, EndpointConfig, TransportActor
+from actors.metrics import LatencyReservoir
 from actors.wire import from_wire, to_wire
 from ray_dispatch.message import TransportEvent, TransportUserMessage, message_from_dict, utcnow
 
@@ -40,77 +40,6 @@ SENT_AT = "sent_at"
 
 
 # -- measurement helpers ----------------------------------------------------------
-
-
-class LatencyReservoir:
-    """A uniform sample of at most ``capacity`` latencies (Algorithm R), with count and max.
-
-    Args:
-        capacity: most samples kept (> 0).
-        seed: seed of the sampling random generator.
-
-    Raises:
-        ValueError: ``capacity`` is not positive.
-    """
-
-    def __init__(self, capacity: int = 10_000, seed: int = 1) -> None:
-        if capacity <= 0:
-            raise ValueError(f"capacity must be positive (got {capacity!r})")
-        self.capacity = capacity
-        self.samples: list[float] = []
-        self.count = 0
-        self.max = 0.0
-        self._random = random.Random(seed)
-
-    def add(self, value: float) -> None:
-        """Offer one latency (seconds)."""
-        self.count += 1
-        if value > self.max:
-            self.max = value
-        if len(self.samples) < self.capacity:
-            self.samples.append(value)
-            return
-        slot = self._random.randrange(self.count)
-        if slot < self.capacity:
-            self.samples[slot] = value
-
-    def clear(self) -> None:
-        """Forget every sample."""
-        self.samples.clear()
-        self.count = 0
-        self.max = 0.0
-
-    def summary(self) -> dict[str, float | int | None]:
-        """``count``, ``p50``/``p90``/``p99``/``mean``/``max`` in milliseconds (None when empty)."""
-        return latency_summary(self.samples, self.count, self.max)
-
-
-def percentile(ordered: list[float], fraction: float) -> float:
-    """The ``fraction`` quantile (nearest rank) of an ascending list.
-
-    Raises:
-        ValueError: the list is empty.
-    """
-    if not ordered:
-        raise ValueError("percentile of no samples")
-    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-def latency_summary(samples: list[float], count: int | None = None, maximum: float | None = None) -> dict[str, Any]:
-    """Summarise latencies in seconds as milliseconds: count, p50, p90, p99, mean, max."""
-    if not samples:
-        return {"count": count or 0, "p50": None, "p90": None, "p99": None, "mean": None, "max": None}
-    ordered = sorted(samples)
-    top = maximum if maximum is not None else ordered[-1]
-    return {
-        "count": count if count is not None else len(samples),
-        "p50": round(percentile(ordered, 0.50) * 1000, 3),
-        "p90": round(percentile(ordered, 0.90) * 1000, 3),
-        "p99": round(percentile(ordered, 0.99) * 1000, 3),
-        "mean": round(sum(ordered) / len(ordered) * 1000, 3),
-        "max": round(top * 1000, 3),
-    }
 
 
 class IdCounter:
@@ -165,6 +94,38 @@ class IdCounter:
 # -- the load transport -------------------------------------------------------------
 
 
+def build_templates(transport_name: str, config: Any, transport_type: str = "sms") -> list[dict[str, Any]]:
+    """Validate ``config.templates`` user messages once and return their wire payloads.
+
+    ``config`` has the ``LoadTransportConfig`` fields: users cycle through
+    ``from_addr`` values, keywords (if any) through the first word.
+    """
+    templates = []
+    for index in range(config.templates):
+        words = [config.keywords[index % len(config.keywords)]] if config.keywords else []
+        message = message_from_dict(
+            {
+                "message_type": "user_message",
+                "content": " ".join([*words, config.content]),
+                "from_addr": f"+2783{index % config.users:07d}",
+                "to_addr": config.to_addr,
+                "transport_name": transport_name,
+                "transport_type": transport_type,
+            }
+        )
+        templates.append(to_wire(message))
+    return templates
+
+
+def stamped(template: dict[str, Any], message_id: str) -> dict[str, Any]:
+    """A copy of ``template`` with ``message_id``, ``timestamp`` now and ``transport_metadata.sent_at`` now."""
+    payload = dict(template)
+    payload["message_id"] = message_id
+    payload["timestamp"] = utcnow()
+    payload["transport_metadata"] = {SENT_AT: time.time()}
+    return payload
+
+
 class LoadTransportConfig(EndpointConfig):
     """Config of ``LoadTransport``.
 
@@ -214,22 +175,7 @@ class LoadTransport(TransportActor):
         self.stats: dict[str, Any] = self._empty_stats()
 
     def _build_templates(self) -> list[dict[str, Any]]:
-        cfg = self.config
-        templates = []
-        for index in range(cfg.templates):
-            words = [cfg.keywords[index % len(cfg.keywords)]] if cfg.keywords else []
-            message = message_from_dict(
-                {
-                    "message_type": "user_message",
-                    "content": " ".join([*words, cfg.content]),
-                    "from_addr": f"+2783{index % cfg.users:07d}",
-                    "to_addr": cfg.to_addr,
-                    "transport_name": self.endpoint_name,
-                    "transport_type": self.TRANSPORT_TYPE,
-                }
-            )
-            templates.append(to_wire(message))
-        return templates
+        return build_templates(self.endpoint_name, self.config, self.TRANSPORT_TYPE)
 
     @staticmethod
     def _empty_stats() -> dict[str, Any]:
@@ -248,11 +194,7 @@ class LoadTransport(TransportActor):
 
     def _message(self, prefix: str, seq: int) -> TransportUserMessage:
         """Build message ``seq`` of a run from its template, stamped with the time now."""
-        payload = dict(self._templates[seq % len(self._templates)])
-        payload["message_id"] = f"{prefix}-{seq}"
-        payload["timestamp"] = utcnow()
-        payload["transport_metadata"] = {SENT_AT: time.time()}
-        return from_wire(payload)  # type: ignore[return-value]
+        return from_wire(stamped(self._templates[seq % len(self._templates)], f"{prefix}-{seq}"))  # type: ignore[return-value]
 
     def _confirmed(self, future: asyncio.Future[Any]) -> None:
         if future.cancelled() or future.exception() is not None:
@@ -295,6 +237,7 @@ class LoadTransport(TransportActor):
         stats = self.stats
         link = self._link
         limit = count if count is not None else 2**62
+        stats["started_at"] = time.time()
         started = time.monotonic()
         deadline = started + duration if duration is not None else float("inf")
         interval = 1.0 / rate if rate else 0.0
@@ -451,6 +394,10 @@ class SinkApplication(ApplicationActor):
             "first_at": self.first_at,
             "last_at": self.last_at,
         }
+
+    async def configure(self, reply: bool) -> None:
+        """Switch replying on or off (between benchmark runs)."""
+        self.config = self.config.model_copy(update={"reply": reply})
 
     async def reset(self) -> None:
         """Forget every count and latency (between benchmark runs)."""

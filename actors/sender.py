@@ -80,6 +80,17 @@ Call = Callable[[list[Any], Order], Awaitable[Any]]
 ``order`` lets the receiver restore the order of batches (see ``actors.ordering``).
 """
 
+BatchObserver = Callable[[str, int, int], None]
+"""Told ``(destination, batch size, items still queued)`` for every batch a sender forms."""
+
+_batch_observer: BatchObserver | None = None
+
+
+def set_batch_observer(observer: BatchObserver | None) -> None:
+    """Make every sender of this process report its batches to ``observer`` (``actors.metrics``); None stops it."""
+    global _batch_observer
+    _batch_observer = observer
+
 
 class EndpointRejected(DeliveryError):
     """The receiving endpoint took the batch but refused this item (its reason attached)."""
@@ -226,6 +237,8 @@ class BatchSender:
                         continue
             size = min(len(self._queue), opts.max_batch)
             batch = [self._queue.popleft() for _ in range(size)]
+            if _batch_observer is not None:
+                _batch_observer(self.name, size, len(self._queue))
             self._space.set()
             self._in_flight += 1
             task = asyncio.get_running_loop().create_task(self._fly(batch))

@@ -240,6 +240,7 @@ def _print_status(info: dict[str, Any]) -> None:
         click.echo(
             f"  dispatcher {d['dispatcher']}: {d['router']} on node {d['node_id'][:12]}, failures: {d['failures']}"
         )
+        _print_dispatcher_metrics(d.get("metrics"))
     counts = info["dispatchers"][0].get("stats", {}) if info["dispatchers"] else {}
     for endpoint, entry in info["endpoints"].items():
         received = {k: v for k, v in counts.get("received", {}).items() if k.endswith(f":{endpoint}")}
@@ -254,6 +255,49 @@ def _print_status(info: dict[str, Any]) -> None:
                 click.echo(f"    [{rid}] DEAD   {replica['error']}")
         if received or published:
             click.echo(f"    from it: {received or '{}'}  to it: {published or '{}'}")
+        _print_rates(info["dispatchers"], endpoint)
+
+
+def _ms(summary: dict[str, Any]) -> str:
+    if not summary or summary.get("p50") is None:
+        return "-"
+    return f"p50 {summary['p50']:.2f} ms, p99 {summary['p99']:.2f} ms"
+
+
+def _print_dispatcher_metrics(metrics: dict[str, Any] | None) -> None:
+    """Latencies and batching of one dispatcher (``DispatcherActor.status()["metrics"]``)."""
+    if not metrics or not metrics.get("batches"):
+        return
+    click.echo(
+        f"    batches: {metrics['batches']} (mean {metrics['mean_batch']} messages);"
+        f" batch in -> confirmed: {_ms(metrics['batch_latency_ms'])}"
+    )
+    for direction, summary in metrics.get("e2e_latency_ms", {}).items():
+        click.echo(f"    {direction} created -> delivered: {_ms(summary)} (recent {summary.get('window', 0)})")
+
+
+def _print_rates(dispatchers: list[dict[str, Any]], endpoint: str) -> None:
+    """Messages per second from and to ``endpoint`` over the dispatchers' last interval, summed."""
+    totals: dict[str, dict[str, float]] = {"received": {}, "published": {}}
+    interval = 0.0
+    for d in dispatchers:
+        metrics = d.get("metrics") or {}
+        interval = max(interval, metrics.get("interval_s") or 0.0)
+        for stage, rates in totals.items():
+            for key, rate in (metrics.get("rates", {}).get(stage) or {}).items():
+                direction, _, name = key.partition(":")
+                if name == endpoint:
+                    rates[direction] = rates.get(direction, 0.0) + rate
+    if not totals["received"] and not totals["published"]:
+        return
+
+    def text(rates: dict[str, float]) -> str:
+        return ", ".join(f"{d} {r:,.0f}/s" for d, r in sorted(rates.items())) or "-"
+
+    click.echo(
+        f"    rate over the last {interval:.1f} s: from it {text(totals['received'])};"
+        f" to it {text(totals['published'])}"
+    )
 
 
 @main.command()
@@ -322,6 +366,17 @@ def failures_purge(
         raise ConfigError("name the failure ids to purge, or pass --all")
     count = _attach(name, namespace, address).purge_failures(None if purge_all else list(failure_ids))
     click.echo(f"purged {count} failure record(s)")
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="Smaller scenarios: finishes in under a minute.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON to this file.")
+@clean_errors
+def bench(quick: bool, out: str | None) -> None:
+    """Benchmark throughput, latency and overload against raw Ray; print one JSON object."""
+    from ray_dispatch import bench as benchmark
+
+    benchmark.main(quick=quick, out=out)
 
 
 def _register_optional() -> None:
