@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import ray_dispatch
 from ray_dispatch.api import Deployment
 
 
@@ -28,7 +27,7 @@ def echo_deployment_config(transport: str, transport_class: str, transport_confi
 async def deploy(config: dict[str, Any]) -> Deployment:
     """Start the deployment off the event loop (so loopback peers in this loop keep serving)."""
     name = f"transport-test-{uuid.uuid4().hex[:8]}"
-    return await asyncio.to_thread(ray_dispatch.deploy, config, name=name, health_interval=0.5)
+    return await asyncio.to_thread(Deployment.start, config, name=name, health_interval=0.5)
 
 
 async def shutdown(deployment: Deployment) -> None:
