@@ -68,17 +68,30 @@ def _unwrap(exc: BaseException) -> BaseException:
 def _attach(name: str, namespace: str, address: str | None) -> Any:
     import ray
 
-    from ray_dispatch.api import Deployment, ensure_ray
+    from ray_dispatch.api import Deployment, DeploymentNotFound, ensure_ray
 
     try:
         ensure_ray(address or "auto", namespace, quiet=True)
         return Deployment.attach(name, namespace, address=address or "auto")
+    except DeploymentNotFound as exc:
+        # With several Ray clusters on a machine, "auto" may pick another one: say which was asked.
+        raise DeploymentNotFound(
+            f"{exc} on the Ray cluster at {_ray_address()}; pass --address (or set RAY_ADDRESS)"
+            " if the deployment runs elsewhere"
+        ) from None
     except ConnectionError as exc:
         raise DispatchError(
             f"no running Ray cluster found ({exc}); start a deployment with `ray-dispatch run CONFIG` or pass --address"
         ) from None
     except ray.exceptions.RaySystemError as exc:
         raise DispatchError(f"cannot connect to Ray: {exc}") from None
+
+
+def _ray_address() -> str:
+    """The address of the Ray cluster this process is connected to (GCS host:port)."""
+    import ray
+
+    return str(ray.get_runtime_context().gcs_address)
 
 
 def deployment_options(func: F) -> F:
@@ -152,6 +165,7 @@ def run(
             f"--detach needs a running Ray cluster ({exc}); start one with `ray start --head` or pass --address"
         ) from None
     _print_status(deployment.status())
+    click.echo(f"ray address: {_ray_address()} (other commands: --address {_ray_address()}, or RAY_ADDRESS)")
     if detach:
         click.echo(f"deployment {name!r} is running detached; stop it with `ray-dispatch stop --name {name}`")
         return

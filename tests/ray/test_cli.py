@@ -99,6 +99,8 @@ def test_run_detach_prints_what_runs_where(running: str) -> None:
     assert "application later_app: 0 replica(s)" in running
     assert running.count("alive  actors.builtin.") == 4
     assert "running detached" in running
+    address = ray.get_runtime_context().gcs_address
+    assert f"ray address: {address} (other commands: --address {address}, or RAY_ADDRESS)" in running
 
 
 def test_validate_accepts_a_valid_config(config_file: str) -> None:
@@ -218,7 +220,7 @@ def test_failures_list_show_replay_and_purge(running: str) -> None:
         (["send", "smpp_transport", "x", "--json", "[1, 2]"], 2, ["--json must be a JSON object"]),
         (["send", "smpp_transport", "x", "--json", '{"to_addr": 5}'], 2, ["to_addr"]),
         (["send", "smpp_transport", "x", "--json", '{"session_event": "maybe"}'], 2, ["session_event"]),
-        (["status", "--name", "no-such-deployment", "--namespace", NAMESPACE], 1, ["no-such-deployment"]),
+        (["status", "--name", "nobody", "--namespace", NAMESPACE], 1, ["'nobody'", "on the Ray cluster at"]),
     ],
 )
 def test_bad_input_is_one_clear_line_and_the_deployment_keeps_routing(
