@@ -32,6 +32,7 @@ keeps rates and recent latencies itself (``DispatcherMetrics.snapshot``).
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import deque
@@ -57,7 +58,7 @@ def percentile(ordered: list[float], fraction: float) -> float:
     """
     if not ordered:
         raise ValueError("percentile of no samples")
-    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered) - 1e-9)))
     return ordered[rank - 1]
 
 

@@ -1,0 +1,97 @@
+"""LoadTransport and SinkApplication on Ray, and the benchmark's JSON (tiny sizes; timings never asserted)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import ray
+
+from ray_dispatch import bench
+from ray_dispatch.api import Deployment, deploy
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def flow(ray_session: None) -> Iterator[Deployment]:
+    dep = deploy(bench.simple_config(reply=False), name="loadgen-test", namespace=bench.NAMESPACE)
+    yield dep
+    dep.shutdown()
+
+
+def test_sink_counts_exactly_the_messages_the_load_transport_generated(flow: Deployment) -> None:
+    load, sink = flow.endpoint("load"), flow.endpoint("sink")
+    ray.get(sink.reset.remote())
+    generated = ray.get(load.generate.remote(700, run="exact"))
+    result = ray.get(sink.wait_for.remote(700, 0, 30))
+    assert (generated["offered"], generated["confirmed"], generated["failed"]) == (700, 700, 0)
+    assert result["unique"] == 700 and result["duplicates"] == 0
+    assert result["per_prefix"] == {generated["prefix"]: 700}
+    assert result["latency_ms"]["count"] == 700 and result["latency_ms"]["p50"] is not None
+
+
+def test_replies_flow_out_and_every_ack_returns_to_the_application(flow: Deployment) -> None:
+    load, sink = flow.endpoint("load"), flow.endpoint("sink")
+    ray.get(sink.reset.remote())
+    ray.get(sink.configure.remote(True))
+    try:
+        ray.get(load.generate.remote(150, run="acks"))
+        result = ray.get(sink.wait_for.remote(150, 150, 30))
+    finally:
+        ray.get(sink.configure.remote(False))
+    transport = ray.get(load.results.remote())
+    assert result["unique"] == 150 and result["replies"] == 150
+    assert transport["outbound_received"] == 150
+    assert result["acks"] == 150 and result["other_events"] == 0
+
+
+def test_paced_generation_and_dispatcher_status_report_rates_and_latency(flow: Deployment) -> None:
+    load, sink = flow.endpoint("load"), flow.endpoint("sink")
+    ray.get(sink.reset.remote())
+    generated = ray.get(load.generate.remote(30, rate=200.0, run="paced"))
+    result = ray.get(sink.wait_for.remote(30, 0, 30))
+    status = ray.get(flow.dispatchers[0].status.remote())
+    assert generated["offered"] == 30 and result["unique"] == 30
+    metrics = status["metrics"]
+    assert metrics["batches"] > 0 and metrics["batch_latency_ms"]["p50"] is not None
+    assert "inbound" in metrics["e2e_latency_ms"]
+    assert metrics["rates"]["received"]["inbound:load"] > 0
+    assert isinstance(ray.get(flow.dispatchers[0].ping.remote())["pid"], int)
+
+
+def test_generate_refuses_a_run_without_an_end(flow: Deployment) -> None:
+    with pytest.raises(ray.exceptions.RayTaskError, match="count or duration"):
+        ray.get(flow.endpoint("load").generate.remote())
+
+
+def test_bench_json_has_every_key_and_loses_nothing(ray_session: None) -> None:
+    result = bench.run_bench(bench.BenchSizes.tiny())
+    for key in (
+        "baseline_msgs_per_s",
+        "dispatch_msgs_per_s",
+        "ratio",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "overload_peak_rss_mb",
+        "overload_lost",
+        "machine",
+        "targets",
+        "scenarios",
+        "notes",
+    ):
+        assert key in result, key
+    assert result["machine"]["cpus"] and result["machine"]["date"]
+    scenarios = result["scenarios"]
+    assert set(scenarios) == {"a_baseline", "b_dispatch", "c_keyword", "d_light_load", "e_overload"}
+    assert scenarios["a_baseline"]["received_unique"] == scenarios["a_baseline"]["sent"]
+    with_acks = scenarios["b_dispatch"]["with_acks"]
+    assert with_acks["received_unique"] == with_acks["messages"] and with_acks["acks"] == with_acks["messages"]
+    keyword = scenarios["c_keyword"]
+    assert keyword["per_app"]["app_a"] + keyword["per_app"]["app_b"] == keyword["messages"]
+    assert keyword["per_app"]["app_a"] > 0 and keyword["per_app"]["app_b"] > 0
+    assert keyword["acks"] == keyword["messages"] and keyword["failure_records"] == 0
+    overload = scenarios["e_overload"]
+    assert overload["lost"] == result["overload_lost"] == 0
+    assert overload["received_unique"] == overload["sent"] > 0
+    assert result["overload_peak_rss_mb"] > 0
