@@ -6,7 +6,7 @@ The core (messages, routers, middleware, config, the harness) imports no Ray.
 from ray_dispatch.config import DispatcherConfig, load_config
 from ray_dispatch.dispatcher import Dispatcher, DispatchOutcome
 from ray_dispatch.errors import ConfigError, DispatchError, InvalidMessage, NoRoute
-from ray_dispatch.failures import FailureRecord, FailureStore
+from ray_dispatch.failures import FailureRecord, FailureStore, MemoryFailureStore
 from ray_dispatch.message import TransportEvent, TransportUserMessage
 from ray_dispatch.router import BaseDispatchRouter, ExposedName, RouterConfig, TransportName
 from ray_dispatch.store import MemoryStore, RoutingStore
@@ -27,11 +27,9 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "BaseDispatchRouter",
+    "ConfigError",
     "Deployment",
     "DeploymentNotFound",
-    "attach",
-    "deploy",
-    "ConfigError",
     "DispatchError",
     "DispatchOutcome",
     "Dispatcher",
@@ -40,6 +38,7 @@ __all__ = [
     "FailureRecord",
     "FailureStore",
     "InvalidMessage",
+    "MemoryFailureStore",
     "MemoryStore",
     "NoRoute",
     "RouterConfig",
@@ -47,5 +46,7 @@ __all__ = [
     "TransportEvent",
     "TransportName",
     "TransportUserMessage",
+    "attach",
+    "deploy",
     "load_config",
 ]
