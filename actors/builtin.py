@@ -11,6 +11,7 @@ prefixed) and remembers what it received, for inspection.
 from __future__ import annotations
 
 import asyncio
+import copy
 import uuid
 from collections import deque
 from typing import Any, ClassVar, Literal
@@ -19,7 +20,8 @@ from pydantic import Field
 
 from actors.endpoint import ApplicationActor, EndpointConfig, TransportActor
 from actors.wire import to_wire
-from ray_dispatch.message import TransportEvent, TransportUserMessage
+from ray_dispatch.errors import InvalidMessage
+from ray_dispatch.message import TransportEvent, TransportUserMessage, message_from_dict
 
 
 class MemoryTransportConfig(EndpointConfig):
@@ -32,6 +34,10 @@ class MemoryTransportConfig(EndpointConfig):
             (``delivered``, ``failed``, ``pending``), or none (default).
         refuse_to_addr_prefix: refuse (nack) outbound messages to addresses with this prefix.
         keep: how many sent messages to remember (oldest forgotten first).
+        loopback: hand every outbound message it is asked to send straight back
+            to the dispatcher as a new inbound message from this transport
+            (new ``message_id``, same ``routing_metadata``, so the hop count
+            grows): a peer that echoes everything, for routing-loop tests.
     """
 
     transport_type: str = "sms"
@@ -39,6 +45,7 @@ class MemoryTransportConfig(EndpointConfig):
     auto_delivery_report: Literal["delivered", "failed", "pending"] | None = None
     refuse_to_addr_prefix: str | None = None
     keep: int = Field(100_000, ge=1)
+    loopback: bool = False
 
 
 class MemoryTransport(TransportActor):
@@ -84,13 +91,24 @@ class MemoryTransport(TransportActor):
     async def inject_many(self, messages: list[dict[str, Any]], *, wait: bool = True) -> list[str]:
         """Receive many messages (dicts of fields); return their ids.
 
+        Every message is validated before any is sent.
+
         Raises:
-            InvalidMessage: one is invalid; the ones before it were sent.
+            InvalidMessage: one is invalid (the text names its index and field); none was sent.
         """
-        published = [await self.publish_message(wait=False, **fields) for fields in messages]
+        checked = []
+        for index, fields in enumerate(messages):
+            try:
+                if not isinstance(fields, dict) or not all(isinstance(key, str) for key in fields):
+                    raise InvalidMessage(f"expected a dict of message fields with string keys, got {fields!r:.200}")
+                checked.append(self._inbound_message(fields))
+            except InvalidMessage as exc:
+                raise InvalidMessage(f"messages[{index}]: {exc}") from None
+        for message in checked:
+            await self._publish("inbound", message, wait=False)
         if wait:
             await self._link.drain() if self._link else None
-        return [m.message_id for m in published]
+        return [m.message_id for m in checked]
 
     async def inject_event(self, *, wait: bool = True, **fields: Any) -> dict[str, Any]:
         """Receive an event from the outside world (``event_type``, ``user_message_id``, ...).
@@ -100,8 +118,23 @@ class MemoryTransport(TransportActor):
         """
         return to_wire(await self.publish_event(wait=wait, **fields))
 
+    def _inbound_message(self, fields: dict[str, Any]) -> TransportUserMessage:
+        """Validate ``fields`` as a user message from the outside world (this transport's defaults filled in)."""
+        fields = {
+            "transport_name": self.endpoint_name,
+            "transport_type": self.transport_type,
+            "message_type": "user_message",
+            **fields,
+        }
+        message = message_from_dict(fields)
+        if not isinstance(message, TransportUserMessage):
+            raise InvalidMessage(f"field 'message_type': expected 'user_message', got {fields['message_type']!r:.200}")
+        return message
+
     async def handle_outbound_message(self, message: TransportUserMessage) -> None:
-        """Record ``message`` as sent; ack / nack / delivery-report it as configured."""
+        """Record ``message`` as sent; ack / nack / delivery-report it as configured; loop it back if configured."""
+        if self.config.loopback:
+            await self._publish("inbound", self._looped_back(message), wait=False)
         prefix = self.config.refuse_to_addr_prefix
         if prefix and (message.to_addr or "").startswith(prefix):
             await self.publish_nack(message.message_id, f"to_addr {message.to_addr!r} refused by configuration")
@@ -113,6 +146,11 @@ class MemoryTransport(TransportActor):
             await self.publish_ack(message.message_id, sent_message_id=uuid.uuid4().hex)
         if self.config.auto_delivery_report:
             await self.publish_delivery_report(message.message_id, self.config.auto_delivery_report)
+
+    def _looped_back(self, message: TransportUserMessage) -> TransportUserMessage:
+        fields = {k: v for k, v in to_wire(message).items() if k not in ("message_id", "timestamp", "transport_name")}
+        fields["routing_metadata"] = copy.deepcopy(message.routing_metadata)
+        return self._inbound_message(fields)
 
     async def sent(self, clear: bool = False) -> list[dict[str, Any]]:
         """Return the payloads of messages this transport was asked to send, oldest first."""

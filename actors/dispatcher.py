@@ -32,11 +32,12 @@ from actors.ordering import SenderOrder
 from actors.pool import ReplicaPool
 from actors.ray_calls import classify_ray_error, current_node_id, receive_call
 from actors.sender import Order, SenderOptions
-from actors.wire import WireItem, from_wire, message_key, to_wire
+from actors.wire import WireItem, checked_from_wire, to_wire
 from ray_dispatch.deployment import deployment_spec
 from ray_dispatch.dispatcher import Dispatcher
 from ray_dispatch.errors import InvalidMessage
-from ray_dispatch.failures import Direction, FailureRecord
+from ray_dispatch.experiments.recent import LiveExplanation, RecentOutcomes, explain_recorded, recent_outcomes_size
+from ray_dispatch.failures import DIRECTIONS, Direction, FailureRecord
 from ray_dispatch.message import Message, message_from_dict
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ class DispatcherActor:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._dedupe_window = dedupe_window
         self.dead_replicas: list[dict[str, str]] = []
+        self.recent = RecentOutcomes(recent_outcomes_size(self.core.config))  # for explain_message
         self.metrics = DispatcherMetrics(deployment, self.core.stats, self._pending_per_endpoint)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -241,21 +243,45 @@ class DispatcherActor:
         return []
 
     async def _route_batch(self, source: str, batch: list[WireItem]) -> None:
-        for direction, payload in batch:
-            key = f"{direction}:{message_key(direction, payload)}"
-            if key in self._seen:
+        for item in batch:
+            if not (isinstance(item, (tuple, list)) and len(item) == 2 and item[0] in DIRECTIONS):
+                await self._record_malformed(source, item)
                 continue
-            await self.core.dispatch(direction, self._rebuild(payload), source)
-            self._seen[key] = None
-            if len(self._seen) > self._dedupe_window:
-                self._seen.popitem(last=False)
+            direction, payload = item
+            key = self._dedupe_key(direction, payload)
+            if key is not None and key in self._seen:
+                continue
+            message = self._rebuild(payload)
+            self.recent.add(direction, source, message, await self.core.dispatch(direction, message, source))
+            if key is not None:
+                self._seen[key] = None
+                if len(self._seen) > self._dedupe_window:
+                    self._seen.popitem(last=False)
+
+    @staticmethod
+    def _dedupe_key(direction: str, payload: Any) -> str | None:
+        """``direction:id`` of a payload that carries its id as a string; None (no dedupe) otherwise."""
+        if not isinstance(payload, dict):
+            return None
+        found = payload.get("event_id" if direction == "event" else "message_id")
+        return f"{direction}:{found}" if isinstance(found, str) else None
 
     @staticmethod
     def _rebuild(payload: Any) -> Any:
-        try:
-            return from_wire(payload)
-        except (KeyError, TypeError, AttributeError):
-            return payload  # not one of ours: the core validates it and records a failure
+        # Validated at the edge, a payload only needs the fast rebuild; one that does not
+        # certainly validate (a caller that skipped the edge) goes to the core, whose
+        # validation names the bad field in a failure record.
+        message = checked_from_wire(payload)
+        return payload if message is None else message
+
+    async def _record_malformed(self, source: str, item: Any) -> None:
+        """Record a batch item that is not a ``(direction, payload)`` pair with a known direction."""
+        if isinstance(item, (tuple, list)) and len(item) == 2:
+            reason = f"unknown direction {item[0]!r} (expected one of {list(DIRECTIONS)})"
+        else:
+            reason = f"batch item is not a (direction, payload) pair: got {type(item).__name__}"
+        guessed: Direction = "outbound" if source in self.core.exposed_names else "inbound"
+        await self.core.record_failure(reason, guessed, str(source), item, stage="validate")
 
     async def _confirm(self, ctx: _Batch) -> list[FailureRecord]:
         """Wait for the batch's deliveries; record each that failed; return those records."""
@@ -271,6 +297,7 @@ class DispatcherActor:
                         str(result), direction, ctx.source, message, error=result, stage="deliver", destination=endpoint
                     )
                 )
+                self.recent.add_late_failure(direction, message, records[-1])
         return records
 
     async def inject(
@@ -294,6 +321,7 @@ class DispatcherActor:
             outcome = await self.core.dispatch(direction, message, endpoint, trace=trace)
         finally:
             _batch.reset(token)
+        self.recent.add(direction, endpoint, message, outcome)
         late = await self._confirm(ctx)
         failures = [*outcome.failures, *late]
         failed = {f.destination for f in late}
@@ -364,6 +392,22 @@ class DispatcherActor:
     async def raw_config(self) -> dict[str, Any]:
         """The config this dispatcher was started with, as given."""
         return dict(self.core.config.raw)
+
+    async def explain_message(self, message_id: str) -> LiveExplanation:
+        """What this dispatcher did with a recent message, next to a traced re-run of it with its config.
+
+        The re-run reads this dispatcher's routing store and never writes to it
+        (see ``ray_dispatch.experiments.recent``).
+
+        Raises:
+            KeyError: the id is not among the last ``recent_outcomes`` messages routed here.
+        """
+        recorded = self.recent.get(message_id)
+        if recorded is None:
+            raise self.recent.not_found(message_id, f"dispatcher {self.index} of deployment {self.deployment!r}")
+        return await explain_recorded(
+            self.core.config, recorded, live_store=self.core.store, deployment=self.deployment, dispatcher=self.index
+        )
 
     async def ping(self) -> dict[str, Any]:
         """Liveness check (with the actor's process id)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
@@ -34,14 +34,16 @@ from actors.ordering import SenderOrder
 from actors.pool import ReplicaPool
 from actors.sender import Order, SenderOptions
 from actors.wire import WireItem, from_wire, message_key, to_wire
-from ray_dispatch.errors import ConfigError
-from ray_dispatch.failures import Direction
+from ray_dispatch.errors import ConfigError, InvalidMessage
+from ray_dispatch.failures import Direction, FailureRecord
 from ray_dispatch.message import Message, TransportEvent, TransportUserMessage, message_from_dict
 from ray_dispatch.router import format_validation_error
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DEDUPE_WINDOW = 100_000
+DEFAULT_UNDELIVERABLE_KEPT = 10_000
+"""How many undeliverable messages an endpoint keeps (oldest forgotten first, counted)."""
 
 
 class DispatcherLink(Protocol):
@@ -104,6 +106,8 @@ class EndpointActor:
         config: the endpoint's own config (validated by ``CONFIG_CLASS``).
         replica_id: which replica of the endpoint this is.
         dedupe_window: how many recent message ids to remember for dropping duplicates.
+        undeliverable_kept: how many messages no dispatcher took to keep as failure
+            records (``undeliverable``); older ones are forgotten and counted.
         sender: batching options of the link to the dispatcher (``SenderOptions`` fields).
         deployment: the deployment's name; given, the endpoint finds its
             dispatcher actors by name and starts itself on first use (also
@@ -124,6 +128,7 @@ class EndpointActor:
         *,
         replica_id: str = "0",
         dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
+        undeliverable_kept: int = DEFAULT_UNDELIVERABLE_KEPT,
         sender: Mapping[str, Any] | None = None,
         deployment: str | None = None,
         namespace: str | None = None,
@@ -145,6 +150,7 @@ class EndpointActor:
         self._start_lock = asyncio.Lock()
         self._link: DispatcherLink | None = None
         self.counters: Counter[str] = Counter()
+        self._undeliverable: deque[FailureRecord] = deque(maxlen=max(1, undeliverable_kept))
         self.started = False
 
     # -- lifecycle (called by the runtime) ---------------------------------------
@@ -188,7 +194,7 @@ class EndpointActor:
         return drained
 
     async def ping(self) -> dict[str, Any]:
-        """Describe this replica: name, role, replica id, node, pid and counters."""
+        """Describe this replica: name, role, replica id, node, pid, counters and undeliverable count."""
         from actors.ray_calls import current_node_id
 
         await self.start()
@@ -200,7 +206,21 @@ class EndpointActor:
             "node_id": current_node_id(),
             "pid": os.getpid(),
             "counters": dict(self.counters),
+            "undeliverable": len(self._undeliverable),
         }
+
+    async def undeliverable(self, clear: bool = False) -> list[dict[str, Any]]:
+        """Messages sent without waiting that no dispatcher took, as failure record dicts, oldest first.
+
+        A message lands here when the link to the dispatcher(s) gave up on it
+        (every dispatcher dead, or unreachable past the retry budget). At most
+        ``undeliverable_kept`` are kept; ``counters["undeliverable_forgotten"]``
+        counts the older ones pushed out. With ``clear`` the list is emptied.
+        """
+        records = [record.to_dict() for record in self._undeliverable]
+        if clear:
+            self._undeliverable.clear()
+        return records
 
     # -- receiving from the dispatcher --------------------------------------------
 
@@ -264,18 +284,32 @@ class EndpointActor:
         if wait:
             await future
         else:
-            future.add_done_callback(self._log_lost)
+            future.add_done_callback(lambda done: self._keep_undeliverable(done, direction, message))
         return message
 
-    def _log_lost(self, future: asyncio.Future[Any]) -> None:
-        if not future.cancelled() and future.exception() is not None:
-            self.counters["send_failed"] += 1
-            log.error(
-                "%s %r could not hand a message to the dispatcher: %s",
-                self.ROLE,
-                self.endpoint_name,
-                future.exception(),
-            )
+    def _keep_undeliverable(self, future: asyncio.Future[Any], direction: Direction, message: Message) -> None:
+        """Keep a message nobody waited for and no dispatcher took as a failure record (never only a log line)."""
+        if future.cancelled():
+            error: BaseException = asyncio.CancelledError("the link was closed before a dispatcher took it")
+        elif future.exception() is None:
+            return
+        else:
+            error = future.exception()  # type: ignore[assignment]
+        self.counters["send_failed"] += 1
+        if len(self._undeliverable) == self._undeliverable.maxlen:
+            self.counters["undeliverable_forgotten"] += 1
+        record = FailureRecord(
+            reason=f"{self.ROLE} {self.endpoint_name!r} could not hand this {direction} message"
+            f" to a dispatcher: {type(error).__name__}: {error}",
+            direction=direction,
+            endpoint=self.endpoint_name,
+            message=message,
+            error_type=type(error).__name__,
+            stage="handoff",
+            destination="dispatcher",
+        )
+        self._undeliverable.append(record)
+        log.error("%s; kept as undeliverable failure record %s", record.reason, record.failure_id)
 
     # -- hooks for subclasses ------------------------------------------------------
 
@@ -333,6 +367,8 @@ class TransportActor(EndpointActor):
         fields.setdefault("transport_type", self.TRANSPORT_TYPE)
         fields.setdefault("message_type", "user_message")
         message = message_from_dict(fields)
+        if not isinstance(message, TransportUserMessage):  # an event must not travel as an inbound message
+            raise InvalidMessage(f"field 'message_type': expected 'user_message', got {fields['message_type']!r:.200}")
         await self._publish("inbound", message, wait)
         return message  # type: ignore[return-value]
 

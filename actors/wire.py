@@ -13,6 +13,11 @@ A batch is a list of ``(direction, payload)`` items; ``direction`` is
 
 from __future__ import annotations
 
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from ray_dispatch.failures import Direction
@@ -62,3 +67,104 @@ def message_key(direction: str, payload: dict[str, Any]) -> str:
     if direction == "event":
         return str(payload.get("event_id"))
     return str(payload.get("message_id"))
+
+
+# -- payloads from callers we cannot vouch for ---------------------------------------
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What validation accepts unchanged for one message class, grouped by kind of field (fast to check)."""
+
+    text: tuple[str, ...]
+    optional_text: tuple[str, ...]
+    maps: tuple[str, ...]
+    naive_datetimes: tuple[str, ...]
+    choices: tuple[tuple[str, frozenset[str], bool], ...]  # (field, allowed, None allowed)
+    model_checks: tuple[Callable[[Any], Any], ...]
+
+
+def _shape_of(cls: type[Message]) -> _Shape | None:
+    """Group ``cls``'s fields by annotation; None if it uses a type or validator the groups cannot mirror."""
+    decorators = cls.__pydantic_decorators__
+    if any(d.info.fields != ("timestamp",) for d in decorators.field_validators.values()):
+        return None  # only the timestamp's validators are known to leave a naive datetime unchanged
+    if any(d.info.mode != "after" for d in decorators.model_validators.values()):
+        return None
+    groups: dict[str, list[Any]] = {"text": [], "optional_text": [], "maps": [], "naive_datetimes": [], "choices": []}
+    for name, info in cls.model_fields.items():
+        annotation, optional = info.annotation, False
+        args = typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+            annotation, optional = next(a for a in args if a is not type(None)), True
+        if info.metadata:
+            return None
+        if annotation is str:
+            groups["optional_text" if optional else "text"].append(name)
+        elif annotation is datetime and not optional:
+            groups["naive_datetimes"].append(name)
+        elif typing.get_origin(annotation) is dict and typing.get_args(annotation) == (str, Any) and not optional:
+            groups["maps"].append(name)
+        elif typing.get_origin(annotation) is typing.Literal and all(
+            isinstance(a, str) for a in typing.get_args(annotation)
+        ):
+            groups["choices"].append((name, frozenset(typing.get_args(annotation)), optional))
+        else:
+            return None
+    return _Shape(
+        **{kind: tuple(names) for kind, names in groups.items()},
+        model_checks=tuple(d.func for d in decorators.model_validators.values()),
+    )
+
+
+_SHAPES = {kind: _shape_of(cls) for kind, cls in _CLASSES.items()}
+
+
+def checked_from_wire(payload: Any) -> Message | None:
+    """Rebuild ``payload`` as ``from_wire`` does if it is certainly valid; None if it needs full validation.
+
+    For payloads from callers that did not validate them (a hostile or buggy
+    actor calling the dispatcher directly): every declared field present with
+    a value validation would accept unchanged, string keys only, and the
+    model's cross-field rules hold. About a microsecond, against ~8 for full
+    validation; what it does not vouch for goes to ``message_from_dict``.
+    """
+    if type(payload) is not dict:
+        return None
+    kind = payload.get("message_type")
+    if type(kind) is not str:
+        return None
+    shape = _SHAPES.get(kind)
+    if shape is None:
+        return None
+    get = payload.get
+    for name in shape.text:
+        if not isinstance(get(name), str):
+            return None
+    for name in shape.optional_text:
+        value = get(name, _MISSING)
+        if value is not None and not isinstance(value, str):
+            return None
+    for name in shape.maps:
+        value = get(name)
+        if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+            return None
+    for name in shape.naive_datetimes:
+        value = get(name)
+        if not isinstance(value, datetime) or value.tzinfo is not None:
+            return None
+    for name, allowed, optional in shape.choices:
+        value = get(name, _MISSING)
+        if not ((value is None and optional) or (isinstance(value, str) and value in allowed)):
+            return None
+    if len(payload) != len(_FIELDS[kind]) and not all(isinstance(key, str) for key in payload):
+        return None
+    message = from_wire(payload)
+    try:
+        for model_check in shape.model_checks:
+            model_check(message)
+    except ValueError:
+        return None
+    return message

@@ -1,0 +1,78 @@
+"""Remove a worker node of a ``ray.cluster_utils.Cluster`` in the middle of 10,000 messages: none is lost.
+
+The cluster runs in a subprocess (``node_loss_cluster.py``; a process holds
+one Ray connection and the session's is taken) with its own Ray temp dir
+and in its own process group, so an overrun kills all of it. Application
+replica 0 runs on the node that is removed, replica 1 on a spare node with
+room for replica 0 to be restarted (``max_restarts: -1``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+SCRIPT = Path(__file__).with_name("node_loss_cluster.py")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEADLINE = 240
+MESSAGES = 10_000
+
+
+@pytest.fixture(scope="module")
+def run() -> dict[str, Any]:
+    temp_dir = tempfile.mkdtemp(prefix="rdnl.")  # short: Ray's socket paths must stay under ~107 bytes
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_TMPDIR"] = temp_dir
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--deadline", str(DEADLINE), "--messages", str(MESSAGES)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=DEADLINE + 60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"node-loss run did not finish in {DEADLINE + 60}s; stderr tail:\n{err[-3000:]}")
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    results = [line for line in out.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and results, f"exit {proc.returncode}; stderr tail:\n{err[-3000:]}"
+    return json.loads(results[-1].removeprefix("RESULT "))  # type: ignore[no-any-return]
+
+
+def test_replica_zero_ran_on_the_removed_node_and_came_back_on_the_spare(run: dict[str, Any]) -> None:
+    nodes = run["nodes"]
+    assert run["before"] == {"0": nodes["victim"], "1": nodes["spare"]}
+    assert run["after"] == {"0": nodes["spare"], "1": nodes["spare"]}
+
+
+def test_the_node_went_mid_stream_and_the_dispatcher_felt_it(run: dict[str, Any]) -> None:
+    assert 0 < run["at_removal"] < MESSAGES
+    retries = run["app_senders"].get("0", {}).get("retries", 0)
+    assert retries > 0 or run["dead_replicas"], run["app_senders"]
+    assert all(run["per_replica"].get(f"app:{r}", 0) > 0 for r in "01"), run["per_replica"]
+
+
+def test_no_message_was_lost_or_failed(run: dict[str, Any]) -> None:
+    assert run["sent"] == run["distinct_sent"] == MESSAGES
+    assert run["lost"] == 0, f"{run['lost']} of {MESSAGES} lost, e.g. {run['lost_sample']}"
+    assert run["failures"] == []
+    twice = run["received"] - MESSAGES  # handled by the dying replica but not confirmed: delivered again
+    after = run["seconds_to_finish_after_removal"]
+    print(f"\nnode loss: {MESSAGES} sent, 0 lost, {twice} delivered twice, stream done {after} s after the removal")
