@@ -61,13 +61,15 @@ from actors.transports.smpp_codec import (
     parse_receipt,
     split_udh,
 )
-from ray_dispatch.errors import InvalidMessage
+from ray_dispatch.errors import ConfigError, InvalidMessage
 from ray_dispatch.message import TransportUserMessage
 
 log = logging.getLogger(__name__)
 
 ESME_ROK = 0x00
 ESME_RTHROTTLED = 0x58
+MAX_PASSWORD_OCTETS = 8
+MAX_ADDRESS_OCTETS = 20
 COMMAND_STATUS_NAMES = {
     0x01: "ESME_RINVMSGLEN",
     0x02: "ESME_RINVCMDLEN",
@@ -247,6 +249,11 @@ class SmppTransport(TransportActor):
         """
         cfg = self.config
         self._password = cfg.password.reveal("password") if cfg.password else ""
+        if len(self._password.encode()) > MAX_PASSWORD_OCTETS:
+            raise ConfigError(
+                f"password: the SMPP bind password is at most {MAX_PASSWORD_OCTETS} octets "
+                f"(the secret in {cfg.password.env or cfg.password.file!r} is longer)"
+            )
         self._closing = False
         name = f"smpp transport {self.endpoint_name!r} ({cfg.system_id}@{cfg.host}:{cfg.port})"
         if cfg.bind_mode == "transceiver":
@@ -450,6 +457,13 @@ class SmppTransport(TransportActor):
         The ack or nack follows when the SMSC has answered every part.
         """
         cfg = self.config
+        for key, address in (("to_addr", message.to_addr or ""), ("from_addr", message.from_addr or cfg.source_addr)):
+            if not address.isascii() or len(address) > MAX_ADDRESS_OCTETS:
+                await self._nack(message, f"{key} {address!r} is not an SMPP address (ASCII, at most 20 characters)")
+                return
+        if not message.to_addr:
+            await self._nack(message, "SMS messages need a to_addr")
+            return
         try:
             encoded = encode_message(
                 message.content or "", cfg.coding, cfg.long_messages, next(self._references), cfg.max_parts

@@ -173,6 +173,10 @@ async def test_refused_submit_is_nacked_naming_the_status(link: Any, smsc: SmscP
     await link.wait_until(lambda: link.events_about(message.message_id))
     [nack] = link.events_about(message.message_id)
     assert nack.event_type == "nack" and "ESME_RINVDSTADR" in nack.nack_reason
+    bad_address = outbound("hello", to_addr="+2782" * 10)
+    await transport.handle_outbound_message(bad_address)
+    [nack] = link.events_about(bad_address.message_id)
+    assert nack.event_type == "nack" and "to_addr" in nack.nack_reason
     too_long = outbound("y" * 2000)
     await transport.handle_outbound_message(too_long)
     [nack] = link.events_about(too_long.message_id)
@@ -272,6 +276,14 @@ async def test_smsc_going_away_and_back_loses_no_queued_message(link: Any, tmp_p
     finally:
         await transport.stop()
         smsc.stop()
+
+
+async def test_a_password_longer_than_smpp_allows_is_a_config_error(link: Any, monkeypatch: Any) -> None:
+    monkeypatch.setenv("RD_TEST_SMPP_PASSWORD", "123456789")
+    transport = SmppTransport("smpp", {"system_id": "x", "password": {"env": "RD_TEST_SMPP_PASSWORD"}})
+    transport.use_link(link)
+    with pytest.raises(ConfigError, match=r"password.*at most 8 octets.*RD_TEST_SMPP_PASSWORD"):
+        await transport.start()
 
 
 async def test_config_errors_name_the_key() -> None:
