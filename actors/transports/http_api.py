@@ -33,7 +33,7 @@ from aiohttp import web
 from pydantic import Field, model_validator
 
 from actors.endpoint import EndpointConfig, TransportActor
-from actors.transports.common import Backoff, BackoffConfig, BoundedMap, Secret
+from actors.transports.common import Backoff, BackoffConfig, BoundedMap, ConnectionSupervisor, Secret
 from ray_dispatch.errors import InvalidMessage
 from ray_dispatch.message import TransportUserMessage
 
@@ -122,6 +122,8 @@ class HttpTransport(TransportActor):
     def __init__(self, endpoint_name: str, config: Any = None, **kw: Any) -> None:
         super().__init__(endpoint_name, config, **kw)
         self._runner: web.AppRunner | None = None
+        self._listener: ConnectionSupervisor[web.TCPSite] | None = None
+        self._site_closed = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._sent_ids: BoundedMap[str, str] = BoundedMap(self.config.remember_sent)
         self._inbound_auth: str | None = None
@@ -131,11 +133,13 @@ class HttpTransport(TransportActor):
     # -- lifecycle ------------------------------------------------------------------
 
     async def setup_transport(self) -> None:
-        """Read the credentials, start the server (retrying a busy port) and the webhook client.
+        """Read the credentials, start the webhook client and the server.
+
+        Waits up to ``backoff.connect_timeout`` for the server to listen; a busy
+        port is retried with backoff in the background while the transport runs.
 
         Raises:
             ConfigError: a secret cannot be read.
-            OSError: the server could not listen within ``backoff.connect_timeout`` seconds.
         """
         cfg = self.config
         self._inbound_auth = cfg.inbound_auth.header("inbound_auth") if cfg.inbound_auth else None
@@ -147,33 +151,38 @@ class HttpTransport(TransportActor):
         app.router.add_get("/openapi.json", self._get_openapi)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await self._listen()
+        self._listener = ConnectionSupervisor(
+            f"http transport {self.endpoint_name!r} server", self._listen, self._serve, self._close_site, cfg.backoff
+        )
+        self._listener.start()
+        await self._listener.wait_connected(cfg.backoff.connect_timeout)
 
-    async def _listen(self) -> None:
+    async def _listen(self) -> web.TCPSite:
         assert self._runner is not None
-        backoff = Backoff(self.config.backoff)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.backoff.connect_timeout
-        while True:
-            site = web.TCPSite(self._runner, self.config.host, self.config.port)
-            try:
-                await site.start()
-                break
-            except OSError as exc:
-                if loop.time() + backoff.config.initial_delay > deadline:
-                    await self._runner.cleanup()
-                    raise OSError(
-                        f"http transport {self.endpoint_name!r} cannot listen on "
-                        f"{self.config.host}:{self.config.port}: {exc.strerror}"
-                    ) from None
-                log.warning("http transport %r: listen failed (%s), retrying", self.endpoint_name, exc)
-                await asyncio.sleep(min(backoff.next_delay(), max(0.0, deadline - loop.time())))
-        address = self._runner.addresses[0]
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        self._site_closed = asyncio.Event()
+        address = self._runner.addresses[-1]
         self.port = int(address[1])
         log.info("http transport %r listening on %s:%s", self.endpoint_name, address[0], self.port)
+        return site
+
+    async def _serve(self, site: web.TCPSite) -> None:
+        await self._site_closed.wait()  # the site serves until the supervisor closes it
+
+    async def _close_site(self, site: web.TCPSite) -> None:
+        self._site_closed.set()
+        await site.stop()
+
+    async def wait_listening(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the server to listen; return whether it does."""
+        return self._listener is not None and await self._listener.wait_connected(timeout)
 
     async def teardown_transport(self) -> None:
         """Stop the server and close the webhook client."""
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -228,6 +228,9 @@ class TelnetTransport(TransportActor):
     async def handle_outbound_message(self, message: TransportUserMessage) -> None:
         """Write ``message`` to its user's connection, waiting (bounded) for it; ack, or nack if none came."""
         address = message.to_addr or ""
+        if not address:
+            await self.publish_nack(message.message_id, "telnet messages need a to_addr (a connection's address)")
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.outbound_wait_timeout
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -249,4 +250,23 @@ async def test_openapi_description_lists_the_endpoints(link: Any) -> None:
         assert doc["components"]["securitySchemes"] == {"bearerAuth": {"type": "http", "scheme": "bearer"}}
         assert "from_addr" in doc["components"]["schemas"]["Message"]["required"]
     finally:
+        await transport.stop()
+
+
+async def test_busy_port_is_retried_until_it_frees_up(link: Any) -> None:
+    port = free_port()
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", port))
+    blocker.listen()
+    transport = HttpTransport("http_in", {"port": port, "backoff": {"initial_delay": 0.05, "connect_timeout": 0.3}})
+    transport.use_link(link)
+    try:
+        await transport.start()
+        assert not await transport.wait_listening(0.2)
+        blocker.close()
+        assert await transport.wait_listening(5)
+        status, _ = await post(f"http://127.0.0.1:{port}/messages", {"from_addr": "1", "to_addr": "2", "content": "x"})
+        assert status == 200
+    finally:
+        blocker.close()
         await transport.stop()
