@@ -12,7 +12,8 @@ Commands: ``status``, ``submits``, ``mo``, ``receipt``, ``throttle`` (next N
 submits get ESME_RTHROTTLED), ``reject`` (next N submits get ``status``),
 ``hold`` (answer no submit_sm until ``release``),
 ``auto_receipt`` (send a receipt with this stat word after each accept, or
-none). ``SmscPeer`` starts and stops the process and sends commands.
+none), ``receipt_first`` (send the receipt before the submit_sm_resp).
+``SmscPeer`` starts and stops the process and sends commands.
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ class _Smsc:
         self.hold = False
         self.held: list[tuple[_Session, int, dict[str, Any]]] = []
         self.background: set[asyncio.Task[Any]] = set()
+        self.receipt_first = False
 
     async def on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _Session(self, reader, writer).run()
@@ -229,6 +231,16 @@ class _Smsc:
         self.next_id += 1
         record["message_id"] = str(self.next_id)
         record["status"] = "accepted"
+        if self.receipt_first and record["registered_delivery"] & 1:
+            # the receipt overtakes the submit_sm_resp (it happens with real SMSCs)
+            task = asyncio.get_running_loop().create_task(
+                self.send_receipt(
+                    record["message_id"], "DELIVRD", True, record["destination_addr"], record["source_addr"]
+                )
+            )
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
+            await asyncio.sleep(0.2)
         session.answer_submit(sequence, 0, record["message_id"])
         await session.writer.drain()
         if self.auto_receipt and record["registered_delivery"] & 1:
@@ -310,6 +322,9 @@ class _Smsc:
             for session, sequence, record in held:
                 await self.accept(session, sequence, record)
             return len(held)
+        if cmd == "receipt_first":
+            self.receipt_first = bool(request.get("on", True))
+            return self.receipt_first
         if cmd == "auto_receipt":
             self.auto_receipt = request.get("stat")
             return self.auto_receipt

@@ -117,6 +117,31 @@ async def test_outbound_is_submitted_acked_and_delivery_reported(
     assert report.transport_metadata["smpp"]["smsc_message_id"] == submit["message_id"]
 
 
+async def test_a_receipt_that_overtakes_the_submit_response_still_reports(
+    link: Any, smsc: SmscPeer, make_transport: Any
+) -> None:
+    transport = await make_transport()
+    await smsc.command("receipt_first")
+    message = outbound("fast receipt")
+    await transport.handle_outbound_message(message)
+    await link.wait_until(lambda: len(link.events_about(message.message_id)) == 2)
+    assert sorted(e.event_type for e in link.events_about(message.message_id)) == ["ack", "delivery_report"]
+    [report] = link.events_about(message.message_id, "delivery_report")
+    assert report.delivery_status == "delivered"
+
+
+@pytest.mark.slow
+async def test_enquire_link_keeps_the_bind_alive(smsc: SmscPeer, make_transport: Any) -> None:
+    await make_transport()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 45  # smpp34's core sends enquire_link every 30 s
+    while (await smsc.command("status"))["enquire_links"] < 1 and loop.time() < deadline:
+        await asyncio.sleep(1)
+    status = await smsc.command("status")
+    assert status["enquire_links"] >= 1
+    assert status["binds"] == 1  # still the first bind
+
+
 async def test_receipt_text_without_tlvs_maps_to_a_failed_report(
     link: Any, smsc: SmscPeer, make_transport: Any
 ) -> None:
