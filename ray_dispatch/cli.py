@@ -6,12 +6,14 @@ Every error is one clear line on stderr and a non-zero exit (2 for bad input,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -52,6 +54,9 @@ def clean_errors(func: F) -> F:
                 _fail(str(exc.args[0]) if exc.args else "not found", 2)
             if isinstance(exc, DispatchError):
                 _fail(str(exc), 1)
+            if isinstance(exc, BrokenPipeError):  # our reader went away (`| head`): nothing to report
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                sys.exit(1)
             if isinstance(exc, ConnectionError):
                 _fail(f"cannot reach the Ray cluster: {exc}", 1)
             _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}", 1)
@@ -71,7 +76,8 @@ def _attach(name: str, namespace: str, address: str | None) -> Any:
     from ray_dispatch.api import Deployment, DeploymentNotFound, ensure_ray
 
     try:
-        ensure_ray(address or "auto", namespace, quiet=True)
+        with _ray_stderr_silenced():
+            ensure_ray(address or "auto", namespace, quiet=True)
         return Deployment.attach(name, namespace, address=address or "auto")
     except DeploymentNotFound as exc:
         # With several Ray clusters on a machine, "auto" may pick another one: say which was asked.
@@ -82,9 +88,39 @@ def _attach(name: str, namespace: str, address: str | None) -> Any:
     except ConnectionError as exc:
         raise DispatchError(
             f"no running Ray cluster found ({exc}); start a deployment with `ray-dispatch run CONFIG` or pass --address"
+            + _token_auth_hint()
         ) from None
     except ray.exceptions.RaySystemError as exc:
         raise DispatchError(f"cannot connect to Ray: {exc}") from None
+
+
+def _token_auth_hint() -> str:
+    """Why connecting may have failed although the cluster runs: Ray's token auth.
+
+    Ray turns token auth on for the local clusters it starts, but a client given
+    an explicit address (``--address``, ``RAY_ADDRESS``) only sends the token
+    when ``RAY_AUTH_MODE=token`` is set.
+    """
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return ""
+    return "; if the cluster uses token auth (Ray's default for local clusters), set RAY_AUTH_MODE=token"
+
+
+@contextlib.contextmanager
+def _ray_stderr_silenced() -> Iterator[None]:
+    """Keep Ray's C++ retry warnings (written to fd 2, ~1 a second) off the terminal while connecting.
+
+    A failed connection is reported as one line by ``clean_errors``.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _ray_address() -> str:
@@ -151,7 +187,9 @@ def run(
     if detach and not address:
         address = "auto"
     try:
-        ensure_ray(address, namespace, quiet=True)
+        # Connecting to a cluster: its retry warnings are hidden; starting a local one: nothing to hide.
+        with _ray_stderr_silenced() if address else contextlib.nullcontext():
+            ensure_ray(address, namespace, quiet=True)
         deployment = Deployment.start(
             loaded,
             name=name,
@@ -163,6 +201,7 @@ def run(
     except ConnectionError as exc:
         raise DispatchError(
             f"--detach needs a running Ray cluster ({exc}); start one with `ray start --head` or pass --address"
+            + _token_auth_hint()
         ) from None
     _print_status(deployment.status())
     click.echo(f"ray address: {_ray_address()} (other commands: --address {_ray_address()}, or RAY_ADDRESS)")
