@@ -218,7 +218,10 @@ class ConnectionSupervisor(Generic[T]):
                 self._connected.set()
                 log.info("%s: connected", self.name)
                 await self._serve(connection)
-                log.warning("%s: connection lost", self.name)
+                if self._stopping:
+                    log.info("%s: closed", self.name)
+                else:
+                    log.warning("%s: connection lost", self.name)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
