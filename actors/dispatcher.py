@@ -36,6 +36,7 @@ from actors.wire import WireItem, checked_from_wire, to_wire
 from ray_dispatch.deployment import deployment_spec
 from ray_dispatch.dispatcher import Dispatcher
 from ray_dispatch.errors import InvalidMessage
+from ray_dispatch.experiments.recent import LiveExplanation, RecentOutcomes, explain_recorded, recent_outcomes_size
 from ray_dispatch.failures import DIRECTIONS, Direction, FailureRecord
 from ray_dispatch.message import Message, message_from_dict
 
@@ -144,6 +145,7 @@ class DispatcherActor:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._dedupe_window = dedupe_window
         self.dead_replicas: list[dict[str, str]] = []
+        self.recent = RecentOutcomes(recent_outcomes_size(self.core.config))  # for explain_message
         self.metrics = DispatcherMetrics(deployment, self.core.stats, self._pending_per_endpoint)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -249,7 +251,8 @@ class DispatcherActor:
             key = self._dedupe_key(direction, payload)
             if key is not None and key in self._seen:
                 continue
-            await self.core.dispatch(direction, self._rebuild(payload), source)
+            message = self._rebuild(payload)
+            self.recent.add(direction, source, message, await self.core.dispatch(direction, message, source))
             if key is not None:
                 self._seen[key] = None
                 if len(self._seen) > self._dedupe_window:
@@ -294,6 +297,7 @@ class DispatcherActor:
                         str(result), direction, ctx.source, message, error=result, stage="deliver", destination=endpoint
                     )
                 )
+                self.recent.add_late_failure(direction, message, records[-1])
         return records
 
     async def inject(
@@ -317,6 +321,7 @@ class DispatcherActor:
             outcome = await self.core.dispatch(direction, message, endpoint, trace=trace)
         finally:
             _batch.reset(token)
+        self.recent.add(direction, endpoint, message, outcome)
         late = await self._confirm(ctx)
         failures = [*outcome.failures, *late]
         failed = {f.destination for f in late}
@@ -387,6 +392,22 @@ class DispatcherActor:
     async def raw_config(self) -> dict[str, Any]:
         """The config this dispatcher was started with, as given."""
         return dict(self.core.config.raw)
+
+    async def explain_message(self, message_id: str) -> LiveExplanation:
+        """What this dispatcher did with a recent message, next to a traced re-run of it with its config.
+
+        The re-run reads this dispatcher's routing store and never writes to it
+        (see ``ray_dispatch.experiments.recent``).
+
+        Raises:
+            KeyError: the id is not among the last ``recent_outcomes`` messages routed here.
+        """
+        recorded = self.recent.get(message_id)
+        if recorded is None:
+            raise self.recent.not_found(message_id, f"dispatcher {self.index} of deployment {self.deployment!r}")
+        return await explain_recorded(
+            self.core.config, recorded, live_store=self.core.store, deployment=self.deployment, dispatcher=self.index
+        )
 
     async def ping(self) -> dict[str, Any]:
         """Liveness check (with the actor's process id)."""

@@ -38,6 +38,8 @@ from ray_dispatch.deployment import (
     deployment_spec,
 )
 from ray_dispatch.errors import ConfigError, DispatchError
+from ray_dispatch.experiments.draw import Topology, draw
+from ray_dispatch.experiments.recent import LiveExplanation, recent_outcomes_size
 
 DEFAULT_NAMESPACE = "ray_dispatch"
 DEFAULT_NAME = "default"
@@ -120,6 +122,7 @@ class Deployment:
         """
         loaded = load_config(config)
         spec = deployment_spec(loaded)
+        recent_outcomes_size(loaded)  # a bad value fails here, before any actor starts
         for endpoint, endpoint_spec in spec.endpoints.items():
             if endpoint_spec.class_path:
                 endpoint_class = resolve_class(
@@ -391,6 +394,70 @@ class Deployment:
             role = "transport" if endpoint in self.config.transport_names else "application"
             endpoints[endpoint] = {"role": role, "replicas": replicas}
         return {"name": self.name, "namespace": self.namespace, "dispatchers": dispatchers, "endpoints": endpoints}
+
+    def explain(self, message_id: str, timeout: float = 30.0) -> LiveExplanation:
+        """Explain a message (or event) a dispatcher routed recently, by its id.
+
+        Shows what the dispatcher actually did (destinations, failures, the
+        live trace if it was sent with ``trace=True``) next to a traced re-run
+        with the deployment's config, and says whether the two agree. Each
+        dispatcher remembers its last ``recent_outcomes`` messages (config
+        key, default 10,000). Prints as text; shows as a table in Jupyter.
+
+        Raises:
+            KeyError: no dispatcher remembers that id (the text says how many each keeps).
+        """
+        refs = [d.explain_message.remote(message_id) for d in self.dispatchers]
+        found: list[LiveExplanation] = []
+        missing: list[str] = []
+        for ref in refs:
+            try:
+                found.append(_get(ref, timeout=timeout))
+            except KeyError as exc:
+                missing.append(str(exc.args[0]) if exc.args else repr(exc))
+        if not found:
+            raise KeyError("; ".join(missing) or f"deployment {self.name!r} has no dispatchers")
+        return max(found, key=lambda e: e.recorded.seen_at)
+
+    def graph(self, title: str | None = None, timeout: float = 10.0) -> Topology:
+        """Draw the running deployment: its topology with live message counts and replicas.
+
+        Links carry the messages the dispatchers received from and published to
+        each endpoint (per direction in the tooltip) and the failures recorded
+        for it; boxes show the replicas running, and the dead ones (not
+        answering, or seen dying by a dispatcher and not running since). Shown
+        inline in Jupyter; ``.save("x.svg")`` or ``.png`` writes a file.
+        """
+        info = self.status(timeout=timeout)
+        counts: dict[str, int] = {}
+        failed: dict[str, int] = {}
+        for dispatcher in info["dispatchers"]:
+            stats = dispatcher.get("stats") or {}
+            for key, n in [*stats.get("received", {}).items(), *stats.get("published", {}).items()]:
+                counts[key] = counts.get(key, 0) + n
+            for key, n in stats.get("failed", {}).items():
+                failed[key] = failed.get(key, 0) + n
+        replicas = {e: sum(r["alive"] for r in entry["replicas"].values()) for e, entry in info["endpoints"].items()}
+        # Dead: listed but not answering, or seen dying by a dispatcher and not running since.
+        gone = {
+            (r["endpoint"], r["replica_id"])
+            for d in info["dispatchers"]
+            for r in d.get("dead_replicas") or []
+            if r.get("replica_id") not in info["endpoints"].get(r.get("endpoint"), {}).get("replicas", {})
+        }
+        dead = {
+            e: sum(not r["alive"] for r in entry["replicas"].values()) + sum(1 for g in gone if g[0] == e)
+            for e, entry in info["endpoints"].items()
+        }
+        return draw(
+            self.config,
+            counts=counts,
+            replicas=replicas,
+            failed=failed,
+            dead=dead,
+            dispatchers=len(self.dispatchers),
+            title=title if title is not None else f"deployment {self.name} (namespace {self.namespace}), live",
+        )
 
     def failures(self, direction: str | None = None, endpoint: str | None = None) -> list[dict[str, Any]]:
         """Failure records from every dispatcher, oldest first."""

@@ -152,11 +152,13 @@ def validate(config: str) -> None:
     from ray_dispatch.config import resolve_class
     from ray_dispatch.deployment import check_endpoint_config
     from ray_dispatch.dispatcher import Dispatcher
+    from ray_dispatch.experiments.recent import recent_outcomes_size
     from ray_dispatch.testing import MemoryOutbox
 
     loaded = load_config(config)
     Dispatcher(loaded, MemoryOutbox())
     spec = deployment_spec(loaded)
+    recent_outcomes_size(loaded)
     for endpoint, endpoint_spec in spec.endpoints.items():
         if endpoint_spec.class_path:
             base = TransportActor if endpoint in loaded.transport_names else ApplicationActor
@@ -432,12 +434,26 @@ def bench(quick: bool, out: str | None) -> None:
     benchmark.main(quick=quick, out=out)
 
 
+class _LiveDeployments:
+    """Lets ``explain`` and ``graph`` (from ``ray_dispatch.experiments``) take ``--deployment NAME``."""
+
+    default_namespace = DEFAULT_NAMESPACE
+
+    def explain(self, deployment: str, namespace: str, address: str | None, message_id: str) -> Any:
+        """``Deployment.explain`` of the deployment named ``deployment``."""
+        return _attach(deployment, namespace, address).explain(message_id)
+
+    def graph(self, deployment: str, namespace: str, address: str | None) -> Any:
+        """``Deployment.graph`` of the deployment named ``deployment``."""
+        return _attach(deployment, namespace, address).graph()
+
+
 def _register_optional() -> None:
     try:
         from ray_dispatch.experiments import cli as experiments_cli
     except ImportError:
         return
-    experiments_cli.register(main)
+    experiments_cli.register(main, live=_LiveDeployments())
 
 
 _register_optional()

@@ -8,6 +8,11 @@ drawn as routes through the dispatcher; for the others, which decide per
 message, only the links are drawn. Endpoints with more than one replica are
 drawn as a stack, labelled with the replica count.
 
+A running deployment draws itself the same way (``Deployment.graph()``, or
+``ray-dispatch graph --deployment NAME -o FILE``): counts from the
+dispatchers' stats on the links (per direction in the link's tooltip),
+failures per endpoint in red, and the replicas that are running (and dead).
+
 Pure Python: the SVG is written as text, so it works after a plain
 ``pip install``. PNG needs the optional ``resvg-py`` package (a self-contained
 wheel, no system library) and a font on the system for the labels.
@@ -47,6 +52,11 @@ class Topology:
         counts: messages per endpoint link, shown on the edges.
         replicas: replicas per endpoint, shown as stacks.
         classes: actor class per endpoint (from the config's ``endpoints:`` block), shown in the boxes.
+        flows: per endpoint, messages per direction (``inbound``, ``event``,
+            ``outbound``), shown in the edge's tooltip.
+        failed: failure records per endpoint, shown on the edge in red.
+        dead: replicas per endpoint that do not answer, shown in the box in red.
+        dispatchers: dispatcher replicas, shown in the dispatcher's heading when more than one.
     """
 
     title: str
@@ -57,6 +67,10 @@ class Topology:
     counts: dict[str, int] = field(default_factory=dict)
     replicas: dict[str, int] = field(default_factory=dict)
     classes: dict[str, str] = field(default_factory=dict)
+    flows: dict[str, dict[str, int]] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    dead: dict[str, int] = field(default_factory=dict)
+    dispatchers: int = 1
 
     def to_svg(self) -> str:
         """Return the picture as an SVG document."""
@@ -112,6 +126,9 @@ def draw(
     counts: Mapping[str, int] | None = None,
     replicas: Mapping[str, int] | None = None,
     title: str | None = None,
+    failed: Mapping[str, int] | None = None,
+    dead: Mapping[str, int] | None = None,
+    dispatchers: int = 1,
 ) -> Topology:
     """Build the topology picture of ``config`` (shown inline in Jupyter; ``.save("x.svg")``).
 
@@ -121,8 +138,11 @@ def draw(
             names or ``"direction:endpoint"`` (summed per endpoint), so
             ``ReplaySummary.endpoint_counts`` and dispatcher stats both fit.
         replicas: replicas per endpoint (default: ``replicas`` in the config's
-            ``endpoints:`` block, else one).
+            ``endpoints:`` block, else one); 0 shows "no replicas running".
         title: the heading (default: the config file name).
+        failed: failure records per endpoint, keyed like ``counts``.
+        dead: replicas per endpoint that do not answer.
+        dispatchers: how many dispatcher replicas run.
 
     Raises:
         ConfigError: the config, or its router's config, is invalid.
@@ -149,6 +169,10 @@ def draw(
         counts=_per_endpoint(counts or {}, endpoints),
         replicas={**default_replicas, **dict(replicas or {})},
         classes=classes,
+        flows=_per_direction(counts or {}, endpoints),
+        failed={k: v for k, v in _per_endpoint(failed or {}, endpoints).items() if v},
+        dead={k: int(v) for k, v in (dead or {}).items() if k in endpoints and v},
+        dispatchers=dispatchers,
     )
 
 
@@ -173,6 +197,16 @@ def _per_endpoint(counts: Mapping[str, int], endpoints: set[str]) -> dict[str, i
     return totals
 
 
+def _per_direction(counts: Mapping[str, int], endpoints: set[str]) -> dict[str, dict[str, int]]:
+    flows: dict[str, dict[str, int]] = {}
+    for key, n in counts.items():
+        direction, _, name = key.partition(":")
+        if name in endpoints and direction:
+            per = flows.setdefault(name, {})
+            per[direction] = per.get(direction, 0) + int(n)
+    return flows
+
+
 def _text_width(text: str, size: float = 13) -> float:
     return len(text) * CHAR * size / 13
 
@@ -190,7 +224,7 @@ class _SvgLayout:
         self.box_w_right = max(120.0, max(_text_width(n) for n in right_names) + 28)
         self.gap_left = max(110.0, max((self._edge_width(n) for n in topo.transports), default=0) + 36)
         self.gap_right = max(110.0, max((self._edge_width(n) for n in topo.applications), default=0) + 36)
-        heading = f"Dispatcher: {topo.router}"
+        heading = self._heading()
         self.disp_w = max(220.0, _text_width(heading) + 32)
         self.x_left = PAD
         self.x_disp = self.x_left + self.box_w_left + self.gap_left
@@ -198,14 +232,23 @@ class _SvgLayout:
         self.width = self.x_right + self.box_w_right + PAD + 8
         self.height = self.top + self.rows * ROW + PAD
 
+    def _heading(self) -> str:
+        many = f" \u00d7{self.topo.dispatchers}" if self.topo.dispatchers > 1 else ""
+        return f"Dispatcher{many}: {self.topo.router}"
+
     def _box_label(self, name: str) -> str:
         n = self.topo.replicas.get(name, 1)
         return f"{name} \u00d7{n}" if n > 1 else name
 
     def _edge_width(self, name: str) -> float:
         count = self.topo.counts.get(name)
-        label = name if count is None else max(name, f"{count:,} msgs", key=len)
-        return _text_width(label, 12)
+        failed = self.topo.failed.get(name)
+        labels = [
+            name,
+            *([f"{count:,} msgs"] if count is not None else []),
+            *([f"{failed:,} failed"] if failed else []),
+        ]
+        return _text_width(max(labels, key=len), 12)
 
     def row_y(self, index: int, count: int) -> float:
         """The vertical centre of row ``index`` of a column with ``count`` boxes (columns are centred)."""
@@ -242,7 +285,7 @@ class _SvgLayout:
         stroke, fill = DISPATCHER_COLOURS
         y0 = self.top - 40
         height = self.rows * ROW + 40
-        heading = f"Dispatcher: {self.topo.router}"
+        heading = self._heading()
         note = "" if self.topo.routes is not None else "routes decided per message"
         cx = self.x_disp + self.disp_w / 2
         return (
@@ -270,14 +313,18 @@ class _SvgLayout:
         )
         label = self._box_label(name)
         cls = self.topo.classes.get(name)
-        text_y = y + (0 if cls else 4.5)
+        dead = self.topo.dead.get(name, 0)
+        warning = "no replicas running" if replicas == 0 else (f"{dead} dead" if dead else "")
+        sub_text = " · ".join(t for t in (cls, warning) if t)
+        text_y = y + (0 if sub_text else 4.5)
         sub = (
             f'<text x="{x + width / 2:.1f}" y="{y + 14:.1f}" text-anchor="middle" font-size="10"'
-            f' fill="#333333">{escape(cls)}</text>'
-            if cls
+            f' fill="{"#a00000" if warning else "#333333"}">{escape(sub_text)}</text>'
+            if sub_text
             else ""
         )
         tip = f"{kind} endpoint {name}" + (f" ({replicas} replicas)" if replicas > 1 else "")
+        tip += f", {warning}" if warning else ""
         return (
             f'<g class="node {kind}" data-endpoint="{escape(name)}"><title>{escape(tip)}</title>{shadows}'
             f'<rect x="{x:.1f}" y="{top:.1f}" width="{width:.1f}" height="{BOX_H}" rx="12"'
@@ -295,8 +342,16 @@ class _SvgLayout:
             if count is not None
             else ""
         )
+        failed = self.topo.failed.get(name)
+        if failed:
+            count_text += (
+                f'<text class="failed" x="{mid:.1f}" y="{y + (29 if count is not None else 16):.1f}"'
+                f' text-anchor="middle" font-size="11" fill="#a00000">{failed:,} failed</text>'
+            )
+        flows = self.topo.flows.get(name)
+        tip = f"endpoint {name}" + (": " + ", ".join(f"{d} {n:,}" for d, n in sorted(flows.items())) if flows else "")
         return (
-            f'<g class="edge {kind}" data-endpoint="{escape(name)}"><title>endpoint {escape(name)}</title>'
+            f'<g class="edge {kind}" data-endpoint="{escape(name)}"><title>{escape(tip)}</title>'
             f'<line x1="{x1 + 2:.1f}" y1="{y:.1f}" x2="{x2 - 2:.1f}" y2="{y:.1f}" stroke="{stroke}"'
             f' stroke-width="2" marker-start="url(#arrow-{kind})" marker-end="url(#arrow-{kind})"/>'
             f'<text x="{mid:.1f}" y="{y - 7:.1f}" text-anchor="middle" font-size="12"'
