@@ -13,6 +13,7 @@ A batch is a list of ``(direction, payload)`` items; ``direction`` is
 
 from __future__ import annotations
 
+import inspect
 import types
 import typing
 from collections.abc import Callable
@@ -83,14 +84,19 @@ class _Shape:
     maps: tuple[str, ...]
     naive_datetimes: tuple[str, ...]
     choices: tuple[tuple[str, frozenset[str], bool], ...]  # (field, allowed, None allowed)
+    field_checks: tuple[tuple[str, Callable[[Any], Any]], ...]  # the model's after-validators, per field
     model_checks: tuple[Callable[[Any], Any], ...]
 
 
 def _shape_of(cls: type[Message]) -> _Shape | None:
     """Group ``cls``'s fields by annotation; None if it uses a type or validator the groups cannot mirror."""
     decorators = cls.__pydantic_decorators__
-    if any(d.info.fields != ("timestamp",) for d in decorators.field_validators.values()):
-        return None  # only the timestamp's validators are known to leave a naive datetime unchanged
+    field_checks: list[tuple[str, Callable[[Any], Any]]] = []
+    for validator in decorators.field_validators.values():
+        if validator.info.mode == "after" and len(inspect.signature(validator.func).parameters) == 1:
+            field_checks += [(name, validator.func) for name in validator.info.fields]
+        elif validator.info.fields != ("timestamp",) or validator.info.mode != "before":
+            return None  # the timestamp's before-validator only parses strings; other kinds cannot be mirrored
     if any(d.info.mode != "after" for d in decorators.model_validators.values()):
         return None
     groups: dict[str, list[Any]] = {"text": [], "optional_text": [], "maps": [], "naive_datetimes": [], "choices": []}
@@ -115,6 +121,7 @@ def _shape_of(cls: type[Message]) -> _Shape | None:
             return None
     return _Shape(
         **{kind: tuple(names) for kind, names in groups.items()},
+        field_checks=tuple(field_checks),
         model_checks=tuple(d.func for d in decorators.model_validators.values()),
     )
 
@@ -127,9 +134,11 @@ def checked_from_wire(payload: Any) -> Message | None:
 
     For payloads from callers that did not validate them (a hostile or buggy
     actor calling the dispatcher directly): every declared field present with
-    a value validation would accept unchanged, string keys only, and the
-    model's cross-field rules hold. About a microsecond, against ~8 for full
-    validation; what it does not vouch for goes to ``message_from_dict``.
+    a value of its declared type, string keys only, and the model's own
+    after-validators (field and model) accept it unchanged. A model that
+    gains a validator of another kind simply loses the shortcut. Measured
+    here it adds 2-3 us to ``from_wire``, where full validation adds 5-10;
+    what it does not vouch for goes to ``message_from_dict``.
     """
     if type(payload) is not dict:
         return None
@@ -149,7 +158,7 @@ def checked_from_wire(payload: Any) -> Message | None:
             return None
     for name in shape.maps:
         value = get(name)
-        if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        if not isinstance(value, dict) or (value and not all(isinstance(key, str) for key in value)):
             return None
     for name in shape.naive_datetimes:
         value = get(name)
@@ -161,10 +170,13 @@ def checked_from_wire(payload: Any) -> Message | None:
             return None
     if len(payload) != len(_FIELDS[kind]) and not all(isinstance(key, str) for key in payload):
         return None
-    message = from_wire(payload)
     try:
+        for name, field_check in shape.field_checks:
+            if field_check(payload[name]) is not payload[name]:
+                return None  # the validator would change the value: let validation do it
+        message = from_wire(payload)
         for model_check in shape.model_checks:
             model_check(message)
-    except ValueError:
+    except (ValueError, AssertionError):
         return None
     return message

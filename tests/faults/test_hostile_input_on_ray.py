@@ -79,7 +79,7 @@ def bad_user_field(rng: random.Random) -> tuple[str, Any]:
     if name == "session_event":
         return name, rng.choice(["bogus", 5, ["new"]])
     if name == "helper_metadata":
-        return name, rng.choice([[1, 2], "meta", 7, {3: "non-str key"}])
+        return name, rng.choice([[1, 2], "meta", 7, {3: "non-str key"}, {"k": {1, 2}}, {"k": float("nan")}])
     if name == "timestamp":
         return name, rng.choice(["not a time", [2024, 1, 1], "2024-13-45 99:99:99.000000"])
     if name == "message_version":
