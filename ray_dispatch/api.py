@@ -460,8 +460,12 @@ class Deployment:
         )
 
     def failures(self, direction: str | None = None, endpoint: str | None = None) -> list[dict[str, Any]]:
-        """Failure records from every dispatcher, oldest first."""
-        records = [r for d in self.dispatchers for r in ray.get(d.failures.remote(direction, endpoint))]
+        """Failure records from every dispatcher, oldest first.
+
+        A dispatcher gone for good is skipped (its in-memory records went with it);
+        the survivors' records are still listed.
+        """
+        records = [r for d in self.dispatchers for r in _unless_dead(d.failures.remote(direction, endpoint), [])]
         return sorted(records, key=lambda r: r["timestamp"])
 
     def failure(self, failure_id: str) -> dict[str, Any]:
@@ -471,7 +475,7 @@ class Deployment:
             KeyError: no dispatcher has a record with that id.
         """
         for handle in self.dispatchers:
-            with contextlib.suppress(KeyError):
+            with contextlib.suppress(KeyError, ray.exceptions.ActorDiedError):
                 return _get(handle.failure.remote(failure_id))  # type: ignore[no-any-return]
         raise KeyError(f"no failure record with id {failure_id!r}")
 
@@ -482,13 +486,13 @@ class Deployment:
             KeyError: no dispatcher has a record with that id.
         """
         for handle in self.dispatchers:
-            with contextlib.suppress(KeyError):
+            with contextlib.suppress(KeyError, ray.exceptions.ActorDiedError):
                 return _get(handle.replay_failure.remote(failure_id, endpoint))  # type: ignore[no-any-return]
         raise KeyError(f"no failure record with id {failure_id!r}")
 
     def purge_failures(self, failure_ids: list[str] | None = None) -> int:
         """Remove the given failure records (all when None); return how many were removed."""
-        return sum(ray.get([d.purge_failures.remote(failure_ids) for d in self.dispatchers]))
+        return sum(_unless_dead(d.purge_failures.remote(failure_ids), 0) for d in self.dispatchers)
 
     # -- shutdown -------------------------------------------------------------------------
 
@@ -547,6 +551,14 @@ def _get(ref: Any, timeout: float | None = None) -> Any:
         if isinstance(exc.cause, (DispatchError, KeyError)):
             raise exc.cause from None
         raise
+
+
+def _unless_dead(ref: Any, default: Any) -> Any:
+    """``_get(ref)``, or ``default`` when the dispatcher it asked is dead for good (no restarts left)."""
+    try:
+        return _get(ref)
+    except ray.exceptions.ActorDiedError:
+        return default
 
 
 def _is_detached(handle: Any) -> bool:
