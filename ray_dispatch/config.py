@@ -42,8 +42,15 @@ def _under(target: str, prefix: str) -> bool:
     return target == prefix or target.startswith(prefix + ".")
 
 
+BUILTIN_PREFIXES = ("ray_dispatch", "routers", "actors")
+"""Our own packages: always allowed, whatever ``allowed_prefixes`` says."""
+
+
 def resolve_class(path: str, key: str, base: type | None = None, allowed_prefixes: Sequence[str] | None = None) -> type:
     """Import the class named by dotted ``path`` (Vumi paths aliased).
+
+    With ``allowed_prefixes`` (for configs from less trusted hands), only
+    classes under those module prefixes or ``BUILTIN_PREFIXES`` load.
 
     Raises:
         ConfigError: names ``key``, the path, and why it could not be used
@@ -52,7 +59,7 @@ def resolve_class(path: str, key: str, base: type | None = None, allowed_prefixe
     if not isinstance(path, str) or "." not in path:
         raise ConfigError(f"{key}: expected a dotted class path like 'routers.SimpleDispatchRouter' (got {path!r})")
     target = vumi_alias(path)
-    if allowed_prefixes is not None and not any(_under(target, p) for p in allowed_prefixes):
+    if allowed_prefixes is not None and not any(_under(target, p) for p in (*BUILTIN_PREFIXES, *allowed_prefixes)):
         raise ConfigError(
             f"{key}: class {target!r} is refused: not under the allowed prefixes {list(allowed_prefixes)}"
         )

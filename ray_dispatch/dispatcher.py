@@ -178,7 +178,7 @@ class _RouterView:
         return ctx is not None and ctx.trace is not None
 
 
-def build_store(config: DispatcherConfig, key: str = "store") -> Any:
+def build_store(config: DispatcherConfig, key: str = "store", allowed: Sequence[str] | None = None) -> Any:
     """Instantiate the store the config's ``store:`` (or ``failure_store:``) block names.
 
     Raises:
@@ -186,7 +186,7 @@ def build_store(config: DispatcherConfig, key: str = "store") -> Any:
     """
     spec = getattr(config, key)
     base = RoutingStore if key == "store" else FailureStore
-    cls = resolve_class(spec.class_path, f"{key}.class", base)
+    cls = resolve_class(spec.class_path, f"{key}.class", base, allowed)
     options = spec.__pydantic_extra__ or {}
     try:
         return cls(**options)
@@ -202,7 +202,7 @@ class Dispatcher:
         outbox: receives every routed message.
         store: routing store (default: built from the config's ``store:`` block).
         failures: failure store (default: built from the ``failure_store:`` block, in-memory).
-        allowed_class_prefixes: if given, router and middleware classes must
+        allowed_class_prefixes: if given, router, middleware and store classes must
             live under one of these module prefixes.
 
     Raises:
@@ -226,9 +226,9 @@ class Dispatcher:
         self.outbox = outbox
         self.stats = DispatcherStats()
         try:  # every ConfigError names the config file, when there is one
-            self.store = store if store is not None else build_store(self.config)
+            self.store = store if store is not None else build_store(self.config, "store", allowed_class_prefixes)
             self.failures: FailureStore = (
-                failures if failures is not None else build_store(self.config, "failure_store")
+                failures if failures is not None else build_store(self.config, "failure_store", allowed_class_prefixes)
             )
             self.view = _RouterView(self)
             router_cls = resolve_class(
