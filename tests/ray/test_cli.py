@@ -232,6 +232,22 @@ def test_bad_input_is_one_clear_line_and_the_deployment_keeps_routing(
     assert after.exit_code == 0 and "-> inbound:my_application" in after.stdout
 
 
+def test_run_with_an_invalid_config_starts_nothing_and_the_deployment_keeps_routing(
+    running: str, tmp_path: Path
+) -> None:
+    bad = write_config(tmp_path / "bad.yaml", {**CONFIG, "endpoints": {"my_application": {"replicas": "many"}}})
+
+    def actor_names() -> list[str]:
+        return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True))
+
+    before = actor_names()
+    result = cli("run", bad, "--detach", "--name", "never", "--namespace", NAMESPACE)
+    assert_one_line_error(result, 2, bad, "endpoints.my_application.replicas")
+    assert actor_names() == before
+    after = cli("send", "smpp_transport", "still routing", *TARGET)
+    assert after.exit_code == 0 and "-> inbound:my_application" in after.stdout
+
+
 def test_console_script_help_and_validate_as_subprocesses(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
