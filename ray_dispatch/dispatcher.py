@@ -378,7 +378,9 @@ class Dispatcher:
             destination=destination,
         )
         await self.failures.add(record)
-        self.stats.failed[direction, str(destination or endpoint)] += 1
+        where = destination or endpoint
+        known = where in self._transports or where in self._exposed
+        self.stats.failed[direction, where if known else "(unknown endpoint)"] += 1  # type: ignore[index]
         return record
 
     # -- the pipeline ---------------------------------------------------------
