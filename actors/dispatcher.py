@@ -27,6 +27,7 @@ from typing import Any
 
 import ray
 
+from actors.gc_tuning import tune_gc_for_throughput
 from actors.metrics import DispatcherMetrics
 from actors.ordering import SenderOrder
 from actors.pool import ReplicaPool
@@ -156,6 +157,7 @@ class DispatcherActor:
             if not self.core.started:
                 await self.core.start()
                 await self.refresh()
+                tune_gc_for_throughput()
                 if self._health_interval > 0:
                     self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
         return await self.status()

@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from actors import metrics
+from actors.gc_tuning import tune_gc_for_throughput
 from actors.ordering import SenderOrder
 from actors.pool import ReplicaPool
 from actors.sender import Order, SenderOptions
@@ -179,6 +180,7 @@ class EndpointActor:
             if not self.started:
                 await self._setup()
                 self.started = True
+                tune_gc_for_throughput()
 
     async def stop(self, timeout: float = 10.0) -> bool:
         """Wait (bounded) for unconfirmed messages, then run the teardown hook.

@@ -118,8 +118,15 @@ def build_templates(transport_name: str, config: Any, transport_type: str = "sms
 
 
 def stamped(template: dict[str, Any], message_id: str) -> dict[str, Any]:
-    """A copy of ``template`` with ``message_id``, ``timestamp`` now and ``transport_metadata.sent_at`` now."""
+    """A copy of ``template`` with ``message_id``, ``timestamp`` now and ``transport_metadata.sent_at`` now.
+
+    The metadata dicts are copied too: payloads pickled in one batch that
+    shared a dict would share it on arrival, and the dispatcher counts hops
+    in ``routing_metadata``.
+    """
     payload = dict(template)
+    payload["helper_metadata"] = dict(template["helper_metadata"])
+    payload["routing_metadata"] = dict(template["routing_metadata"])
     payload["message_id"] = message_id
     payload["timestamp"] = utcnow()
     payload["transport_metadata"] = {SENT_AT: time.time()}
@@ -298,6 +305,8 @@ class LoadTransport(TransportActor):
         if not self.config.auto_ack or self._link is None:
             return
         payload = dict(self._ack_template)
+        payload["helper_metadata"] = {}
+        payload["routing_metadata"] = {}
         payload["event_id"] = f"ack-{message.message_id}"
         payload["user_message_id"] = message.message_id
         payload["sent_message_id"] = message.message_id

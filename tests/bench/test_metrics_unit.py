@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from actors import sender as sender_module
-from actors.loadgen import IdCounter
+from actors.loadgen import IdCounter, LoadTransportConfig, build_templates, stamped
 from actors.metrics import DispatcherMetrics, LatencyReservoir, RecentLatencies, latency_summary, percentile
 from actors.sender import BatchSender, SenderOptions
 from ray_dispatch.cli import _print_status
@@ -151,3 +151,14 @@ def test_status_text_shows_rates_and_latencies(capsys: pytest.CaptureFixture[str
     assert "to it inbound 1,200/s" in out
     assert "p50 1.25 ms, p99 7.50 ms" in out
     assert "batches: 3 (mean 3.3 messages)" in out
+
+
+def test_stamped_payloads_share_no_dict_with_their_template_or_each_other() -> None:
+    (template,) = build_templates("load", LoadTransportConfig(templates=1))
+    first, second = stamped(template, "r-load-0-0"), stamped(template, "r-load-0-1")
+    for key in ("helper_metadata", "routing_metadata", "transport_metadata"):
+        assert first[key] is not second[key] and first[key] is not template[key], key
+    first["routing_metadata"]["hops"] = 1  # as the dispatcher does on arrival
+    assert "hops" not in second["routing_metadata"] and "hops" not in template["routing_metadata"]
+    assert (first["message_id"], second["message_id"]) == ("r-load-0-0", "r-load-0-1")
+    assert isinstance(first["transport_metadata"]["sent_at"], float)
