@@ -49,7 +49,8 @@ from typing import Any
 
 import ray
 
-from actors.loadgen import IdCounter, LoadTransportConfig, build_templates, stamped
+from actors.loadgen import SENT_AT, IdCounter, LoadTransportConfig, build_templates, stamped
+from actors.metrics import LatencyReservoir
 from ray_dispatch.api import Deployment, deploy
 
 NAMESPACE = "ray_dispatch_bench"
@@ -87,7 +88,7 @@ class BenchSizes:
     @classmethod
     def quick(cls) -> BenchSizes:
         """Under a minute on this machine."""
-        return cls(60_000, (100, 1000), 10_000, 5_000, 100.0, 3.0, 8.0, rounds=1)
+        return cls(40_000, (100, 1000), 10_000, 5_000, 100.0, 2.5, 8.0, rounds=1)
 
     @classmethod
     def tiny(cls) -> BenchSizes:
@@ -103,12 +104,22 @@ class BaselineSink:
 
     def __init__(self) -> None:
         self.ids = IdCounter()
+        self.latency = LatencyReservoir(20_000)
 
     async def receive(self, source: str, batch: list[Any]) -> list[tuple[int, str]]:
-        """Count a batch; return no rejections."""
+        """Count a batch (and, for batches of one, the latency since ``sent_at``); return no rejections."""
         for _direction, payload in batch:
             self.ids.add(payload["message_id"])
+        if len(batch) == 1:
+            self.latency.add(time.time() - batch[0][1]["transport_metadata"][SENT_AT])
         return []
+
+    async def latency_summary(self, clear: bool = False) -> dict[str, Any]:
+        """Latencies of single-message batches so far (milliseconds)."""
+        summary = self.latency.summary()
+        if clear:
+            self.latency.clear()
+        return summary
 
     async def unique(self) -> int:
         """Distinct message ids received."""
@@ -150,6 +161,17 @@ class BaselineSource:
         await asyncio.gather(*calls)
         return time.monotonic() - started
 
+    async def run_paced(self, forwarder: Any, count: int, rate: float, run: str) -> float:
+        """Send ``count`` messages one per call at ``rate`` per second, each after the last returned."""
+        started = time.monotonic()
+        for seq in range(count):
+            delay = started + seq / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            payload = stamped(self.templates[seq % len(self.templates)], f"{run}-{seq}")
+            await forwarder.receive.remote("source", [("inbound", payload)])
+        return time.monotonic() - started
+
 
 def _actor(cls: type, *args: Any) -> Any:
     remote: Any = ray.remote(cls)
@@ -174,6 +196,11 @@ def run_baseline(sizes: BenchSizes) -> dict[str, Any]:
             results[str(batch)] = {"msgs_per_s": round(max(rates)), "rounds": [round(r) for r in rates]}
         results["received_unique"] = ray.get(sink.unique.remote())
         results["sent"] = 100 + sizes.baseline_messages * sizes.rounds * len(sizes.baseline_batches)
+        ray.get(sink.latency_summary.remote(True))
+        count = max(1, round(sizes.light_rate * sizes.light_seconds))
+        ray.get(source.run_paced.remote(forwarder, count, sizes.light_rate, "paced"))
+        results["light_load_latency_ms"] = ray.get(sink.latency_summary.remote())
+        results["light_load_note"] = f"{count} messages, one per call, {sizes.light_rate:g} msg/s, sent_at -> sink"
     finally:
         for handle in (source, forwarder, sink):
             ray.kill(handle)
@@ -438,12 +465,16 @@ NOTES = {
         "confirmed by its receiver, the unit the baseline measures. Time: first send to the last ack "
         "reaching the application. conversations_per_s = generated messages per second"
     ),
-    "latency": "scenario d: time from LoadTransport handing the message to its link to SinkApplication's hook",
+    "latency": (
+        "scenario d: time from LoadTransport handing the message to its link to SinkApplication's hook; "
+        "a_baseline.light_load_latency_ms is the same offered load over the raw two-hop forwarder"
+    ),
     "overload": (
         "scenario e: transports asked for overload_factor x the inbound-only capacity measured in b; "
         "backpressure makes them hold messages back (held_back_by_backpressure) instead of queueing; "
         "lost = sent (handed to the dispatcher link) - distinct ids the application received after the drain; "
-        "overload_peak_rss_mb is the largest RSS sampled (every 0.25 s) of the dispatcher and endpoint processes"
+        "overload_peak_rss_mb is the largest RSS of the dispatcher and endpoint processes: sampled every 0.25 s,"
+        " or the kernel's high-water mark (VmHWM) of these fresh processes, whichever is larger"
     ),
     "metrics": "ray.util.metrics is a silent no-op with plain ray (export needs ray[default])",
 }
@@ -481,7 +512,9 @@ def run_bench(sizes: BenchSizes, *, quick: bool = False) -> dict[str, Any]:
         "ratio": round(dispatch_rate / baseline_rate, 3),
         "latency_p50_ms": light["latency_ms"]["p50"],
         "latency_p99_ms": light["latency_ms"]["p99"],
-        "overload_peak_rss_mb": max(overload["peak_rss_mb"].values()),
+        "baseline_latency_p50_ms": baseline["light_load_latency_ms"]["p50"],
+        "baseline_latency_p99_ms": baseline["light_load_latency_ms"]["p99"],
+        "overload_peak_rss_mb": max([*overload["peak_rss_mb"].values(), *overload["high_water_rss_mb"].values()]),
         "overload_lost": overload["lost"],
         "keyword_msgs_per_s": keyword["routed_msgs_per_s"],
         "inbound_only_msgs_per_s": capacity,
