@@ -141,6 +141,7 @@ class DispatcherActor:
         self._health_interval = health_interval
         self._health_task: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
+        self._removed: set[tuple[str, str]] = set()
         self._route_lock = asyncio.Lock()
         self._order = SenderOrder()
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -176,6 +177,8 @@ class DispatcherActor:
                 continue
             endpoint, replica_id = parts[1], parts[2]
             pool = self.pools[endpoint]
+            if (endpoint, replica_id) in self._removed:
+                continue  # being stopped: its name lingers until it is killed
             if all(r.replica_id != replica_id for r in pool.replicas):
                 try:
                     handle = ray.get_actor(name, namespace=namespace)
@@ -191,6 +194,7 @@ class DispatcherActor:
         Raises:
             KeyError: ``endpoint`` is not one of this dispatcher's endpoints.
         """
+        self._removed.discard((endpoint, replica_id))
         self._pool(endpoint).add(replica_id, handle)
 
     async def remove_replica(self, endpoint: str, replica_id: str, timeout: float = 30.0) -> bool:
@@ -199,6 +203,7 @@ class DispatcherActor:
         Raises:
             KeyError: unknown endpoint or replica.
         """
+        self._removed.add((endpoint, replica_id))
         return await self._pool(endpoint).remove(replica_id, timeout)
 
     def _pool(self, endpoint: str) -> ReplicaPool:
