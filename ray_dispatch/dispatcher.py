@@ -408,7 +408,9 @@ class Dispatcher:
             raise RoutingLoop(
                 f"routing loop: message passed through the dispatcher {hops} times (max_hops {self.config.max_hops})"
             )
-        msg.routing_metadata["hops"] = hops
+        # A new dict, not an update in place: payloads unpickled from one batch may share
+        # their metadata dicts, and one message's hop must not count for the others.
+        msg.routing_metadata = {**msg.routing_metadata, "hops": hops}
 
     async def _dispatch(self, direction: Direction, payload: Any, endpoint: str | None, trace: bool) -> DispatchOutcome:
         if endpoint is None and isinstance(payload, (Message, dict)):
