@@ -109,7 +109,7 @@ class RecentOutcomes:
         self._append((direction, endpoint, message, outcome, self._clock()))
 
     def add_late_failure(self, direction: Direction, message: Any, record: FailureRecord) -> None:
-        """Note that a copy of ``message`` routed earlier could not be delivered (``record``).
+        """Note that ``message``, a copy the dispatcher routed and handed over, could not be delivered (``record``).
 
         Kept for the latest ``capacity`` message ids that had such failures.
         """
@@ -124,8 +124,8 @@ class RecentOutcomes:
         """What became of the message (or event) with this id, if it is among the remembered ones."""
         for direction, endpoint, message, outcome, seen_at in reversed(self._entries):
             if message_id_of(direction, message) == message_id:
-                routed = datetime.fromtimestamp(seen_at, UTC).replace(tzinfo=None)
-                late = [r for r in self._late.get(message_id, []) if r.timestamp >= routed]  # this dispatch's only
+                delivered = [d.message for d in outcome.deliveries]  # this dispatch's copies, not a replay's
+                late = [r for r in self._late.get(message_id, []) if any(r.message is m for m in delivered)]
                 return RecordedOutcome.from_outcome(message_id, direction, endpoint, message, outcome, seen_at, late)
         return None
 
