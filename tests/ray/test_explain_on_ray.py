@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import ray
+import yaml
 from click.testing import CliRunner, Result
 
 from ray_dispatch.api import Deployment
@@ -198,3 +199,13 @@ def test_a_dead_replica_shows_on_the_graph(dep: Deployment) -> None:
         topology = dep.graph()
     assert topology.dead == {"my_application": 1} and topology.replicas["my_application"] == 1
     assert "1 dead" in topology.to_svg()
+
+
+def test_validate_refuses_a_bad_recent_outcomes(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "recent_outcomes": "lots"}), encoding="utf-8")
+    result = cli("validate", str(path))
+    assert result.exit_code == 2 and "recent_outcomes: must be a whole number" in result.stderr
+    assert str(path) in result.stderr
+    path.write_text(yaml.safe_dump({**CONFIG, "recent_outcomes": 0}), encoding="utf-8")
+    assert cli("validate", str(path)).exit_code == 0
