@@ -209,3 +209,23 @@ def test_validate_refuses_a_bad_recent_outcomes(tmp_path: Path) -> None:
     assert str(path) in result.stderr
     path.write_text(yaml.safe_dump({**CONFIG, "recent_outcomes": 0}), encoding="utf-8")
     assert cli("validate", str(path)).exit_code == 0
+
+
+def test_with_two_dispatchers_each_message_is_explained_by_the_one_that_routed_it(ray_session: None) -> None:
+    config = {**CONFIG, "dispatcher": {"replicas": 2}, "recent_outcomes": 1000}
+    deployment = Deployment.start(config, name="explain-two", namespace=NAMESPACE, health_interval=0.5)
+    try:
+        sms = deployment.endpoint("smpp_transport")
+        fields = {"from_addr": "+27820000042", "to_addr": "12345"}
+        ids = ray.get(sms.inject_many.remote([{"content": f"m{i}", **fields} for i in range(20)]))
+        explained = [deployment.explain(i) for i in ids]
+        assert all(e.recorded.destinations == ["inbound:my_application"] and e.agrees for e in explained)
+        routed_by = {e.dispatcher for e in explained}
+        per_dispatcher = [
+            s["stats"]["received"].get("inbound:smpp_transport", 0) for s in deployment.status()["dispatchers"]
+        ]
+        assert routed_by == {i for i, n in enumerate(per_dispatcher) if n}  # each answered for what it routed
+        with pytest.raises(KeyError, match=r"dispatcher 0 .*; .*dispatcher 1"):
+            deployment.explain("unknown")
+    finally:
+        deployment.shutdown()
