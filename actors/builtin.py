@@ -11,9 +11,11 @@ prefixed) and remembers what it received, for inspection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -22,6 +24,15 @@ from actors.endpoint import ApplicationActor, EndpointConfig, TransportActor
 from actors.wire import to_wire
 from ray_dispatch.errors import InvalidMessage
 from ray_dispatch.message import TransportEvent, TransportUserMessage, message_from_dict
+
+
+async def _wait_until(done: Callable[[], bool], changed: asyncio.Event, timeout: float) -> None:
+    """Wait until ``done()`` holds, re-checking whenever ``changed`` is set; give up after ``timeout`` seconds."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            while not done():
+                changed.clear()
+                await changed.wait()
 
 
 class MemoryTransportConfig(EndpointConfig):
@@ -161,16 +172,7 @@ class MemoryTransport(TransportActor):
 
     async def wait_for_sent(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Wait until at least ``count`` messages were sent in total (bounded); return those kept."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.sent_total < count:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                break
-            self._sent_event.clear()
-            try:
-                await asyncio.wait_for(self._sent_event.wait(), remaining)
-            except TimeoutError:
-                break
+        await _wait_until(lambda: self.sent_total >= count, self._sent_event, timeout)
         return list(self._sent)
 
 
@@ -227,14 +229,5 @@ class EchoApplication(ApplicationActor):
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> dict[str, list[dict[str, Any]]]:
         """Wait until at least ``count`` messages and events arrived in total (bounded)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.received_total < count:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                break
-            self._arrived.clear()
-            try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
-            except TimeoutError:
-                break
+        await _wait_until(lambda: self.received_total >= count, self._arrived, timeout)
         return await self.received()

@@ -3,6 +3,8 @@
 The core (messages, routers, middleware, config, the harness) imports no Ray.
 """
 
+from typing import TYPE_CHECKING
+
 from ray_dispatch.config import DispatcherConfig, load_config
 from ray_dispatch.dispatcher import Dispatcher, DispatchOutcome
 from ray_dispatch.errors import ConfigError, DispatchError, InvalidMessage, NoRoute
@@ -10,6 +12,9 @@ from ray_dispatch.failures import FailureRecord, FailureStore, MemoryFailureStor
 from ray_dispatch.message import TransportEvent, TransportUserMessage
 from ray_dispatch.router import BaseDispatchRouter, ExposedName, RouterConfig, TransportName
 from ray_dispatch.store import MemoryStore, RoutingStore
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time they are imported on first use
+    from ray_dispatch.api import Deployment, DeploymentNotFound, attach, deploy
 
 __version__ = "0.1.0"
 

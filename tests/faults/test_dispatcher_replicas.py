@@ -10,38 +10,20 @@ duplicates by message id.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import ray
 
-from actors.testing import Ledger
 from ray_dispatch.api import Deployment
-from tests.redis_server import RedisServer, redis_server_available
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-LEDGER = "ledger-dispatcher-replicas"
+LEDGER = "ledger-test_dispatcher_replicas"  # the ledger fixture's name for this module
 WARM_UP = 2_000
 N = 10_000
 USERS = 200
-
-
-@pytest.fixture
-def ledger(ray_session: None) -> Iterator[Any]:
-    handle: Any = ray.remote(Ledger).options(name=LEDGER).remote()
-    yield handle
-    ray.kill(handle)
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    if not redis_server_available():
-        pytest.skip("redis-server is not installed")
-    with RedisServer() as server:
-        yield server.url
 
 
 def config(redis_url: str) -> dict[str, Any]:
@@ -67,15 +49,6 @@ def messages(start: int, count: int) -> list[dict[str, Any]]:
         {"content": str(i), "from_addr": f"+2785{i % USERS:05d}", "to_addr": "1", "message_id": f"m-{i}"}
         for i in range(start, start + count)
     ]
-
-
-def wait_for(predicate: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
 
 
 def groups(ledger: Any) -> dict[str, set[str]]:

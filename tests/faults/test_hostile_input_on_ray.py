@@ -23,24 +23,23 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import ray
 
-from actors.testing import Ledger
 from actors.wire import checked_from_wire, to_wire
 from ray_dispatch.api import Deployment
 from ray_dispatch.errors import ConfigError, InvalidMessage
 from ray_dispatch.message import TransportEvent, TransportUserMessage, message_from_dict
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.ray]
 
 SEED = 5_2024
 ONE_MB = 1 << 20
-LEDGER = "ledger-hostile"
+LEDGER = "ledger-test_hostile_input_on_ray"  # the ledger fixture's name for this module
 TRANSPORT_API_JUNK = 4_000
 DISPATCHER_JUNK = 5_600
 SEND_JUNK = 400
@@ -106,17 +105,6 @@ class Expected:
     @property
     def failures(self) -> int:
         return sum(self.failure_ids.values()) + self.anonymous_failures
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float) -> Any:
-    """Poll ``predicate`` until truthy or ``timeout`` seconds passed; return its last value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    return predicate()
 
 
 # -- (a) the transport API --------------------------------------------------------------
@@ -388,13 +376,6 @@ def run_send_cases(dep: Deployment, cases: list[tuple[dict[str, Any], type[Excep
 
 
 # -- the tests --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def ledger(ray_session: None) -> Iterator[Any]:
-    handle: Any = ray.remote(Ledger).options(name=LEDGER).remote()
-    yield handle
-    ray.kill(handle)
 
 
 def test_the_fast_rebuild_never_vouches_for_a_payload_validation_refuses() -> None:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import ray
 
 import ray_dispatch
-from actors.testing import Ledger
 from ray_dispatch.api import Deployment
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -38,34 +36,17 @@ def config(ledger: str, namespace: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def ledger(ray_session: None) -> Iterator[Any]:
-    namespace = ray.get_runtime_context().namespace
-    handle = ray.remote(Ledger).options(name="ledger-kill-app", namespace=namespace).remote()
-    yield handle
-    ray.kill(handle)
-
-
 def _messages() -> list[dict[str, Any]]:
     return [{"content": str(i), "from_addr": f"+2782{i % USERS:05d}", "to_addr": "100"} for i in range(N)]
 
 
-def _wait_for(predicate: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def test_killing_an_app_replica_mid_stream_loses_nothing(ledger: Any) -> None:
+def test_killing_an_app_replica_mid_stream_loses_nothing(ledger: Any, ledger_name: str) -> None:
     namespace = ray.get_runtime_context().namespace
-    dep: Deployment = ray_dispatch.deploy(config("ledger-kill-app", namespace), name="kill-app", health_interval=0.5)
+    dep: Deployment = ray_dispatch.deploy(config(ledger_name, namespace), name="kill-app", health_interval=0.5)
     try:
         sms = dep.endpoint("sms")
         sending = sms.inject_many.remote(_messages())
-        assert _wait_for(lambda: len(ray.get(ledger.ids.remote())) > N // 4, 60), "traffic did not start"
+        assert wait_for(lambda: len(ray.get(ledger.ids.remote())) > N // 4, 60), "traffic did not start"
         victim = dep.endpoint("app", "0")
         ray.kill(victim, no_restart=False)
         sent_ids = ray.get(sending, timeout=180)
@@ -79,9 +60,9 @@ def test_killing_an_app_replica_mid_stream_loses_nothing(ledger: Any) -> None:
         dep.shutdown()
 
 
-def test_per_user_order_holds_when_no_failure_intervenes(ledger: Any) -> None:
+def test_per_user_order_holds_when_no_failure_intervenes(ledger: Any, ledger_name: str) -> None:
     namespace = ray.get_runtime_context().namespace
-    dep: Deployment = ray_dispatch.deploy(config("ledger-kill-app", namespace), name="order", health_interval=0.5)
+    dep: Deployment = ray_dispatch.deploy(config(ledger_name, namespace), name="order", health_interval=0.5)
     try:
         ray.get(ledger.clear.remote())
         sent_ids = ray.get(dep.endpoint("sms").inject_many.remote(_messages()), timeout=180)

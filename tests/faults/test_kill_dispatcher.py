@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import ray
 
 import ray_dispatch
-from actors.testing import Ledger
 from ray_dispatch.api import Deployment
-from tests.redis_server import RedisServer, redis_server_available
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 N = 10_000
-
-
-@pytest.fixture
-def ledger(ray_session: None) -> Iterator[Any]:
-    handle = ray.remote(Ledger).options(name="ledger-kill-dispatcher").remote()
-    yield handle
-    ray.kill(handle)
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    if not redis_server_available():
-        pytest.skip("redis-server is not installed")
-    with RedisServer() as server:
-        yield server.url
+LEDGER = "ledger-test_kill_dispatcher"  # the ledger fixture's name for this module
 
 
 def _config(namespace: str, store: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -45,7 +28,7 @@ def _config(namespace: str, store: dict[str, Any] | None = None) -> dict[str, An
             **{
                 name: {
                     "class": "actors.testing.LedgerApplication",
-                    "config": {"ledger": "ledger-kill-dispatcher", "namespace": namespace},
+                    "config": {"ledger": LEDGER, "namespace": namespace},
                 }
                 for name in ("app_a", "app_b")
             },
@@ -57,22 +40,13 @@ def _config(namespace: str, store: dict[str, Any] | None = None) -> dict[str, An
     return config
 
 
-def _wait_for(predicate: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_killing_the_dispatcher_mid_stream_loses_nothing(ledger: Any) -> None:
     namespace = ray.get_runtime_context().namespace
     dep: Deployment = ray_dispatch.deploy(_config(namespace), name="kill-dispatcher", health_interval=0.5)
     try:
         messages = [{"content": str(i), "from_addr": f"+2783{i % 100:05d}", "to_addr": "1"} for i in range(N)]
         sending = dep.endpoint("sms").inject_many.remote(messages)
-        assert _wait_for(lambda: len(ray.get(ledger.ids.remote())) > N // 4, 60), "traffic did not start"
+        assert wait_for(lambda: len(ray.get(ledger.ids.remote())) > N // 4, 60), "traffic did not start"
         ray.kill(dep.dispatchers[0], no_restart=False)
         sent_ids = ray.get(sending, timeout=240)
         lost = set(sent_ids) - set(ray.get(ledger.ids.remote()))
