@@ -21,6 +21,7 @@ import click
 from ray_dispatch.config import load_config
 from ray_dispatch.deployment import deployment_spec
 from ray_dispatch.errors import ConfigError, DispatchError, InvalidMessage
+from ray_dispatch.experiments import cli as experiments_cli
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -395,7 +396,11 @@ def failures_show(failure_id: str, name: str, namespace: str, address: str | Non
 @failures.command("replay")
 @click.argument("failure_id")
 @deployment_options
-@click.option("--endpoint", default=None, help="Dispatch it as if it arrived on this endpoint instead.")
+@click.option(
+    "--endpoint",
+    default=None,
+    help="Deliver it to this endpoint instead (delivery failures) or dispatch it as if it arrived there (others).",
+)
 @clean_errors
 def failures_replay(failure_id: str, name: str, namespace: str, address: str | None, endpoint: str | None) -> None:
     """Route a failed message again; the record is removed if it now succeeds."""
@@ -448,15 +453,7 @@ class _LiveDeployments:
         return _attach(deployment, namespace, address).graph()
 
 
-def _register_optional() -> None:
-    try:
-        from ray_dispatch.experiments import cli as experiments_cli
-    except ImportError:
-        return
-    experiments_cli.register(main, live=_LiveDeployments())
-
-
-_register_optional()
+experiments_cli.register(main, live=_LiveDeployments())
 
 if __name__ == "__main__":  # pragma: no cover
     main()
