@@ -35,8 +35,8 @@ from actors.ordering import SenderOrder
 from actors.pool import ReplicaPool
 from actors.sender import Order, SenderOptions
 from actors.wire import WireItem, from_wire, message_key, to_wire
-from ray_dispatch.errors import ConfigError, InvalidMessage
-from ray_dispatch.failures import Direction, FailureRecord
+from ray_dispatch.errors import ConfigError, DeliveryError, InvalidMessage
+from ray_dispatch.failures import Direction, FailureRecord, json_safe
 from ray_dispatch.message import Message, TransportEvent, TransportUserMessage, message_from_dict
 from ray_dispatch.router import format_validation_error
 
@@ -298,20 +298,33 @@ class EndpointActor:
         else:
             error = future.exception()  # type: ignore[assignment]
         self.counters["send_failed"] += 1
+        self._record_undeliverable(
+            f"{self.ROLE} {self.endpoint_name!r} could not hand this {direction} message"
+            f" to a dispatcher: {type(error).__name__}: {error}",
+            direction,
+            message,
+            error,
+            "handoff",
+        )
+
+    def _record_undeliverable(
+        self, reason: str, direction: Direction, message: Any, error: BaseException, stage: str
+    ) -> FailureRecord:
+        """Keep a message that never reached a dispatcher as a failure record (``undeliverable()``)."""
         if len(self._undeliverable) == self._undeliverable.maxlen:
             self.counters["undeliverable_forgotten"] += 1
         record = FailureRecord(
-            reason=f"{self.ROLE} {self.endpoint_name!r} could not hand this {direction} message"
-            f" to a dispatcher: {type(error).__name__}: {error}",
+            reason=reason,
             direction=direction,
             endpoint=self.endpoint_name,
             message=message,
             error_type=type(error).__name__,
-            stage="handoff",
+            stage=stage,
             destination="dispatcher",
         )
         self._undeliverable.append(record)
         log.error("%s; kept as undeliverable failure record %s", record.reason, record.failure_id)
+        return record
 
     # -- hooks for subclasses ------------------------------------------------------
 
@@ -373,6 +386,22 @@ class TransportActor(EndpointActor):
             raise InvalidMessage(f"field 'message_type': expected 'user_message', got {fields['message_type']!r:.200}")
         await self._publish("inbound", message, wait)
         return message  # type: ignore[return-value]
+
+    async def publish_from_peer(self, **fields: Any) -> TransportUserMessage | None:
+        """Hand the dispatcher a message the outside world sent, without raising.
+
+        For code driven by a peer (a socket, a stream), where no caller can be
+        told: a message that is invalid, or that cannot be handed over, is kept
+        as an undeliverable failure record (``undeliverable()``) and None is
+        returned.
+        """
+        try:
+            return await self.publish_message(**fields)
+        except (InvalidMessage, RuntimeError, DeliveryError) as exc:
+            stage = "validate" if isinstance(exc, InvalidMessage) else "handoff"
+            reason = f"{self.ROLE} {self.endpoint_name!r} got a message from its peer it could not pass on: {exc}"
+            self._record_undeliverable(reason, "inbound", json_safe(fields), exc, stage)
+            return None
 
     async def publish_event(self, *, wait: bool = False, **fields: Any) -> TransportEvent:
         """Validate an event and hand it to the dispatcher.

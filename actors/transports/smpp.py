@@ -61,7 +61,7 @@ from actors.transports.smpp_codec import (
     parse_receipt,
     split_udh,
 )
-from ray_dispatch.errors import ConfigError, InvalidMessage
+from ray_dispatch.errors import ConfigError
 from ray_dispatch.message import TransportUserMessage
 
 log = logging.getLogger(__name__)
@@ -380,16 +380,13 @@ class SmppTransport(TransportActor):
                 "service_type": event.service_type,
             }
         }
-        try:
-            await self.publish_message(
-                from_addr=event.source_addr,
-                to_addr=event.destination_addr,
-                content=text,
-                transport_type=self.config.transport_type,
-                transport_metadata=metadata,
-            )
-        except InvalidMessage as exc:
-            log.warning("smpp transport %r: dropped an invalid deliver_sm: %s", self.endpoint_name, exc)
+        await self.publish_from_peer(
+            from_addr=event.source_addr,
+            to_addr=event.destination_addr,
+            content=text,
+            transport_type=self.config.transport_type,
+            transport_metadata=metadata,
+        )
 
     def _collect_part(self, source: str, destination: str, concat: Concatenation, text: str) -> str | None:
         now = time.monotonic()

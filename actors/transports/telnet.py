@@ -27,7 +27,6 @@ from pydantic import Field
 
 from actors.endpoint import EndpointConfig, TransportActor
 from actors.transports.common import BackoffConfig, ConnectionSupervisor
-from ray_dispatch.errors import InvalidMessage
 from ray_dispatch.message import TransportUserMessage
 
 log = logging.getLogger(__name__)
@@ -191,19 +190,14 @@ class TelnetTransport(TransportActor):
         return data.decode(self.config.encoding, errors="replace").strip()
 
     async def _publish_line(self, connection: _Connection, content: str | None, session_event: str | None) -> None:
-        try:
-            await self.publish_message(
-                from_addr=connection.address,
-                to_addr=self.service_addr,
-                content=content,
-                session_event=session_event,
-                transport_type=self.config.transport_type,
-                transport_metadata={"telnet": {"peer": connection.peer}},
-            )
-        except InvalidMessage as exc:
-            log.warning("telnet transport %r: dropped an invalid line: %s", self.endpoint_name, exc)
-        except RuntimeError as exc:
-            log.error("telnet transport %r: %s", self.endpoint_name, exc)
+        await self.publish_from_peer(
+            from_addr=connection.address,
+            to_addr=self.service_addr,
+            content=content,
+            session_event=session_event,
+            transport_type=self.config.transport_type,
+            transport_metadata={"telnet": {"peer": connection.peer}},
+        )
 
     async def _register(self, connection: _Connection) -> None:
         async with self._changed:

@@ -26,7 +26,6 @@ from pydantic import Field
 
 from actors.endpoint import EndpointConfig, TransportActor
 from actors.transports.common import BackoffConfig, BoundedMap, ConnectionSupervisor, Secret
-from ray_dispatch.errors import InvalidMessage
 from ray_dispatch.message import TransportUserMessage
 
 log = logging.getLogger(__name__)
@@ -202,18 +201,13 @@ class XmppTransport(TransportActor):
         metadata = {"xmpp": {"resource": sender.resource, "type": kind, "id": stanza["id"] or None}}
         if stanza["thread"]:
             metadata["xmpp"]["thread"] = stanza["thread"]
-        try:
-            await self.publish_message(
-                from_addr=sender.bare,
-                to_addr=self.bare_jid,
-                content=body,
-                transport_type=self.config.transport_type,
-                transport_metadata=metadata,
-            )
-        except InvalidMessage as exc:
-            log.warning("xmpp transport %r: dropped an invalid message: %s", self.endpoint_name, exc)
-        except RuntimeError as exc:
-            log.error("xmpp transport %r: %s", self.endpoint_name, exc)
+        await self.publish_from_peer(
+            from_addr=sender.bare,
+            to_addr=self.bare_jid,
+            content=body,
+            transport_type=self.config.transport_type,
+            transport_metadata=metadata,
+        )
 
     async def _on_receipt(self, stanza: Any) -> None:
         user_message_id = self._sent.pop(stanza["receipt"])
