@@ -8,50 +8,22 @@ dir (its ``ray_current_cluster`` file must not redirect anyone else's
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.cluster_run import run_cluster_script
+
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 SCRIPT = Path(__file__).with_name("multinode_cluster.py")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 240
 
 
 @pytest.fixture(scope="module")
 def run() -> dict[str, Any]:
-    temp_dir = tempfile.mkdtemp(prefix="rdmn.")  # short: Ray's socket paths must stay under ~107 bytes
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAY_TMPDIR"] = temp_dir
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--deadline", str(DEADLINE)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=DEADLINE + 60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"multi-node run did not finish in {DEADLINE + 60}s; stderr tail:\n{err[-3000:]}")
-    finally:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-    results = [line for line in out.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and results, f"exit {proc.returncode}; stderr tail:\n{err[-3000:]}"
-    return json.loads(results[-1].removeprefix("RESULT "))  # type: ignore[no-any-return]
+    return run_cluster_script(SCRIPT, DEADLINE)
 
 
 def test_application_replicas_spread_over_the_extra_nodes_by_resources(run: dict[str, Any]) -> None:
