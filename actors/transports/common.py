@@ -175,6 +175,14 @@ class ConnectionSupervisor(Generic[T]):
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"supervise {self.name}")
 
+    async def start_and_wait(self) -> bool:
+        """Start connecting, then wait up to one ``connect_timeout`` for the first connection.
+
+        Returns whether it is connected; if not, it keeps trying in the background.
+        """
+        self.start()
+        return await self.wait_connected(self._connect_timeout)
+
     async def stop(self, grace: float = 5.0) -> None:
         """Stop reconnecting and close the current connection.
 

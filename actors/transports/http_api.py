@@ -154,8 +154,7 @@ class HttpTransport(TransportActor):
         self._listener = ConnectionSupervisor(
             f"http transport {self.endpoint_name!r} server", self._listen, self._serve, self._close_site, cfg.backoff
         )
-        self._listener.start()
-        await self._listener.wait_connected(cfg.backoff.connect_timeout)
+        await self._listener.start_and_wait()
 
     async def _listen(self) -> web.TCPSite:
         assert self._runner is not None

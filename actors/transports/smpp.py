@@ -263,9 +263,7 @@ class SmppTransport(TransportActor):
             self._transmitter = self._supervisor(f"{name} TX", "TX")
             self._receiver = self._supervisor(f"{name} RX", "RX")
             binds = [self._transmitter, self._receiver]
-        for bind in binds:
-            bind.start()
-        await asyncio.gather(*(b.wait_connected(cfg.backoff.connect_timeout) for b in binds))
+        await asyncio.gather(*(bind.start_and_wait() for bind in binds))
 
     def _supervisor(self, name: str, bind_type: str) -> ConnectionSupervisor[_Session]:
         async def connect() -> _Session:

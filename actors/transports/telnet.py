@@ -114,8 +114,7 @@ class TelnetTransport(TransportActor):
             self._close_server,
             self.config.backoff,
         )
-        self._supervisor.start()
-        await self._supervisor.wait_connected(self.config.backoff.connect_timeout)
+        await self._supervisor.start_and_wait()
 
     async def teardown_transport(self) -> None:
         """Stop listening and close every connection."""

@@ -110,8 +110,7 @@ class XmppTransport(TransportActor):
             self._disconnect,
             self.config.backoff,
         )
-        self._supervisor.start()
-        await self._supervisor.wait_connected(self.config.backoff.connect_timeout)
+        await self._supervisor.start_and_wait()
 
     async def teardown_transport(self) -> None:
         """Log out and stop reconnecting."""
