@@ -70,11 +70,11 @@ class LedgerApplicationConfig(EndpointConfig):
 class LedgerApplication(ApplicationActor):
     """Reports every batch it handled to a ``Ledger`` before confirming it; replies to nothing."""
 
+    CONFIG_CLASS: ClassVar[type[EndpointConfig]] = LedgerApplicationConfig
+
     def __init__(self, endpoint_name: str, config: Any = None, **kw: Any) -> None:
         super().__init__(endpoint_name, config, **kw)
         self._ledger_handle: Any = None
-
-    CONFIG_CLASS: ClassVar[type[EndpointConfig]] = LedgerApplicationConfig
 
     async def after_batch(self, messages: list[Message]) -> None:
         """Record the batch's handled messages in the ledger (so confirmed implies recorded)."""
