@@ -19,7 +19,6 @@ import asyncio
 import logging
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ import ray
 
 from actors.gc_tuning import tune_gc_for_throughput
 from actors.metrics import DispatcherMetrics
-from actors.ordering import SenderOrder
+from actors.ordering import SeenIds, SenderOrder
 from actors.pool import ReplicaPool
 from actors.ray_calls import classify_ray_error, current_node_id, receive_call
 from actors.sender import Order, SenderOptions
@@ -144,8 +143,7 @@ class DispatcherActor:
         self._removed: set[tuple[str, str]] = set()
         self._route_lock = asyncio.Lock()
         self._order = SenderOrder()
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._dedupe_window = dedupe_window
+        self._seen = SeenIds(dedupe_window)
         self.dead_replicas: list[dict[str, str]] = []
         self.recent = RecentOutcomes(recent_outcomes_size(self.core.config))  # for explain_message
         self.metrics = DispatcherMetrics(deployment, self.core.stats, self._pending_per_endpoint)
@@ -261,9 +259,7 @@ class DispatcherActor:
             message = self._rebuild(payload)
             self.recent.add(direction, source, message, await self.core.dispatch(direction, message, source))
             if key is not None:
-                self._seen[key] = None
-                if len(self._seen) > self._dedupe_window:
-                    self._seen.popitem(last=False)
+                self._seen.add(key)
 
     @staticmethod
     def _dedupe_key(direction: str, payload: Any) -> str | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from actors import metrics
 from actors.gc_tuning import tune_gc_for_throughput
-from actors.ordering import SenderOrder
+from actors.ordering import SeenIds, SenderOrder
 from actors.pool import ReplicaPool
 from actors.sender import Order, SenderOptions
 from actors.wire import WireItem, from_wire, message_key, to_wire
@@ -144,8 +144,7 @@ class EndpointActor:
         except ValidationError as exc:
             what = f"config of {self.ROLE} endpoint {endpoint_name!r} ({type(self).__name__})"
             raise ConfigError(format_validation_error(exc, what)) from None
-        self._dedupe_window = dedupe_window
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen = SeenIds(dedupe_window)
         self._receive_lock = asyncio.Lock()
         self._order = SenderOrder()
         self._start_lock = asyncio.Lock()
@@ -261,9 +260,7 @@ class EndpointActor:
                 reason = f"after_batch failed: {type(exc).__name__}: {exc}"
                 return rejected + [(index, reason) for index, _, _ in handled]
             for _, key, _ in handled:
-                self._seen[key] = None
-            while len(self._seen) > self._dedupe_window:
-                self._seen.popitem(last=False)
+                self._seen.add(key)
         duplicates = len(batch) - len(rejected) - len(handled)
         metrics.record_endpoint_batch(self.endpoint_name, self.ROLE, len(batch), len(rejected), duplicates)
         return rejected

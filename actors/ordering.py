@@ -1,4 +1,4 @@
-"""Per-sender batch order at a receiver.
+"""Per-sender batch order and duplicate ids at a receiver.
 
 Ray does not run an async actor's calls in submission order (measured here:
 52 of 2000 calls from one caller overtook an earlier one), so each
@@ -64,3 +64,23 @@ class SenderOrder:
             async with self._changed:
                 self._next[sender] = max(self._next.get(sender, 0), seq + 1)
                 self._changed.notify_all()
+
+
+class SeenIds:
+    """The last ``window`` message ids a receiver handled, to drop redelivered duplicates in bounded memory."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._ids
+
+    def add(self, key: str) -> None:
+        """Remember ``key``; forget the oldest id once more than ``window`` are held."""
+        self._ids[key] = None
+        if len(self._ids) > self.window:
+            self._ids.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._ids)

@@ -50,3 +50,12 @@ async def test_a_redelivered_old_batch_goes_at_once_and_unnumbered_batches_are_n
     await asyncio.wait_for(_run(order, log, ("s", 0, 0), 0), 1)
     await asyncio.wait_for(_run(order, log, None, -1), 1)
     assert log == [0, 1, 0, -1]
+
+
+def test_seen_ids_forget_the_oldest_beyond_the_window() -> None:
+    from actors.ordering import SeenIds
+
+    seen = SeenIds(window=3)
+    for key in "abcd":
+        seen.add(key)
+    assert "a" not in seen and all(k in seen for k in "bcd") and len(seen) == 3
