@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from peers.net import free_port
 from peers.prosody import ProsodyServer, prosody_available
+from peers.tcp_gate import TcpGate
 from peers.xmpp_client import XmppPeer
 
 from actors.transports.xmpp import XmppTransport
@@ -115,31 +116,45 @@ async def test_a_message_to_an_unknown_user_is_reported_failed(link: Any, transp
 
 
 async def test_server_going_away_and_back_loses_no_queued_message(
-    link: Any, prosody: ProsodyServer, transport: XmppTransport
+    link: Any, prosody: ProsodyServer, tmp_path: Path
 ) -> None:
-    prosody.stop()
-    await link.wait_until(lambda: not transport.is_connected(), timeout=10)
-    messages = [outbound("alice@localhost", f"while the server was away {i}") for i in range(3)]
-
-    async def send_in_order() -> None:
-        for message in messages:
-            await transport.handle_outbound_message(message)
-
-    sending = asyncio.create_task(send_in_order())
+    # The transport reaches prosody through a gate, so the test decides when it may reconnect:
+    # only after alice is back online (prosody here keeps no offline messages).
+    gate = TcpGate(prosody.port)
+    await gate.open()
+    transport = XmppTransport("xmpp", transport_config(prosody, tmp_path / "password", port=gate.port))
+    transport.use_link(link)
+    await transport.start()
+    sending: asyncio.Task[None] | None = None
     try:
+        assert await transport.wait_connected(10)
+        prosody.stop()
+        await gate.shut()
+        await link.wait_until(lambda: not transport.is_connected(), timeout=10)
+        messages = [outbound("alice@localhost", f"while the server was away {i}") for i in range(3)]
+
+        async def send_in_order() -> None:
+            for message in messages:
+                await transport.handle_outbound_message(message)
+
+        sending = asyncio.create_task(send_in_order())
         await asyncio.sleep(0.5)
         assert not sending.done() and link.events == []
         prosody.start()
         alice = XmppPeer("alice@localhost", "alice-secret", prosody.port)
-        await alice.connect()  # online before the transport's reconnect delivers
+        await alice.connect()
         try:
+            await gate.open()
             await asyncio.wait_for(sending, 20)
             assert await alice.wait_for_bodies(3) == [m.content for m in messages]
             assert all(link.events_about(m.message_id, "ack") for m in messages)
         finally:
             await alice.close()
     finally:
-        sending.cancel()
+        if sending is not None:
+            sending.cancel()
+        await transport.stop()
+        await gate.shut()
 
 
 async def test_no_session_within_the_timeout_is_a_nack(link: Any, tmp_path: Path) -> None:
