@@ -9,11 +9,16 @@ the sender's bare JID to this transport's bare JID (``to_addr`` of replies is
 a bare JID; the sender's resource is kept in ``transport_metadata.xmpp``).
 
 Outbound: the message is sent as a chat stanza whose id is the message's id,
-asking for an XEP-0184 receipt; it is acked once handed to the stream
-(``sent_message_id`` is the stanza id). A receipt from the peer becomes a
-``delivered`` delivery report, an error bounced by the server (for example an
-unknown user) a ``failed`` one. A message waits up to ``outbound_timeout``
-seconds for the session to come back rather than fail, then is nacked.
+asking for an XEP-0184 receipt. When the server offers stream management
+(XEP-0198) the message is acked only once the server has confirmed the stanza;
+if the connection drops first, it is sent again on the next session. Without
+it, the message is acked once handed to the stream. ``sent_message_id`` is the
+stanza id. A receipt from the peer becomes a ``delivered`` delivery report, an
+error bounced by the server (for example an unknown user) a ``failed`` one.
+At most ``window_size`` messages await a session or a confirmation at once; a
+message waits up to ``outbound_timeout`` seconds in all (for room in the
+window, a session and the server's confirmation) rather than fail, then is
+nacked. Stopping the transport nacks what is still unconfirmed after 5 s.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from actors.transports.common import BackoffConfig, BoundedMap, ConnectionSuperv
 from ray_dispatch.message import TransportUserMessage
 
 log = logging.getLogger(__name__)
+
+_REQUEST_ACK = '<r xmlns="urn:xmpp:sm:3"/>'
+"""XEP-0198 ack request."""
 
 
 class XmppTransportConfig(EndpointConfig):
@@ -46,7 +54,12 @@ class XmppTransportConfig(EndpointConfig):
         ping_interval: seconds between XEP-0199 keep-alive pings (default 60).
         ping_timeout: a ping unanswered this long drops the connection (default 10).
         accept_subscriptions: accept presence subscription requests (default true).
-        outbound_timeout: seconds an outbound message waits for the session (default 30).
+        stream_management: use XEP-0198 when the server offers it, so an outbound message
+            is acked only after the server confirmed it (default true).
+        window_size: most outbound messages awaiting a session or the server's
+            confirmation at once (default 100); more wait for room.
+        outbound_timeout: seconds an outbound message may wait for room in the window,
+            a session and the server's confirmation before it is nacked (default 30).
         transport_type: the ``transport_type`` of inbound messages (default ``xmpp``).
         remember_sent: how many sent stanza ids to remember for receipts and errors (default 100000).
         backoff: delays between connection attempts.
@@ -63,6 +76,8 @@ class XmppTransportConfig(EndpointConfig):
     ping_interval: float = Field(60.0, gt=0)
     ping_timeout: float = Field(10.0, gt=0)
     accept_subscriptions: bool = True
+    stream_management: bool = True
+    window_size: int = Field(100, ge=1, le=10_000)
     outbound_timeout: float = Field(30.0, ge=0)
     transport_type: str = "xmpp"
     remember_sent: int = Field(100_000, ge=1)
@@ -70,11 +85,31 @@ class XmppTransportConfig(EndpointConfig):
 
 
 class _Session:
-    """One logged-in slixmpp client and the event set when it disconnects."""
+    """One logged-in slixmpp client, the event set when it disconnects, and stanzas awaiting the server."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self.gone = asyncio.Event()
+        self.server_confirms = False  # XEP-0198 is on: the server acks each stanza
+        self._unconfirmed: dict[str, asyncio.Future[None]] = {}
+
+    def expect_confirmation(self, stanza_id: str) -> asyncio.Future[None] | None:
+        """A future the server's XEP-0198 ack of ``stanza_id`` resolves; None when it will not ack."""
+        if not self.server_confirms:
+            return None
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._unconfirmed[stanza_id] = future
+        return future
+
+    def forget(self, stanza_id: str) -> None:
+        """Stop waiting for ``stanza_id`` (confirmed, resent or given up)."""
+        self._unconfirmed.pop(stanza_id, None)
+
+    def on_stanza_acked(self, stanza: Any) -> None:
+        """slixmpp handler: the server confirmed ``stanza``."""
+        future = self._unconfirmed.pop(stanza["id"], None)
+        if future is not None and not future.done():
+            future.set_result(None)
 
 
 class XmppTransport(TransportActor):
@@ -88,6 +123,8 @@ class XmppTransport(TransportActor):
         self._password = ""
         self._supervisor: ConnectionSupervisor[_Session] | None = None
         self._sent: BoundedMap[str, str] = BoundedMap(self.config.remember_sent)
+        self._window = asyncio.Semaphore(self.config.window_size)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def bare_jid(self) -> str:
@@ -113,7 +150,12 @@ class XmppTransport(TransportActor):
         await self._supervisor.start_and_wait()
 
     async def teardown_transport(self) -> None:
-        """Log out and stop reconnecting."""
+        """Wait a few seconds for messages in the window, nack the rest, log out and stop reconnecting."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._supervisor is not None:
             await self._supervisor.stop()
 
@@ -140,6 +182,11 @@ class XmppTransport(TransportActor):
         client.register_plugin(
             "xep_0199", {"keepalive": True, "interval": cfg.ping_interval, "timeout": cfg.ping_timeout}
         )
+        if cfg.stream_management:
+            # slixmpp's own ack requests go out ahead of the stanza that triggers them, so it never
+            # asks (a huge window); each send queues its own request after the stanza. No resumption:
+            # each connection is a new client.
+            client.register_plugin("xep_0198", {"window": 2**31, "allow_resume": False})
         mechanisms = client.plugin["feature_mechanisms"]
         mechanisms.unencrypted_plain = cfg.allow_unencrypted_auth
         mechanisms.unencrypted_scram = cfg.allow_unencrypted_auth
@@ -150,12 +197,20 @@ class XmppTransport(TransportActor):
             if not started.done():
                 started.set_exception(ConnectionError(reason))
 
-        async def on_session_start(_: Any) -> None:
-            client.send_presence()
-            if not started.done():
+        ready = {"session_start": False, "stream_negotiated": False}
+
+        def mark(step: str) -> None:
+            ready[step] = True
+            if all(ready.values()) and not started.done():
+                # Stream management (if offered) is negotiated after session_start. Nothing is sent
+                # before it is settled, or slixmpp and the server would count stanzas differently.
+                session.server_confirms = cfg.stream_management and bool(client.plugin["xep_0198"].enabled_out)
+                client.send_presence()
                 started.set_result(None)
 
-        client.add_event_handler("session_start", on_session_start)
+        client.add_event_handler("session_start", lambda _: mark("session_start"))
+        client.add_event_handler("stream_negotiated", lambda _: mark("stream_negotiated"))
+        client.add_event_handler("stanza_acked", session.on_stanza_acked)
         client.add_event_handler("failed_auth", lambda _: fail("authentication failed"))
         client.add_event_handler("connection_failed", lambda error: fail(f"connection failed: {error}"))
 
@@ -229,20 +284,58 @@ class XmppTransport(TransportActor):
     # -- outbound ---------------------------------------------------------------------
 
     async def handle_outbound_message(self, message: TransportUserMessage) -> None:
-        """Send ``message`` as a chat stanza, waiting (bounded) for the session; ack, or nack if none came."""
+        """Send ``message`` as a chat stanza; returns once it has a place in the window.
+
+        At most ``window_size`` messages await a session or the server's
+        confirmation at once; past that this waits (bounded by
+        ``outbound_timeout``). The ack or nack follows from a background task.
+        """
         if not message.to_addr:
-            await self.publish_nack(message.message_id, "xmpp messages need a to_addr (a JID)")
+            await self._nack(message, "xmpp messages need a to_addr (a JID)")
             return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.outbound_timeout
+        try:
+            await asyncio.wait_for(self._window.acquire(), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            await self._nack(message, f"no room in the send window within {self.config.outbound_timeout}s")
+            return
+        task = loop.create_task(self._deliver(message, deadline))
+        task.add_done_callback(lambda _: self._window.release())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        await asyncio.sleep(0)  # let it write now, so messages go out in the order they came
+
+    async def _deliver(self, message: TransportUserMessage, deadline: float) -> None:
+        """Send until the server has it (once, without stream management); then ack, or nack at ``deadline``."""
         assert self._supervisor is not None
-        if not await self._supervisor.wait_connected(self.config.outbound_timeout):
-            self.counters["outbound_nacked"] += 1
-            why = self._supervisor.last_error or "not connected"
-            await self.publish_nack(
-                message.message_id, f"no XMPP session within {self.config.outbound_timeout}s ({why})"
-            )
-            return
-        session = self._supervisor.connection
-        assert session is not None
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if not await self._supervisor.wait_connected(max(0.0, deadline - loop.time())):
+                    why = self._supervisor.last_error or "not connected"
+                    await self._nack(message, f"no XMPP session within {self.config.outbound_timeout}s ({why})")
+                    return
+                session = self._supervisor.connection
+                if session is None or session.gone.is_set():
+                    await asyncio.sleep(0.05)  # dropped, and the supervisor has not noticed yet
+                    continue
+                confirmed = self._send_stanza(session, message)
+                if confirmed is None or await _confirmed(session, message.message_id, confirmed, deadline):
+                    break
+                if not session.gone.is_set():
+                    await self._nack(message, f"the server did not confirm it within {self.config.outbound_timeout}s")
+                    return
+                self.counters["outbound_resent"] += 1
+                log.info("xmpp transport %r: resending %s (connection dropped)", self.endpoint_name, message.message_id)
+        except asyncio.CancelledError:
+            await self._nack(message, "the transport stopped before the server confirmed it")
+            raise
+        self.counters["outbound_acked"] += 1
+        await self.publish_ack(message.message_id, sent_message_id=message.message_id)
+
+    def _send_stanza(self, session: _Session, message: TransportUserMessage) -> asyncio.Future[None] | None:
+        """Write ``message`` to the stream; return the future of the server's confirmation, if it gives one."""
         stanza = session.client.make_message(mto=message.to_addr, mbody=message.content or "", mtype="chat")
         stanza["id"] = message.message_id
         thread = message.transport_metadata.get("xmpp", {}).get("thread")
@@ -251,9 +344,28 @@ class XmppTransport(TransportActor):
         if self.config.request_receipts:
             stanza["request_receipt"] = True
         self._sent[message.message_id] = message.message_id
+        confirmed = session.expect_confirmation(message.message_id)
         stanza.send()
-        self.counters["outbound_acked"] += 1
-        await self.publish_ack(message.message_id, sent_message_id=message.message_id)
+        if confirmed is not None:
+            session.client.send(_REQUEST_ACK)  # queued behind the stanza: the answer counts it
+        return confirmed
+
+    async def _nack(self, message: TransportUserMessage, reason: str) -> None:
+        self.counters["outbound_nacked"] += 1
+        await self.publish_nack(message.message_id, reason)
+
+
+async def _confirmed(session: _Session, stanza_id: str, confirmed: asyncio.Future[None], deadline: float) -> bool:
+    """Wait until the server confirms, the connection drops, or ``deadline``; return whether it confirmed."""
+    gone: asyncio.Future[Any] = asyncio.ensure_future(session.gone.wait())
+    waiting: set[asyncio.Future[Any]] = {confirmed, gone}
+    try:
+        timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+        await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        session.forget(stanza_id)
+    return confirmed.done()
 
 
 def _abort(client: Any) -> None:

@@ -1,7 +1,8 @@
 """A throwaway prosody XMPP server on loopback, started in the foreground and stopped by PID.
 
 Everything lives in one temp dir: config, data, logs. Plaintext auth is allowed
-(loopback only), and s2s, TLS, HTTP and the admin socket are off.
+(loopback only), and s2s, TLS, HTTP, offline storage and the admin socket are off.
+Stream management (XEP-0198, ``mod_smacks``) is on unless asked otherwise.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ https_ports = {{}}
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 authentication = "internal_plain"
-modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "posix" }}
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "posix"{extra_modules} }}
 modules_disabled = {{ "s2s"; "tls"; "http"; "admin_socket"; "offline" }}
 VirtualHost "{domain}"
 """
@@ -44,7 +45,7 @@ def prosody_available() -> bool:
 class ProsodyServer:
     """One prosody process with its own config in ``workdir``, listening on 127.0.0.1:``port``."""
 
-    def __init__(self, workdir: Path, port: int, domain: str = "localhost") -> None:
+    def __init__(self, workdir: Path, port: int, domain: str = "localhost", *, stream_management: bool = True) -> None:
         self.workdir = workdir
         self.port = port
         self.domain = domain
@@ -55,7 +56,14 @@ class ProsodyServer:
         import getpass
 
         self.config_path.write_text(
-            CONFIG.format(dir=workdir, port=port, domain=domain, user=getpass.getuser()), encoding="utf-8"
+            CONFIG.format(
+                dir=workdir,
+                port=port,
+                domain=domain,
+                user=getpass.getuser(),
+                extra_modules='; "smacks"' if stream_management else "",
+            ),
+            encoding="utf-8",
         )
 
     def register(self, user: str, password: str) -> str:

@@ -15,7 +15,8 @@ from peers.net import free_port
 class TcpGate:
     """Relay ``127.0.0.1:port`` to ``127.0.0.1:target_port`` while open.
 
-    Shut: new connections are refused and the relayed ones are closed.
+    Shut: new connections are refused and the relayed ones are closed. Holding: what
+    the server sends is kept back (the client hears nothing) until the gate shuts.
     """
 
     def __init__(self, target_port: int) -> None:
@@ -23,14 +24,21 @@ class TcpGate:
         self.port = free_port()
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
+        self._replies_flow = asyncio.Event()
+        self._replies_flow.set()
 
     async def open(self) -> None:
         """Start accepting and relaying connections (no-op when already open)."""
         if self._server is None:
             self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port, reuse_address=True)
 
+    def hold_replies(self) -> None:
+        """Keep back everything the server sends on relayed connections from now on."""
+        self._replies_flow.clear()
+
     async def shut(self) -> None:
-        """Stop accepting and close every relayed connection."""
+        """Stop accepting and close every relayed connection (what was held back is dropped)."""
+        self._replies_flow.set()
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -47,7 +55,7 @@ class TcpGate:
             return
         pipes = {
             asyncio.create_task(_copy(client_reader, server_writer)),
-            asyncio.create_task(_copy(server_reader, client_writer)),
+            asyncio.create_task(_copy(server_reader, client_writer, self._replies_flow)),
         }
         self._pipes |= pipes
         try:
@@ -62,7 +70,9 @@ class TcpGate:
                     await writer.wait_closed()
 
 
-async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flow: asyncio.Event | None = None) -> None:
     while data := await reader.read(65536):
+        if flow is not None:
+            await flow.wait()
         writer.write(data)
         await writer.drain()

@@ -61,13 +61,20 @@ async def transport(link: Any, prosody: ProsodyServer, tmp_path: Path) -> AsyncI
 
 
 @pytest.fixture
-async def alice(prosody: ProsodyServer, transport: XmppTransport) -> AsyncIterator[XmppPeer]:
+async def alice_direct(prosody: ProsodyServer) -> AsyncIterator[XmppPeer]:
+    """alice, online (connected straight to prosody, never through a gate)."""
     peer = XmppPeer("alice@localhost", "alice-secret", prosody.port)
     await peer.connect()
     try:
         yield peer
     finally:
         await peer.close()
+
+
+@pytest.fixture
+def alice(transport: XmppTransport, alice_direct: XmppPeer) -> XmppPeer:
+    """alice, online after the transport is."""
+    return alice_direct
 
 
 def outbound(to_addr: str, content: str) -> TransportUserMessage:
@@ -100,8 +107,9 @@ async def test_a_reply_reaches_the_peer_and_is_acked_and_receipted(
     await transport.handle_outbound_message(reply)
     assert await alice.wait_for_bodies(1) == ["pong"]
     assert alice.received[0]["id"] == reply.message_id
-    await link.wait_until(lambda: link.events_about(reply.message_id, "delivery_report"))
-    ack, report = link.events_about(reply.message_id)
+    await link.wait_until(lambda: len(link.events_about(reply.message_id)) == 2)
+    # The server's confirmation (the ack) and alice's receipt race each other.
+    ack, report = sorted(link.events_about(reply.message_id), key=lambda e: e.event_type)
     assert ack.event_type == "ack" and ack.sent_message_id == reply.message_id
     assert report.delivery_status == "delivered"
 
@@ -125,36 +133,126 @@ async def test_server_going_away_and_back_loses_no_queued_message(
     transport = XmppTransport("xmpp", transport_config(prosody, tmp_path / "password", port=gate.port))
     transport.use_link(link)
     await transport.start()
-    sending: asyncio.Task[None] | None = None
     try:
         assert await transport.wait_connected(10)
         prosody.stop()
         await gate.shut()
         await link.wait_until(lambda: not transport.is_connected(), timeout=10)
         messages = [outbound("alice@localhost", f"while the server was away {i}") for i in range(3)]
-
-        async def send_in_order() -> None:
-            for message in messages:
-                await transport.handle_outbound_message(message)
-
-        sending = asyncio.create_task(send_in_order())
+        for message in messages:  # each takes a place in the window
+            await transport.handle_outbound_message(message)
         await asyncio.sleep(0.5)
-        assert not sending.done() and link.events == []
+        assert link.events == []
         prosody.start()
         alice = XmppPeer("alice@localhost", "alice-secret", prosody.port)
         await alice.connect()
         try:
             await gate.open()
-            await asyncio.wait_for(sending, 20)
+            await link.wait_until(lambda: all(link.events_about(m.message_id, "ack") for m in messages), 20)
             assert await alice.wait_for_bodies(3) == [m.content for m in messages]
-            assert all(link.events_about(m.message_id, "ack") for m in messages)
         finally:
             await alice.close()
     finally:
-        if sending is not None:
-            sending.cancel()
         await transport.stop()
         await gate.shut()
+
+
+@pytest.fixture
+async def gated(link: Any, prosody: ProsodyServer, tmp_path: Path) -> AsyncIterator[tuple[TcpGate, XmppTransport]]:
+    """A transport with a one-message window that reaches prosody through a gate."""
+    gate = TcpGate(prosody.port)
+    await gate.open()
+    config = transport_config(prosody, tmp_path / "password", port=gate.port, window_size=1, outbound_timeout=15)
+    transport = XmppTransport("xmpp", config)
+    transport.use_link(link)
+    await transport.start()
+    try:
+        assert await transport.wait_connected(10)
+        yield gate, transport
+    finally:
+        await transport.stop()
+        await gate.shut()
+
+
+async def send_while_replies_are_held(
+    gate: TcpGate, transport: XmppTransport, alice: XmppPeer, content: str
+) -> TransportUserMessage:
+    """Send ``content`` to alice while the gate holds back what the server says; return once she has it."""
+    message = outbound("alice@localhost", content)
+    gate.hold_replies()
+    await transport.handle_outbound_message(message)
+    assert await alice.wait_for_bodies(1) == [message.content]
+    return message
+
+
+async def test_an_outbound_message_is_acked_only_once_the_server_confirmed_it(
+    link: Any, gated: tuple[TcpGate, XmppTransport], alice_direct: XmppPeer
+) -> None:
+    # The gate holds back what the server says, so its XEP-0198 confirmation never arrives;
+    # then the connection drops, and the transport sends the message again on the next one.
+    gate, transport = gated
+    message = await send_while_replies_are_held(gate, transport, alice_direct, "did the server get this?")
+    await asyncio.sleep(0.5)  # the server has it ...
+    assert link.events_about(message.message_id, "ack") == []  # ... but never said so
+    await gate.shut()
+    await gate.open()
+    [ack] = await link.wait_until(lambda: link.events_about(message.message_id, "ack"), 20)
+    assert ack.sent_message_id == message.message_id
+    assert transport.counters["outbound_resent"] == 1
+    await alice_direct.wait_for_bodies(2)  # at least once: the copy sent again arrives too
+    assert {stanza["id"] for stanza in alice_direct.received} == {message.message_id}
+
+
+async def test_a_full_window_holds_the_next_message_back_until_the_server_confirms(
+    link: Any, gated: tuple[TcpGate, XmppTransport], alice_direct: XmppPeer
+) -> None:
+    gate, transport = gated
+    first, second = (outbound("alice@localhost", f"window {i}") for i in range(2))
+    gate.hold_replies()
+    await transport.handle_outbound_message(first)
+    taking_second = asyncio.create_task(transport.handle_outbound_message(second))
+    assert await alice_direct.wait_for_bodies(1) == [first.content]
+    await asyncio.sleep(0.5)
+    assert not taking_second.done()  # backpressure: the dispatcher keeps the second one
+    await gate.shut()
+    await gate.open()
+    await asyncio.wait_for(taking_second, 15)
+    await link.wait_until(lambda: all(link.events_about(m.message_id, "ack") for m in (first, second)), 15)
+    # The first again (its confirmation never came), then the second.
+    assert await alice_direct.wait_for_bodies(3) == [first.content, first.content, second.content]
+
+
+async def test_stopping_nacks_what_the_server_has_not_confirmed(
+    link: Any, gated: tuple[TcpGate, XmppTransport], alice_direct: XmppPeer
+) -> None:
+    gate, transport = gated
+    message = await send_while_replies_are_held(gate, transport, alice_direct, "unconfirmed at shutdown")
+    await transport.stop()  # waits 5 s for the confirmation that never comes
+    [nack] = link.events_about(message.message_id)
+    assert nack.event_type == "nack" and "stopped before the server confirmed it" in nack.nack_reason
+
+
+async def test_without_stream_management_a_message_is_acked_once_written(link: Any, tmp_path: Path) -> None:
+    server = ProsodyServer(tmp_path / "prosody", free_port(), stream_management=False)
+    server.register("dispatcher", "bot-secret")
+    server.register("alice", "alice-secret")
+    server.start()
+    transport = XmppTransport("xmpp", transport_config(server, tmp_path / "password"))
+    transport.use_link(link)
+    alice = XmppPeer("alice@localhost", "alice-secret", server.port)
+    try:
+        await transport.start()
+        assert await transport.wait_connected(10)
+        await alice.connect()
+        message = outbound("alice@localhost", "no stream management here")
+        await transport.handle_outbound_message(message)
+        await link.wait_until(lambda: link.events_about(message.message_id, "ack"))
+        assert await alice.wait_for_bodies(1) == [message.content]
+        assert transport.counters["outbound_resent"] == 0
+    finally:
+        await alice.close()
+        await transport.stop()
+        server.stop()
 
 
 async def test_no_session_within_the_timeout_is_a_nack(link: Any, tmp_path: Path) -> None:
@@ -167,7 +265,7 @@ async def test_no_session_within_the_timeout_is_a_nack(link: Any, tmp_path: Path
     try:
         message = outbound("alice@localhost", "lost cause")
         await transport.handle_outbound_message(message)
-        [nack] = link.events_about(message.message_id)
+        [nack] = await link.wait_until(lambda: link.events_about(message.message_id))
         assert nack.event_type == "nack" and "no XMPP session" in nack.nack_reason
     finally:
         await transport.stop()
