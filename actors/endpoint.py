@@ -24,7 +24,7 @@ import asyncio
 import logging
 import os
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -63,21 +63,49 @@ class DispatcherLink(Protocol):
 class RayDispatcherLink:
     """A ``DispatcherLink`` over one or more dispatcher actors (sticky per user).
 
-    Keeping one user's messages on one dispatcher keeps their order.
+    Keeping one user's messages on one dispatcher keeps their order. A
+    dispatcher the link gives up on (dead, or unreachable past the retry
+    budget: a slow restart, a partition) is pinged with backoff until it
+    answers; then it takes messages again and ``on_rejoin`` runs. Pinging
+    stops when Ray says the actor is gone for good, or the link closes.
+
+    Args:
+        endpoint_name: the endpoint this link sends for.
+        dispatchers: the dispatcher actor handles.
+        options: batching and retry settings (the pings back off like retries).
+        on_rejoin: awaited each time a dispatcher is taken back.
+        ping_timeout: seconds one ping may take before it counts as unanswered.
     """
 
-    def __init__(self, endpoint_name: str, dispatchers: list[Any], options: SenderOptions) -> None:
+    def __init__(
+        self,
+        endpoint_name: str,
+        dispatchers: list[Any],
+        options: SenderOptions,
+        on_rejoin: Callable[[], Awaitable[None]] | None = None,
+        ping_timeout: float = 5.0,
+    ) -> None:
         from actors.ray_calls import classify_ray_error, receive_call
 
+        self.name = f"dispatcher (from {endpoint_name})"
         self.pool = ReplicaPool(
-            f"dispatcher (from {endpoint_name})",
+            self.name,
             receive_call(endpoint_name),
             "sticky",
             options,
             classify=classify_ray_error,
+            on_replica_dead=self._lost,
         )
-        for index, handle in enumerate(dispatchers):
-            self.pool.add(f"dispatcher-{index}", handle)
+        self._classify = classify_ray_error
+        self._options = options
+        self._on_rejoin = on_rejoin
+        self._ping_timeout = ping_timeout
+        self._handles = {f"dispatcher-{index}": handle for index, handle in enumerate(dispatchers)}
+        self._pinging: dict[str, asyncio.Task[None]] = {}
+        self._closed = False
+        self.rejoined = 0
+        for replica_id, handle in self._handles.items():
+            self.pool.add(replica_id, handle)
 
     async def send(self, direction: Direction, message: Message) -> asyncio.Future[Any]:
         """Queue ``message`` for a dispatcher chosen by its user."""
@@ -89,8 +117,40 @@ class RayDispatcherLink:
         return await self.pool.drain(timeout)
 
     async def close(self) -> None:
-        """Close the senders."""
+        """Close the senders and stop pinging."""
+        self._closed = True
+        for task in self._pinging.values():
+            task.cancel()
+        await asyncio.gather(*self._pinging.values(), return_exceptions=True)
         await self.pool.close()
+
+    def _lost(self, pool: str, replica_id: str, error: BaseException) -> None:
+        if self._closed or replica_id in self._pinging:
+            return
+        log.warning("%s: gave up on %s (%s: %s); pinging it", self.name, replica_id, type(error).__name__, error)
+        task = asyncio.get_running_loop().create_task(self._ping_until_back(replica_id))
+        self._pinging[replica_id] = task
+        task.add_done_callback(lambda _: self._pinging.pop(replica_id, None))
+
+    async def _ping_until_back(self, replica_id: str) -> None:
+        handle = self._handles[replica_id]
+        delay = self._options.backoff
+        while not self._closed:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._options.backoff_max)
+            try:
+                await asyncio.wait_for(handle.ping.remote(), self._ping_timeout)
+            except Exception as exc:
+                if self._classify(exc) == "dead":
+                    log.error("%s: %s is gone for good (%s)", self.name, replica_id, type(exc).__name__)
+                    return
+                continue
+            self.pool.add(replica_id, handle)
+            self.rejoined += 1
+            log.warning("%s: %s answers again; sending to it", self.name, replica_id)
+            if self._on_rejoin is not None:
+                await self._on_rejoin()
+            return
 
 
 class EndpointConfig(BaseModel):
@@ -159,7 +219,9 @@ class EndpointActor:
         """Connect to the dispatcher actor(s); replaces any earlier link."""
         if self._link is not None:
             await self._link.close()
-        self._link = RayDispatcherLink(self.endpoint_name, list(dispatchers), self._sender_options)
+        self._link = RayDispatcherLink(
+            self.endpoint_name, list(dispatchers), self._sender_options, on_rejoin=self._resend_undeliverable
+        )
         metrics.instruments()  # this process's senders report their batches from now on
 
     def use_link(self, link: DispatcherLink) -> None:
@@ -214,14 +276,39 @@ class EndpointActor:
         """Messages sent without waiting that no dispatcher took, as failure record dicts, oldest first.
 
         A message lands here when the link to the dispatcher(s) gave up on it
-        (every dispatcher dead, or unreachable past the retry budget). At most
-        ``undeliverable_kept`` are kept; ``counters["undeliverable_forgotten"]``
+        (every dispatcher dead, or unreachable past the retry budget). When a
+        dispatcher answers again they are sent again and leave this list. At
+        most ``undeliverable_kept`` are kept; ``counters["undeliverable_forgotten"]``
         counts the older ones pushed out. With ``clear`` the list is emptied.
         """
         records = [record.to_dict() for record in self._undeliverable]
         if clear:
             self._undeliverable.clear()
         return records
+
+    async def _resend_undeliverable(self) -> None:
+        """A dispatcher is back: hand over again, oldest first, the messages no dispatcher took.
+
+        Only those that failed at the hand-over (``stage == "handoff"``); what a
+        peer sent that was invalid stays a record. A message that fails again
+        is kept again; duplicates of any the dispatcher did get are dropped there.
+        """
+        self.counters["dispatcher_rejoined"] += 1
+        again = [r for r in self._undeliverable if r.stage == "handoff" and isinstance(r.message, Message)]
+        if not again:
+            return
+        resending = {id(r) for r in again}
+        kept = [r for r in self._undeliverable if id(r) not in resending]
+        self._undeliverable.clear()
+        self._undeliverable.extend(kept)
+        for index, record in enumerate(again):
+            try:
+                await self._publish(record.direction, record.message, wait=False)
+            except DeliveryError:
+                self._undeliverable.extend(again[index:])  # no dispatcher left again: keep the rest
+                return
+            self.counters["undeliverable_resent"] += 1
+        log.warning("%s %r: sent %d undeliverable message(s) again", self.ROLE, self.endpoint_name, len(again))
 
     # -- receiving from the dispatcher --------------------------------------------
 

@@ -197,19 +197,25 @@ class XmppTransport(TransportActor):
             if not started.done():
                 started.set_exception(ConnectionError(reason))
 
-        ready = {"session_start": False, "stream_negotiated": False}
+        negotiated = {"session_start": False, "stream_negotiated": False}
 
         def mark(step: str) -> None:
-            ready[step] = True
-            if all(ready.values()) and not started.done():
+            negotiated[step] = True
+            if all(negotiated.values()) and not started.done():
                 # Stream management (if offered) is negotiated after session_start. Nothing is sent
                 # before it is settled, or slixmpp and the server would count stanzas differently.
                 session.server_confirms = cfg.stream_management and bool(client.plugin["xep_0198"].enabled_out)
                 client.send_presence()
+
+        def on_presence(stanza: Any) -> None:
+            # The server echoes our own presence once it has it (RFC 6121 4.2.2): from then on
+            # messages to this JID reach us instead of bouncing.
+            if stanza["from"] == client.boundjid and not started.done():
                 started.set_result(None)
 
         client.add_event_handler("session_start", lambda _: mark("session_start"))
         client.add_event_handler("stream_negotiated", lambda _: mark("stream_negotiated"))
+        client.add_event_handler("presence_available", on_presence)
         client.add_event_handler("stanza_acked", session.on_stanza_acked)
         client.add_event_handler("failed_auth", lambda _: fail("authentication failed"))
         client.add_event_handler("connection_failed", lambda error: fail(f"connection failed: {error}"))

@@ -24,11 +24,16 @@ class XmppPeer:
         self.received: list[Any] = []
         self._started: asyncio.Future[None] | None = None
         self.client.add_event_handler("session_start", self._on_start)
+        self.client.add_event_handler("presence_available", self._on_presence)
         self.client.add_event_handler("message", self._on_message)
 
     async def _on_start(self, _: Any) -> None:
         self.client.send_presence()
-        if self._started is not None and not self._started.done():
+
+    def _on_presence(self, stanza: Any) -> None:
+        # The server echoes our own presence once it has it: from then on it delivers to us
+        # (before that, with no offline storage, it would bounce a message sent to us).
+        if stanza["from"] == self.client.boundjid and self._started is not None and not self._started.done():
             self._started.set_result(None)
 
     def _on_message(self, stanza: Any) -> None:
@@ -36,7 +41,7 @@ class XmppPeer:
             self.received.append(stanza)
 
     async def connect(self, timeout: float = 10.0) -> None:
-        """Log in (bounded)."""
+        """Log in and wait (bounded) until the server has our presence."""
         self._started = asyncio.get_running_loop().create_future()
         self.client.connect("127.0.0.1", self.port)
         await asyncio.wait_for(self._started, timeout)
