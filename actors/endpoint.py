@@ -65,7 +65,7 @@ class RayDispatcherLink:
 
     Keeping one user's messages on one dispatcher keeps their order. A
     dispatcher the link gives up on (dead, or unreachable past the retry
-    budget: a slow restart, a partition) is pinged with backoff until it
+    budget, as in a partition) is pinged with backoff until it
     answers; then it takes messages again and ``on_rejoin`` runs. Pinging
     stops when Ray says the actor is gone for good, or the link closes.
 
@@ -149,7 +149,10 @@ class RayDispatcherLink:
             self.rejoined += 1
             log.warning("%s: %s answers again; sending to it", self.name, replica_id)
             if self._on_rejoin is not None:
-                await self._on_rejoin()
+                try:
+                    await self._on_rejoin()
+                except Exception:
+                    log.exception("%s: handling the return of %s failed", self.name, replica_id)
             return
 
 
