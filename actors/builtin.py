@@ -99,6 +99,16 @@ class MemoryTransport(TransportActor):
         message = await self.publish_message(content=content, from_addr=from_addr, to_addr=to_addr, wait=wait, **fields)
         return to_wire(message)
 
+    async def inject_from_peer(self, **fields: Any) -> dict[str, Any] | None:
+        """Receive raw, unchecked input as a real peer would send it; return its payload, or None.
+
+        Unlike ``inject``, invalid input is not an error to the caller: it is
+        kept as an undeliverable record (``undeliverable()``), as real
+        transports do with what their peer sends.
+        """
+        message = await self.publish_from_peer(**fields)
+        return None if message is None else to_wire(message)
+
     async def inject_many(self, messages: list[dict[str, Any]], *, wait: bool = True) -> list[str]:
         """Receive many messages (dicts of fields); return their ids.
 

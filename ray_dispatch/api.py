@@ -490,6 +490,27 @@ class Deployment:
                 return _get(handle.replay_failure.remote(failure_id, endpoint))  # type: ignore[no-any-return]
         raise KeyError(f"no failure record with id {failure_id!r}")
 
+    def undeliverable(self, endpoint: str | None = None, clear: bool = False) -> list[dict[str, Any]]:
+        """Records endpoints hold of messages no dispatcher took, oldest first, each with its ``replica``.
+
+        Invalid input from a peer (stage ``validate``) and messages the link
+        could not hand over (stage ``handoff``; sent again when a dispatcher
+        answers again). With ``clear`` the listed replicas forget theirs.
+        A replica that does not answer is skipped.
+
+        Raises:
+            ConfigError: unknown endpoint.
+        """
+        if endpoint is not None:
+            self._check_endpoint(endpoint)
+        records = []
+        for name in [endpoint] if endpoint is not None else list(self.spec.endpoints):
+            for rid in self.replica_ids(name):
+                with contextlib.suppress(ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                    held = ray.get(self.endpoint(name, rid).undeliverable.remote(clear), timeout=30)
+                    records += [{**record, "replica": rid} for record in held]
+        return sorted(records, key=lambda r: r["timestamp"])
+
     def purge_failures(self, failure_ids: list[str] | None = None) -> int:
         """Remove the given failure records (all when None); return how many were removed."""
         return sum(_unless_dead(d.purge_failures.remote(failure_ids), 0) for d in self.dispatchers)

@@ -384,6 +384,20 @@ def failures_list(name: str, namespace: str, address: str | None, direction: str
     click.echo(f"{len(records)} failure record(s)")
 
 
+@failures.command("undeliverable")
+@deployment_options
+@click.option("--endpoint", default=None)
+@click.option("--clear", is_flag=True, help="Also make the endpoints forget the records listed.")
+@clean_errors
+def failures_undeliverable(name: str, namespace: str, address: str | None, endpoint: str | None, clear: bool) -> None:
+    """Records held by endpoints: invalid peer input, and messages no dispatcher took (oldest first)."""
+    records = _attach(name, namespace, address).undeliverable(endpoint, clear)
+    for r in records:
+        where = f"{r['endpoint']}[{r['replica']}]"
+        click.echo(f"{r['failure_id']}  {r['timestamp']}  {r['stage']:8} {where}  {r['reason']}")
+    click.echo(f"{len(records)} undeliverable record(s)" + (", cleared" if clear and records else ""))
+
+
 @failures.command("show")
 @click.argument("failure_id")
 @deployment_options

@@ -181,6 +181,26 @@ def status_block(out: str, header: str) -> list[str]:
     return lines[start:end]
 
 
+def test_failures_undeliverable_lists_and_clears_what_endpoints_hold(running: str) -> None:
+    xmpp = ray_dispatch.attach(NAME, NAMESPACE).endpoint("xmpp_transport")
+    assert ray.get(xmpp.inject_from_peer.remote(from_addr="bob@example.org", to_addr=42, content="bad")) is None
+
+    listed = cli("failures", "undeliverable", *TARGET)
+    assert listed.exit_code == 0, listed.stderr
+    [line, total] = listed.stdout.strip().splitlines()
+    assert "validate xmpp_transport[0]" in line and "to_addr" in line
+    assert total == "1 undeliverable record(s)"
+    only_smpp = cli("failures", "undeliverable", "--endpoint", "smpp_transport", *TARGET)
+    assert only_smpp.stdout.strip() == "0 undeliverable record(s)"
+    assert (
+        cli("failures", "undeliverable", "--clear", *TARGET)
+        .stdout.rstrip()
+        .endswith("1 undeliverable record(s), cleared")
+    )
+    assert cli("failures", "undeliverable", *TARGET).stdout.strip() == "0 undeliverable record(s)"
+    assert_one_line_error(cli("failures", "undeliverable", "--endpoint", "nope", *TARGET), 2, "unknown endpoint 'nope'")
+
+
 def test_failures_list_show_replay_and_purge(running: str) -> None:
     assert cli("failures", "purge", "--all", *TARGET).exit_code == 0
     sent = cli("send", "late_transport", "too early", *TARGET)

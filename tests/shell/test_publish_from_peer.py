@@ -46,3 +46,14 @@ async def test_a_message_that_cannot_be_handed_over_is_kept_too() -> None:
     assert await transport.publish_from_peer(from_addr="+2782", to_addr="12345", content="hi") is None
     [record] = await transport.undeliverable()
     assert record["stage"] == "handoff" and "not attached" in record["reason"]
+
+
+async def test_memory_transport_takes_raw_peer_input_like_a_real_transport() -> None:
+    transport = MemoryTransport("sms")
+    link = RecordingLink()
+    transport.use_link(link)
+    assert await transport.inject_from_peer(from_addr="+2782", to_addr=["not", "an", "address"]) is None
+    good = await transport.inject_from_peer(from_addr="+2782", to_addr="12345", content="fine")
+    assert good is not None and [m.message_id for _, m in link.sent] == [good["message_id"]]
+    [record] = await transport.undeliverable()
+    assert record["stage"] == "validate" and "to_addr" in record["reason"] and record["endpoint"] == "sms"
