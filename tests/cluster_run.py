@@ -29,6 +29,7 @@ def run_cluster_script(script: Path, deadline: int, *args: str) -> dict[str, Any
     temp_dir = tempfile.mkdtemp(prefix="rdc.")  # short: Ray's socket paths must stay under ~107 bytes
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_TMPDIR"] = temp_dir
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))  # tests.cluster_script
     proc = subprocess.Popen(
         [sys.executable, str(script), "--deadline", str(deadline), *args],
         cwd=REPO_ROOT,

@@ -23,11 +23,11 @@ the batches it had not confirmed; the dispatcher redelivers them to replica
 from __future__ import annotations
 
 import argparse
-import json
-import signal
 import sys
 import time
 from typing import Any
+
+from tests.cluster_script import cluster_script_main
 
 LEDGER = "ledger-node-loss"
 NAMESPACE = "node_loss"
@@ -54,14 +54,6 @@ CONFIG: dict[str, Any] = {
 }
 
 
-class Overrun(Exception):
-    """The run took longer than its deadline."""
-
-
-def _overrun(*_: Any) -> None:
-    raise Overrun("node-loss run overran its deadline")
-
-
 def _placement(dep: Any) -> dict[str, str]:
     """Replica id -> node id of the application replicas that answer now."""
     import ray
@@ -84,8 +76,9 @@ def _wait_for(predicate: Any, timeout: float) -> bool:
     return bool(predicate())
 
 
-def run(cluster: Any, messages: int) -> dict[str, Any]:
-    """Deploy, add the spare node and replica 1, stream ``messages``, remove the victim node mid-stream."""
+def run(cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Deploy, add the spare node and replica 1, stream ``args.messages``, remove the victim node mid-stream."""
+    messages = args.messages
     import ray
 
     from actors.testing import Ledger
@@ -140,34 +133,22 @@ def run(cluster: Any, messages: int) -> dict[str, Any]:
 
 def main() -> int:
     """Start the cluster, run, print ``RESULT <json>``, shut everything down."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--deadline", type=int, default=240, help="seconds before giving up")
-    parser.add_argument("--messages", type=int, default=5_000, help="messages to stream")
-    args = parser.parse_args()
-    signal.signal(signal.SIGALRM, _overrun)
-    signal.alarm(args.deadline)
-
-    import ray
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
+    return cluster_script_main(
+        __doc__,
+        {
             "num_cpus": 1,
             "resources": {"head": 100},
             "include_dashboard": False,
             # Notice a dead node within about two seconds instead of Ray's default ~30.
             "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3},
         },
+        run,
+        _add_arguments,
     )
-    try:
-        outcome = run(cluster, args.messages)
-    finally:
-        signal.alarm(0)
-        ray.shutdown()
-        cluster.shutdown()
-    print("RESULT " + json.dumps(outcome, default=str), flush=True)
-    return 0
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--messages", type=int, default=5_000, help="messages to stream")
 
 
 if __name__ == "__main__":

@@ -14,11 +14,11 @@ be placed two per extra node, and pins the transport to ``ingress``.
 from __future__ import annotations
 
 import argparse
-import json
-import signal
 import sys
 import time
 from typing import Any
+
+from tests.cluster_script import cluster_script_main
 
 MESSAGES = 200
 
@@ -39,14 +39,6 @@ CONFIG: dict[str, Any] = {
         },
     },
 }
-
-
-class Overrun(Exception):
-    """The run took longer than its deadline."""
-
-
-def _overrun(*_: Any) -> None:
-    raise Overrun("multi-node run overran its deadline")
 
 
 def run_deployment(address: str) -> dict[str, Any]:
@@ -81,34 +73,19 @@ def run_deployment(address: str) -> dict[str, Any]:
         dep.shutdown()
 
 
+def run(cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Add the two extra nodes, run the deployment, report where everything ran."""
+    node_a = cluster.add_node(num_cpus=1, resources={"edge": 2})
+    node_b = cluster.add_node(num_cpus=1, resources={"edge": 2, "ingress": 1})
+    cluster.wait_for_nodes()
+    outcome = run_deployment(cluster.address)
+    outcome["nodes"] = {"head": cluster.head_node.node_id, "node_a": node_a.node_id, "node_b": node_b.node_id}
+    return outcome
+
+
 def main() -> int:
     """Start the cluster, run the deployment, print ``RESULT <json>``, shut everything down."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--deadline", type=int, default=240, help="seconds before giving up")
-    args = parser.parse_args()
-    signal.signal(signal.SIGALRM, _overrun)
-    signal.alarm(args.deadline)
-
-    import ray
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    try:
-        node_a = cluster.add_node(num_cpus=1, resources={"edge": 2})
-        node_b = cluster.add_node(num_cpus=1, resources={"edge": 2, "ingress": 1})
-        cluster.wait_for_nodes()
-        outcome = run_deployment(cluster.address)
-        outcome["nodes"] = {
-            "head": cluster.head_node.node_id,
-            "node_a": node_a.node_id,
-            "node_b": node_b.node_id,
-        }
-    finally:
-        signal.alarm(0)
-        ray.shutdown()
-        cluster.shutdown()
-    print("RESULT " + json.dumps(outcome, default=str), flush=True)
-    return 0
+    return cluster_script_main(__doc__, {"num_cpus": 1, "include_dashboard": False}, run)
 
 
 if __name__ == "__main__":
