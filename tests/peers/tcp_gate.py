@@ -17,6 +17,7 @@ class TcpGate:
 
     Shut: new connections are refused and the relayed ones are closed. Holding: what
     the server sends is kept back (the client hears nothing) until the gate shuts.
+    As an async context manager it is open inside the block and shut after it.
     """
 
     def __init__(self, target_port: int) -> None:
@@ -26,6 +27,13 @@ class TcpGate:
         self._pipes: set[asyncio.Task[None]] = set()
         self._replies_flow = asyncio.Event()
         self._replies_flow.set()
+
+    async def __aenter__(self) -> TcpGate:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shut()
 
     async def open(self) -> None:
         """Start accepting and relaying connections (no-op when already open)."""

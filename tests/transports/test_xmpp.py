@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,10 @@ def transport_config(prosody: ProsodyServer, secret_file: Path, **extra: Any) ->
     }
 
 
-@pytest.fixture
-async def transport(link: Any, prosody: ProsodyServer, tmp_path: Path) -> AsyncIterator[XmppTransport]:
-    transport = XmppTransport("xmpp", transport_config(prosody, tmp_path / "password"))
+@contextlib.asynccontextmanager
+async def connected_transport(link: Any, config: dict[str, Any]) -> AsyncIterator[XmppTransport]:
+    """An XmppTransport with ``config`` recording into ``link``, connected inside the block, stopped after it."""
+    transport = XmppTransport("xmpp", config)
     transport.use_link(link)
     await transport.start()
     try:
@@ -58,6 +60,12 @@ async def transport(link: Any, prosody: ProsodyServer, tmp_path: Path) -> AsyncI
         yield transport
     finally:
         await transport.stop()
+
+
+@pytest.fixture
+async def transport(link: Any, prosody: ProsodyServer, tmp_path: Path) -> AsyncIterator[XmppTransport]:
+    async with connected_transport(link, transport_config(prosody, tmp_path / "password")) as transport:
+        yield transport
 
 
 @pytest.fixture
@@ -128,13 +136,10 @@ async def test_server_going_away_and_back_loses_no_queued_message(
 ) -> None:
     # The transport reaches prosody through a gate, so the test decides when it may reconnect:
     # only after alice is back online (prosody here keeps no offline messages).
-    gate = TcpGate(prosody.port)
-    await gate.open()
-    transport = XmppTransport("xmpp", transport_config(prosody, tmp_path / "password", port=gate.port))
-    transport.use_link(link)
-    await transport.start()
-    try:
-        assert await transport.wait_connected(10)
+    async with (
+        TcpGate(prosody.port) as gate,
+        connected_transport(link, transport_config(prosody, tmp_path / "password", port=gate.port)) as transport,
+    ):
         prosody.stop()
         await gate.shut()
         await link.wait_until(lambda: not transport.is_connected(), timeout=10)
@@ -152,26 +157,15 @@ async def test_server_going_away_and_back_loses_no_queued_message(
             assert await alice.wait_for_bodies(3) == [m.content for m in messages]
         finally:
             await alice.close()
-    finally:
-        await transport.stop()
-        await gate.shut()
 
 
 @pytest.fixture
 async def gated(link: Any, prosody: ProsodyServer, tmp_path: Path) -> AsyncIterator[tuple[TcpGate, XmppTransport]]:
     """A transport with a one-message window that reaches prosody through a gate."""
-    gate = TcpGate(prosody.port)
-    await gate.open()
-    config = transport_config(prosody, tmp_path / "password", port=gate.port, window_size=1, outbound_timeout=15)
-    transport = XmppTransport("xmpp", config)
-    transport.use_link(link)
-    await transport.start()
-    try:
-        assert await transport.wait_connected(10)
-        yield gate, transport
-    finally:
-        await transport.stop()
-        await gate.shut()
+    async with TcpGate(prosody.port) as gate:
+        config = transport_config(prosody, tmp_path / "password", port=gate.port, window_size=1, outbound_timeout=15)
+        async with connected_transport(link, config) as transport:
+            yield gate, transport
 
 
 async def send_while_replies_are_held(
