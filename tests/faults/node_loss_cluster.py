@@ -28,6 +28,7 @@ import time
 from typing import Any
 
 from tests.cluster_script import cluster_script_main
+from tests.waiting import wait_for
 
 LEDGER = "ledger-node-loss"
 NAMESPACE = "node_loss"
@@ -67,22 +68,14 @@ def _placement(dep: Any) -> dict[str, str]:
     return found
 
 
-def _wait_for(predicate: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return bool(predicate())
-
-
 def run(cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Deploy, add the spare node and replica 1, stream ``args.messages``, remove the victim node mid-stream."""
-    messages = args.messages
     import ray
 
     from actors.testing import Ledger
     from ray_dispatch.api import Deployment
+
+    messages = args.messages
 
     ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)
     victim = cluster.add_node(num_cpus=1, resources={"edge": 1})
@@ -98,7 +91,7 @@ def run(cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
         batch = [{"content": str(i), "from_addr": f"+2788{i % USERS:05d}", "to_addr": "1"} for i in range(messages)]
         started = time.monotonic()
         sending = sms.inject_many.remote(batch)
-        if not _wait_for(lambda: len(ray.get(ledger.ids.remote(), timeout=20)) > messages // 4, 120):
+        if not wait_for(lambda: len(ray.get(ledger.ids.remote(), timeout=20)) > messages // 4, 120):
             raise RuntimeError("traffic did not start")
         at_removal = len(ray.get(ledger.ids.remote(), timeout=20))
         cluster.remove_node(victim, allow_graceful=False)
@@ -106,7 +99,7 @@ def run(cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
         sent_ids = ray.get(sending, timeout=200)
         finished = time.monotonic()
         received = ray.get(ledger.ids.remote(), timeout=30)
-        _wait_for(lambda: not any(n.startswith("unavailable") for n in _placement(dep).values()), 30)
+        wait_for(lambda: not any(n.startswith("unavailable") for n in _placement(dep).values()), 30)
         status = ray.get(dep.dispatchers[0].status.remote(), timeout=30)
         lost = sorted(set(sent_ids) - set(received))
         return {

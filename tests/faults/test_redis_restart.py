@@ -22,6 +22,7 @@ import ray
 
 from ray_dispatch.api import Deployment
 from tests.redis_server import RedisServer, redis_server_available
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -55,15 +56,6 @@ def config(redis_url: str) -> dict[str, Any]:
             "app": {"class": "actors.builtin.EchoApplication", "config": {"keep": N + 100}},
         },
     }
-
-
-def wait_for(predicate: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return bool(predicate())
 
 
 def answered(sms: Any) -> list[str]:

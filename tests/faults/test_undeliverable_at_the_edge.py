@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -10,6 +9,7 @@ import ray
 
 from ray_dispatch.api import Deployment
 from ray_dispatch.errors import DeliveryError
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.ray]
 
@@ -27,16 +27,6 @@ CONFIG: dict[str, Any] = {
 }
 
 
-def _wait_for(predicate: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.05)
-    return predicate()
-
-
 def test_a_message_no_dispatcher_takes_becomes_an_undeliverable_record(ray_session: None) -> None:
     dep = Deployment.start(CONFIG, name="edge-undeliverable", health_interval=0.5)
     try:
@@ -48,7 +38,7 @@ def test_a_message_no_dispatcher_takes_becomes_an_undeliverable_record(ray_sessi
         ray.kill(dep.dispatchers[0], no_restart=True)
         lost = ray.get(sms.inject.remote("after the dispatcher died", wait=False), timeout=10)
 
-        records = _wait_for(lambda: ray.get(sms.undeliverable.remote(), timeout=10), 20)
+        records = wait_for(lambda: ray.get(sms.undeliverable.remote(), timeout=10), 20)
         assert [r["message"]["message_id"] for r in records] == [lost["message_id"]]
         (record,) = records
         assert record["direction"] == "inbound" and record["endpoint"] == "sms"

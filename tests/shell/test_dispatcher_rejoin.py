@@ -7,7 +7,6 @@ budget). The fake dispatcher below raises Ray's own exceptions to play both.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError
 
 from actors.builtin import MemoryTransport
 from ray_dispatch.errors import DeliveryError
+from tests.peers.net import eventually
 
 FAST_GIVE_UP = {"max_attempts": 2, "backoff": 0.01, "backoff_max": 0.05}
 
@@ -56,13 +56,6 @@ class FakeDispatcher:
         return {}
 
 
-async def _until(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 @pytest.fixture
 async def sms_and_dispatcher() -> Any:
     dispatcher = FakeDispatcher()
@@ -80,14 +73,14 @@ async def test_after_a_partition_the_dispatcher_is_taken_back_and_gets_what_it_m
     before = await sms.inject("before", wait=True)
     dispatcher.partitioned = True
     missed = await sms.inject("during the partition", wait=False)
-    await _until(lambda: sms.counters["send_failed"] == 1)  # past the retry budget: an undeliverable record
+    await eventually(lambda: sms.counters["send_failed"] == 1)  # past the retry budget: an undeliverable record
     with pytest.raises(DeliveryError, match="no replicas"):
         await sms.inject("while no dispatcher is left", wait=False)
     assert await sms.publish_from_peer(from_addr="+2782", to_addr=12345, content="invalid") is None
 
     dispatcher.partitioned = False
-    await _until(lambda: sms.counters["dispatcher_rejoined"] == 1)
-    await _until(lambda: missed["message_id"] in dispatcher.received)
+    await eventually(lambda: sms.counters["dispatcher_rejoined"] == 1)
+    await eventually(lambda: missed["message_id"] in dispatcher.received)
     after = await sms.inject("after", wait=True)
     assert dispatcher.received == [before["message_id"], missed["message_id"], after["message_id"]]
     assert sms.counters["undeliverable_resent"] == 1
@@ -98,8 +91,8 @@ async def test_a_dispatcher_gone_for_good_is_not_pinged_forever(sms_and_dispatch
     sms, dispatcher = sms_and_dispatcher
     dispatcher.gone = True
     lost = await sms.inject("to nobody", wait=False)
-    await _until(lambda: sms.counters["send_failed"] == 1)
+    await eventually(lambda: sms.counters["send_failed"] == 1)
     link = sms._link
-    await _until(lambda: not link._pinging)  # one ping said ActorDiedError: it stopped
+    await eventually(lambda: not link._pinging)  # one ping said ActorDiedError: it stopped
     assert link.rejoined == 0 and sms.counters["dispatcher_rejoined"] == 0
     assert [r["message"]["message_id"] for r in await sms.undeliverable()] == [lost["message_id"]]
