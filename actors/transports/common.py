@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 K = TypeVar("K")
 V = TypeVar("V")
+R = TypeVar("R")
 
 
 class BackoffConfig(BaseModel):
@@ -103,6 +104,51 @@ class Secret(BaseModel):
         if not value:
             raise ConfigError(f"{key}: secret file {self.file!r} is empty")
         return value
+
+
+class SendWindow:
+    """At most ``size`` outbound sends in flight, each a task; closing waits, then cancels the rest.
+
+    A transport ``reserve``s a place (waiting while the window is full, which
+    holds the dispatcher back), ``start``s the send as a task that frees the
+    place when it ends, and ``close``s the window at teardown.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._places = asyncio.Semaphore(size)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def reserve(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a place; return whether one was reserved."""
+        try:
+            await asyncio.wait_for(self._places.acquire(), max(0.0, timeout))
+        except TimeoutError:
+            return False
+        return True
+
+    async def start(self, send: Coroutine[Any, Any, R]) -> asyncio.Task[R]:
+        """Run ``send`` in the reserved place as a task; return it once it has run to its first wait.
+
+        Letting it start before the caller takes the next message keeps sends in order.
+        """
+        task = asyncio.get_running_loop().create_task(send)
+        task.add_done_callback(lambda _: self._places.release())
+        self.track(task)
+        await asyncio.sleep(0)
+        return task
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        """Keep ``task`` (one that holds no place) to be waited for or cancelled by ``close``."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Wait up to ``grace`` seconds for the tasks, then cancel what is left (their sends nack)."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=grace)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 class BoundedMap(Generic[K, V]):

@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from actors.endpoint import EndpointConfig, TransportActor
-from actors.transports.common import Backoff, BackoffConfig, BoundedMap, ConnectionSupervisor, Secret
+from actors.transports.common import Backoff, BackoffConfig, BoundedMap, ConnectionSupervisor, Secret, SendWindow
 from actors.transports.smpp_codec import (
     ESM_CLASS_DELIVERY_RECEIPT,
     ESM_CLASS_INTERMEDIATE_NOTIFICATION,
@@ -229,14 +229,13 @@ class SmppTransport(TransportActor):
         self._password = ""
         self._transmitter: ConnectionSupervisor[_Session] | None = None
         self._receiver: ConnectionSupervisor[_Session] | None = None
-        self._window = asyncio.Semaphore(cfg.window_size)
+        self._window = SendWindow(cfg.window_size)
         self._pacer = _SendPacer(cfg.tps, cfg.throttle_delay, cfg.throttle_max_delay)
         self._references = itertools.cycle(range(1, 256 if cfg.long_messages == "udh" else 65536))
         self._sent_ids: BoundedMap[str, str] = BoundedMap(cfg.remember_sent)
         self._long: BoundedMap[str, _LongMessage] = BoundedMap(cfg.remember_sent)
         self._early_receipts: BoundedMap[str, tuple[Receipt, float]] = BoundedMap(1000)
         self._inbound_parts: dict[tuple[str, str, int, int], _InboundParts] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
 
     # -- lifecycle ----------------------------------------------------------------
@@ -276,11 +275,7 @@ class SmppTransport(TransportActor):
         self._closing = True
         for bind in {id(b): b for b in (self._transmitter, self._receiver) if b is not None}.values():
             await bind.stop()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5.0)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._window.close()
 
     def is_bound(self) -> bool:
         """Whether every bind is up."""
@@ -472,27 +467,13 @@ class SmppTransport(TransportActor):
             self._long[message.message_id] = _LongMessage(len(encoded.parts))
         parts: list[asyncio.Task[str]] = []
         for index in range(len(encoded.parts)):
-            try:
-                await asyncio.wait_for(self._window.acquire(), max(0.0, deadline - loop.time()))
-            except TimeoutError:
+            if not await self._window.reserve(deadline - loop.time()):
                 for task in parts:
                     task.cancel()
                 await self._nack(message, f"no room in the submit window within {cfg.outbound_timeout}s")
                 return
-            part = loop.create_task(self._submit_part(message, encoded, index, deadline))
-            part.add_done_callback(lambda _: self._window.release())
-            parts.append(part)
-            await self._started(part)
-        self._track(loop.create_task(self._conclude(message, parts)))
-
-    async def _started(self, part: asyncio.Task[str]) -> None:
-        """Let the part task reach its first wait, so parts and messages go out in order."""
-        self._track(part)
-        await asyncio.sleep(0)
-
-    def _track(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            parts.append(await self._window.start(self._submit_part(message, encoded, index, deadline)))
+        self._window.track(loop.create_task(self._conclude(message, parts)))
 
     async def _conclude(self, message: TransportUserMessage, parts: list[asyncio.Task[str]]) -> None:
         results = await asyncio.gather(*parts, return_exceptions=True)

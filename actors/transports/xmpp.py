@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from actors.endpoint import EndpointConfig, TransportActor
-from actors.transports.common import BackoffConfig, BoundedMap, ConnectionSupervisor, Secret
+from actors.transports.common import BackoffConfig, BoundedMap, ConnectionSupervisor, Secret, SendWindow
 from ray_dispatch.message import TransportUserMessage
 
 log = logging.getLogger(__name__)
@@ -123,8 +123,7 @@ class XmppTransport(TransportActor):
         self._password = ""
         self._supervisor: ConnectionSupervisor[_Session] | None = None
         self._sent: BoundedMap[str, str] = BoundedMap(self.config.remember_sent)
-        self._window = asyncio.Semaphore(self.config.window_size)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._window = SendWindow(self.config.window_size)
 
     @property
     def bare_jid(self) -> str:
@@ -151,11 +150,7 @@ class XmppTransport(TransportActor):
 
     async def teardown_transport(self) -> None:
         """Wait a few seconds for messages in the window, nack the rest, log out and stop reconnecting."""
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5.0)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._window.close()
         if self._supervisor is not None:
             await self._supervisor.stop()
 
@@ -299,18 +294,11 @@ class XmppTransport(TransportActor):
         if not message.to_addr:
             await self._nack(message, "xmpp messages need a to_addr (a JID)")
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.outbound_timeout
-        try:
-            await asyncio.wait_for(self._window.acquire(), max(0.0, deadline - loop.time()))
-        except TimeoutError:
+        deadline = asyncio.get_running_loop().time() + self.config.outbound_timeout
+        if not await self._window.reserve(self.config.outbound_timeout):
             await self._nack(message, f"no room in the send window within {self.config.outbound_timeout}s")
             return
-        task = loop.create_task(self._deliver(message, deadline))
-        task.add_done_callback(lambda _: self._window.release())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        await asyncio.sleep(0)  # let it write now, so messages go out in the order they came
+        await self._window.start(self._deliver(message, deadline))
 
     async def _deliver(self, message: TransportUserMessage, deadline: float) -> None:
         """Send until the server has it (once, without stream management); then ack, or nack at ``deadline``."""
