@@ -103,7 +103,6 @@ class RayDispatcherLink:
         self._handles = {f"dispatcher-{index}": handle for index, handle in enumerate(dispatchers)}
         self._pinging: dict[str, asyncio.Task[None]] = {}
         self._closed = False
-        self.rejoined = 0
         for replica_id, handle in self._handles.items():
             self.pool.add(replica_id, handle)
 
@@ -146,7 +145,6 @@ class RayDispatcherLink:
                     return
                 continue
             self.pool.add(replica_id, handle)
-            self.rejoined += 1
             log.warning("%s: %s answers again; sending to it", self.name, replica_id)
             if self._on_rejoin is not None:
                 try:
