@@ -22,8 +22,8 @@ from pydantic import Field
 
 from actors.endpoint import ApplicationActor, EndpointConfig, TransportActor
 from actors.wire import to_wire
-from ray_dispatch.errors import InvalidMessage
-from ray_dispatch.message import TransportEvent, TransportUserMessage, message_from_dict
+from ray_dispatch.core.errors import InvalidMessage
+from ray_dispatch.core.message import TransportEvent, TransportUserMessage, message_from_dict
 
 
 async def _wait_until(done: Callable[[], bool], changed: asyncio.Event, timeout: float) -> None:

@@ -33,12 +33,13 @@ from actors.pool import ReplicaPool
 from actors.ray_calls import classify_ray_error, current_node_id, receive_call
 from actors.sender import Order, SenderOptions
 from actors.wire import WireItem, checked_from_wire, to_wire
-from ray_dispatch.deployment import deployment_spec
-from ray_dispatch.dispatcher import Dispatcher
-from ray_dispatch.errors import InvalidMessage
-from ray_dispatch.experiments.recent import LiveExplanation, RecentOutcomes, explain_recorded, recent_outcomes_size
-from ray_dispatch.failures import DIRECTIONS, Direction, FailureRecord
-from ray_dispatch.message import Message, message_from_dict
+from ray_dispatch.core.deployment import deployment_spec
+from ray_dispatch.core.dispatcher import Dispatcher
+from ray_dispatch.core.errors import InvalidMessage
+from ray_dispatch.core.message import Message, message_from_dict
+from ray_dispatch.core.recent import RecentOutcomes
+from ray_dispatch.core.stores.failures import DIRECTIONS, Direction, FailureRecord
+from ray_dispatch.tools.recent import LiveExplanation, explain_recorded
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class DispatcherActor:
         self._order = SenderOrder()
         self._seen = SeenIds(dedupe_window)
         self.dead_replicas: list[dict[str, str]] = []
-        self.recent = RecentOutcomes(recent_outcomes_size(self.core.config))  # for explain_message
+        self.recent = RecentOutcomes(self.core.config.recent_outcomes)  # for explain_message
         self.metrics = DispatcherMetrics(deployment, self.core.stats, self._pending_per_endpoint)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -400,7 +401,7 @@ class DispatcherActor:
         """What this dispatcher did with a recent message, next to a traced re-run of it with its config.
 
         The re-run reads this dispatcher's routing store and never writes to it
-        (see ``ray_dispatch.experiments.recent``).
+        (see ``ray_dispatch.tools.recent``).
 
         Raises:
             KeyError: the id is not among the last ``recent_outcomes`` messages routed here.

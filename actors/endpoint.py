@@ -35,10 +35,10 @@ from actors.ordering import SeenIds, SenderOrder
 from actors.pool import ReplicaPool
 from actors.sender import Order, SenderOptions
 from actors.wire import WireItem, from_wire, message_key, to_wire
-from ray_dispatch.errors import ConfigError, DeliveryError, InvalidMessage
-from ray_dispatch.failures import Direction, FailureRecord, json_safe
-from ray_dispatch.message import Message, TransportEvent, TransportUserMessage, message_from_dict
-from ray_dispatch.router import format_validation_error
+from ray_dispatch.core.errors import ConfigError, DeliveryError, InvalidMessage
+from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage, message_from_dict
+from ray_dispatch.core.router import format_validation_error
+from ray_dispatch.core.stores.failures import Direction, FailureRecord, json_safe
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from pydantic import Field
 from actors.endpoint import ApplicationActor, EndpointConfig, TransportActor
 from actors.metrics import LatencyReservoir
 from actors.wire import from_wire, to_wire
-from ray_dispatch.message import TransportEvent, TransportUserMessage, message_from_dict, utcnow
+from ray_dispatch.core.message import TransportEvent, TransportUserMessage, message_from_dict, utcnow
 
 SENT_AT = "sent_at"
 """The ``transport_metadata`` key holding a message's send time (seconds since the epoch)."""

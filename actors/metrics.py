@@ -41,7 +41,7 @@ from datetime import datetime
 from typing import Any
 
 from actors import sender as _sender
-from ray_dispatch.message import utcnow
+from ray_dispatch.core.message import utcnow
 
 BATCH_SIZE_BOUNDARIES: list[float] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
 LATENCY_BOUNDARIES_MS: list[float] = [0.5, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from actors.sender import BatchSender, ErrorKind, Order, Pending, SenderOptions
 from actors.throttle import TokenBucket
-from ray_dispatch.errors import DeliveryError
+from ray_dispatch.core.errors import DeliveryError
 
 Policy = Literal["round_robin", "sticky", "least_loaded"]
 POLICIES: tuple[Policy, ...] = ("round_robin", "sticky", "least_loaded")

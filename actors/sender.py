@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ray_dispatch.errors import DeliveryError
+from ray_dispatch.core.errors import DeliveryError
 
 ErrorKind = Literal["transient", "dead", "permanent"]
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import ray
 
 from actors.endpoint import ApplicationActor, EndpointConfig
-from ray_dispatch.message import Message, TransportEvent
+from ray_dispatch.core.message import Message, TransportEvent
 
 
 class Ledger:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ray_dispatch.failures import Direction
-from ray_dispatch.message import Message, TransportEvent, TransportUserMessage
+from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage
+from ray_dispatch.core.stores.failures import Direction
 
 WireItem = tuple[Direction, dict[str, Any]]
 """One message on the wire: its direction and its payload dict."""

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from actors.wire import from_wire, to_wire
-from ray_dispatch.dispatcher import Dispatcher
-from ray_dispatch.experiments.recent import RecentOutcomes
-from ray_dispatch.experiments.replay import DiscardOutbox
-from ray_dispatch.failures import MemoryFailureStore
-from ray_dispatch.testing import make_inbound
+from ray_dispatch.core.dispatcher import Dispatcher
+from ray_dispatch.core.harness import make_inbound
+from ray_dispatch.core.stores.failures import MemoryFailureStore
+from ray_dispatch.tools.recent import RecentOutcomes
+from ray_dispatch.tools.replay import DiscardOutbox
 
 SEED = Path(__file__).resolve().parents[1] / "examples" / "seed.yaml"
 VARIANTS = ("no_ring", "ring_off", "ring_10k")

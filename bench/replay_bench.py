@@ -1,7 +1,7 @@
 """Benchmark: replay throughput through SimpleDispatchRouter (issue 7 target: >= 50,000 msg/s).
 
 Generates N inbound Vumi messages (JSON Lines, two transports) in a temp
-file, replays them through the seed config with ``ray_dispatch.experiments.replay``
+file, replays them through the seed config with ``ray_dispatch.tools.replay``
 and prints one JSON object. In the same run it measures a baseline, the bare
 ``json.loads`` rate of the same lines, because this machine is shared and
 noisy: the ratio says how much replay costs on top of reading the file.
@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ray_dispatch.experiments import replay
-from ray_dispatch.testing import make_inbound
+from ray_dispatch.core.harness import make_inbound
+from ray_dispatch.tools import replay
 
 CONFIG = {
     "router_class": "vumi.dispatchers.SimpleDispatchRouter",

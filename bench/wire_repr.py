@@ -32,7 +32,7 @@ import msgpack
 import ray
 
 from actors.wire import from_wire, to_wire
-from ray_dispatch.message import TransportUserMessage, format_timestamp, parse_timestamp
+from ray_dispatch.core.message import TransportUserMessage, format_timestamp, parse_timestamp
 
 
 def _encode_default(value: Any) -> Any:

@@ -5,13 +5,13 @@ The core (messages, routers, middleware, config, the harness) imports no Ray.
 
 from typing import TYPE_CHECKING
 
-from ray_dispatch.config import DispatcherConfig, load_config
-from ray_dispatch.dispatcher import Dispatcher, DispatchOutcome
-from ray_dispatch.errors import ConfigError, DispatchError, InvalidMessage, NoRoute
-from ray_dispatch.failures import FailureRecord, FailureStore, MemoryFailureStore
-from ray_dispatch.message import TransportEvent, TransportUserMessage
-from ray_dispatch.router import BaseDispatchRouter, ExposedName, RouterConfig, TransportName
-from ray_dispatch.store import MemoryStore, RoutingStore
+from ray_dispatch.core.config import DispatcherConfig, load_config
+from ray_dispatch.core.dispatcher import Dispatcher, DispatchOutcome
+from ray_dispatch.core.errors import ConfigError, DispatchError, InvalidMessage, NoRoute
+from ray_dispatch.core.message import TransportEvent, TransportUserMessage
+from ray_dispatch.core.router import BaseDispatchRouter, ExposedName, RouterConfig, TransportName
+from ray_dispatch.core.stores.failures import FailureRecord, FailureStore, MemoryFailureStore
+from ray_dispatch.core.stores.routing import MemoryStore, RoutingStore
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time they are imported on first use
     from ray_dispatch.api import Deployment, DeploymentNotFound, attach, deploy

@@ -29,17 +29,17 @@ import ray
 
 from actors.dispatcher import DispatcherActor, dispatcher_actor_name, endpoint_actor_name
 from actors.endpoint import ApplicationActor, EndpointActor, TransportActor
-from ray_dispatch.config import DispatcherConfig, load_config, resolve_class
-from ray_dispatch.deployment import (
+from ray_dispatch.core.config import DispatcherConfig, load_config, resolve_class
+from ray_dispatch.core.deployment import (
     DEFAULT_ACTOR_OPTIONS,
     DeploymentSpec,
     EndpointSpec,
     check_endpoint_config,
     deployment_spec,
 )
-from ray_dispatch.errors import ConfigError, DispatchError
-from ray_dispatch.experiments.draw import Topology, draw
-from ray_dispatch.experiments.recent import LiveExplanation, recent_outcomes_size
+from ray_dispatch.core.errors import ConfigError, DispatchError
+from ray_dispatch.tools.draw import Topology, draw
+from ray_dispatch.tools.recent import LiveExplanation
 
 DEFAULT_NAMESPACE = "ray_dispatch"
 DEFAULT_NAME = "default"
@@ -122,7 +122,6 @@ class Deployment:
         """
         loaded = load_config(config)
         spec = deployment_spec(loaded)
-        recent_outcomes_size(loaded)  # a bad value fails here, before any actor starts
         for endpoint, endpoint_spec in spec.endpoints.items():
             if endpoint_spec.class_path:
                 endpoint_class = resolve_class(

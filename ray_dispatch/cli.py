@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 import click
 
-from ray_dispatch.config import load_config
-from ray_dispatch.deployment import deployment_spec
-from ray_dispatch.errors import ConfigError, DispatchError, InvalidMessage
-from ray_dispatch.experiments import cli as experiments_cli
+from ray_dispatch.core.config import load_config
+from ray_dispatch.core.deployment import deployment_spec
+from ray_dispatch.core.errors import ConfigError, DispatchError, InvalidMessage
+from ray_dispatch.tools import cli as experiments_cli
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -150,16 +150,14 @@ def main() -> None:
 def validate(config: str) -> None:
     """Check CONFIG (router, middleware, endpoints) without starting anything."""
     from actors.endpoint import ApplicationActor, TransportActor
-    from ray_dispatch.config import resolve_class
-    from ray_dispatch.deployment import check_endpoint_config
-    from ray_dispatch.dispatcher import Dispatcher
-    from ray_dispatch.experiments.recent import recent_outcomes_size
-    from ray_dispatch.testing import MemoryOutbox
+    from ray_dispatch.core.config import resolve_class
+    from ray_dispatch.core.deployment import check_endpoint_config
+    from ray_dispatch.core.dispatcher import Dispatcher
+    from ray_dispatch.core.harness import MemoryOutbox
 
     loaded = load_config(config)
     Dispatcher(loaded, MemoryOutbox())
     spec = deployment_spec(loaded)
-    recent_outcomes_size(loaded)
     for endpoint, endpoint_spec in spec.endpoints.items():
         if endpoint_spec.class_path:
             base = TransportActor if endpoint in loaded.transport_names else ApplicationActor
@@ -447,14 +445,23 @@ def failures_purge(
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON to this file.")
 @clean_errors
 def bench(quick: bool, out: str | None) -> None:
-    """Benchmark throughput, latency and overload against raw Ray; print one JSON object."""
-    from ray_dispatch import bench as benchmark
+    """Benchmark throughput, latency and overload against raw Ray; print one JSON object.
 
-    benchmark.main(quick=quick, out=out)
+    Runs ``bench/run_bench.py`` from the source checkout (the benchmark is not part of the package).
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "run_bench.py"
+    if not script.is_file():
+        raise DispatchError(f"the benchmark is not installed here: it ships in the source checkout as {script}")
+    args = [sys.executable, str(script), *(["--quick"] if quick else []), *(["--out", out] if out else [])]
+    raise SystemExit(subprocess.call(args))
 
 
 class _LiveDeployments:
-    """Lets ``explain`` and ``graph`` (from ``ray_dispatch.experiments``) take ``--deployment NAME``."""
+    """Lets ``explain`` and ``graph`` (from ``ray_dispatch.tools``) take ``--deployment NAME``."""
 
     default_namespace = DEFAULT_NAMESPACE
 

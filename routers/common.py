@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
-from ray_dispatch.errors import ConfigError, NoRoute
-from ray_dispatch.message import TransportEvent, TransportUserMessage
-from ray_dispatch.router import BaseDispatchRouter, ExposedName, RouterConfig, TransportName
+from ray_dispatch.core.errors import ConfigError, NoRoute
+from ray_dispatch.core.message import TransportEvent, TransportUserMessage
+from ray_dispatch.core.router import BaseDispatchRouter, ExposedName, RouterConfig, TransportName
 from routers.simple import as_list
 
 logger = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from ray_dispatch.errors import NoRoute
-from ray_dispatch.message import TransportEvent, TransportUserMessage
-from ray_dispatch.router import ExposedName, TransportName
+from ray_dispatch.core.errors import NoRoute
+from ray_dispatch.core.message import TransportEvent, TransportUserMessage
+from ray_dispatch.core.router import ExposedName, TransportName
 from routers.common import StoreBackedRouter, StoreNamespaceConfig, look_up, matched_text
 
 DEFAULT_ROUTING_MEMORY = 7 * 24 * 3600

@@ -6,9 +6,9 @@ import itertools
 import logging
 from typing import Any
 
-from ray_dispatch.errors import ConfigError
-from ray_dispatch.message import TransportEvent, TransportUserMessage
-from ray_dispatch.router import RouterConfig
+from ray_dispatch.core.errors import ConfigError
+from ray_dispatch.core.message import TransportEvent, TransportUserMessage
+from ray_dispatch.core.router import RouterConfig
 from routers.common import SingleApplicationRouter, arrival_endpoint, publish_to_application
 
 logger = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ import warnings
 
 from pydantic import Field
 
-from ray_dispatch.message import TransportEvent, TransportUserMessage
-from ray_dispatch.router import BaseDispatchRouter, ExposedName, RouterConfig, TransportName
+from ray_dispatch.core.message import TransportEvent, TransportUserMessage
+from ray_dispatch.core.router import BaseDispatchRouter, ExposedName, RouterConfig, TransportName
 from routers.common import arrival_endpoint, look_up, publish_to_application
 
 logger = logging.getLogger(__name__)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from ray_dispatch.errors import NoRoute
-from ray_dispatch.message import TransportEvent, TransportUserMessage
-from ray_dispatch.router import BaseDispatchRouter, ExposedName, RouterConfig, TransportName
+from ray_dispatch.core.errors import NoRoute
+from ray_dispatch.core.message import TransportEvent, TransportUserMessage
+from ray_dispatch.core.router import BaseDispatchRouter, ExposedName, RouterConfig, TransportName
 
 
 def as_list(value: object) -> object:

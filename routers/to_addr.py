@@ -7,9 +7,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-from ray_dispatch.errors import NoRoute
-from ray_dispatch.message import TransportEvent, TransportUserMessage
-from ray_dispatch.router import ExposedName
+from ray_dispatch.core.errors import NoRoute
+from ray_dispatch.core.message import TransportEvent, TransportUserMessage
+from ray_dispatch.core.router import ExposedName
 from routers.common import matched_text
 from routers.simple import OutboundByTransportName, OutboundByTransportNameConfig
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ray_dispatch.message import TransportEvent, TransportUserMessage
-from ray_dispatch.router import BaseDispatchRouter, RouterConfig, TransportName
+from ray_dispatch.core.message import TransportEvent, TransportUserMessage
+from ray_dispatch.core.router import BaseDispatchRouter, RouterConfig, TransportName
 from routers.common import TransportNameList, arrival_endpoint, look_up
 
 

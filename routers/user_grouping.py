@@ -6,9 +6,9 @@ import asyncio
 
 from pydantic import Field
 
-from ray_dispatch.errors import NoRoute
-from ray_dispatch.message import TransportUserMessage
-from ray_dispatch.router import ExposedName, TransportName
+from ray_dispatch.core.errors import NoRoute
+from ray_dispatch.core.message import TransportUserMessage
+from ray_dispatch.core.router import ExposedName, TransportName
 from routers.common import ExposedNameList, StoreBackedRouter, StoreNamespaceConfig
 from routers.simple import SimpleDispatchRouter
 

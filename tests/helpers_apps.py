@@ -14,7 +14,7 @@ from pydantic import Field
 
 from actors.builtin import EchoApplication, EchoApplicationConfig
 from actors.endpoint import ApplicationActor, EndpointConfig, TransportActor
-from ray_dispatch.message import TransportUserMessage
+from ray_dispatch.core.message import TransportUserMessage
 
 
 class SlowSinkConfig(EchoApplicationConfig):

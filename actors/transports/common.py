@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ray_dispatch.errors import ConfigError
+from ray_dispatch.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ from pydantic import Field, model_validator
 
 from actors.endpoint import EndpointConfig, TransportActor
 from actors.transports.common import Backoff, BackoffConfig, BoundedMap, ConnectionSupervisor, Secret
-from ray_dispatch.errors import InvalidMessage
-from ray_dispatch.message import TransportUserMessage
+from ray_dispatch.core.errors import InvalidMessage
+from ray_dispatch.core.message import TransportUserMessage
 
 log = logging.getLogger(__name__)
 

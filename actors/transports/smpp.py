@@ -61,8 +61,8 @@ from actors.transports.smpp_codec import (
     parse_receipt,
     split_udh,
 )
-from ray_dispatch.errors import ConfigError
-from ray_dispatch.message import TransportUserMessage
+from ray_dispatch.core.errors import ConfigError
+from ray_dispatch.core.message import TransportUserMessage
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from pydantic import Field
 
 from actors.endpoint import EndpointConfig, TransportActor
 from actors.transports.common import BackoffConfig, ConnectionSupervisor
-from ray_dispatch.message import TransportUserMessage
+from ray_dispatch.core.message import TransportUserMessage
 
 log = logging.getLogger(__name__)
 

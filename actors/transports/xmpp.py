@@ -31,7 +31,7 @@ from pydantic import Field
 
 from actors.endpoint import EndpointConfig, TransportActor
 from actors.transports.common import BackoffConfig, BoundedMap, ConnectionSupervisor, Secret, SendWindow
-from ray_dispatch.message import TransportUserMessage
+from ray_dispatch.core.message import TransportUserMessage
 
 log = logging.getLogger(__name__)
 

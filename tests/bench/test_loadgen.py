@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import ray
 
-from ray_dispatch import bench
+from bench import run_bench as bench
 from ray_dispatch.api import Deployment, deploy
 
 pytestmark = pytest.mark.ray

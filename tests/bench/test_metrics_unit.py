@@ -14,8 +14,8 @@ from actors.loadgen import IdCounter, LoadTransportConfig, build_templates, stam
 from actors.metrics import DispatcherMetrics, LatencyReservoir, RecentLatencies, latency_summary, percentile
 from actors.sender import BatchSender, SenderOptions
 from ray_dispatch.cli import _print_status
-from ray_dispatch.dispatcher import DispatcherStats
-from ray_dispatch.message import utcnow
+from ray_dispatch.core.dispatcher import DispatcherStats
+from ray_dispatch.core.message import utcnow
 
 
 def test_id_counter_counts_each_sequence_number_once_per_prefix() -> None:

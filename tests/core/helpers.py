@@ -10,10 +10,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from ray_dispatch.errors import ConfigError, DropMessage, NoRoute
-from ray_dispatch.message import Message, TransportEvent, TransportUserMessage
-from ray_dispatch.middleware import BaseMiddleware, MiddlewareConfig
-from ray_dispatch.router import BaseDispatchRouter, ExposedName, RouterConfig
+from ray_dispatch.core.errors import ConfigError, DropMessage, NoRoute
+from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage
+from ray_dispatch.core.middleware import BaseMiddleware, MiddlewareConfig
+from ray_dispatch.core.router import BaseDispatchRouter, ExposedName, RouterConfig
 from routers.simple import SimpleDispatchRouter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

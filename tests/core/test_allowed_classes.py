@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from ray_dispatch.dispatcher import Dispatcher
-from ray_dispatch.errors import ConfigError
+from ray_dispatch.core.dispatcher import Dispatcher
+from ray_dispatch.core.errors import ConfigError
 from ray_dispatch.testing import MemoryOutbox
 
 CONFIG: dict[str, Any] = {

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import yaml
 
-from ray_dispatch.config import DispatcherConfig, load_config, resolve_class, vumi_alias
-from ray_dispatch.errors import ConfigError
+from ray_dispatch.core.config import DispatcherConfig, load_config, resolve_class, vumi_alias
+from ray_dispatch.core.errors import ConfigError
+from ray_dispatch.core.router import BaseDispatchRouter
+from ray_dispatch.core.stores.routing import MemoryStore
 from ray_dispatch.middleware import BaseMiddleware, LoggingMiddleware
-from ray_dispatch.router import BaseDispatchRouter
-from ray_dispatch.store import MemoryStore
 from ray_dispatch.testing import RouterHarness, make_inbound
 from routers.simple import SimpleDispatchRouter
 
@@ -265,7 +265,7 @@ async def test_a_vumi_config_routes_unchanged() -> None:
         ("routers.", "router_class: expected a dotted class path"),
         (
             "ray_dispatch.store.MemoryStore",
-            "'ray_dispatch.store.MemoryStore' is not a subclass of ray_dispatch.router.BaseDispatchRouter",
+            "'ray_dispatch.store.MemoryStore' is not a subclass of ray_dispatch.core.router.BaseDispatchRouter",
         ),
         ("routers.simple.as_list", "module 'routers.simple' has no class 'as_list'"),
         (
@@ -362,7 +362,8 @@ def test_store_defaults_to_memory_and_can_be_named() -> None:
 def test_store_options_the_class_refuses_are_a_config_error(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, simple_config(store={"class": "ray_dispatch.store.MemoryStore", "url": "redis://x"}))
     with pytest.raises(
-        ConfigError, match=rf"^{path}: store: ray_dispatch.store.MemoryStore refused the options \['url'\]"
+        ConfigError,
+        match=rf"^{path}: store: ray_dispatch.store.MemoryStore refused the options \['url'\]",
     ):
         RouterHarness(path)
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from ray_dispatch.dispatcher import Dispatcher, TraceStep
-from ray_dispatch.failures import MemoryFailureStore
-from ray_dispatch.message import Message
-from ray_dispatch.store import MemoryStore
+from ray_dispatch.core.dispatcher import Dispatcher, TraceStep
+from ray_dispatch.core.message import Message
+from ray_dispatch.core.stores.failures import MemoryFailureStore
+from ray_dispatch.core.stores.routing import MemoryStore
 from ray_dispatch.testing import MemoryOutbox, RouterHarness, make_ack, make_delivery_report, make_inbound, make_nack
 
 from .helpers import (

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from ray_dispatch.errors import ConfigError, InvalidMessage
-from ray_dispatch.failures import FailureRecord
-from ray_dispatch.message import TransportEvent, TransportUserMessage
+from ray_dispatch.core.errors import ConfigError, InvalidMessage
+from ray_dispatch.core.message import TransportEvent, TransportUserMessage
+from ray_dispatch.core.stores.failures import FailureRecord
 from ray_dispatch.testing import RouterHarness, make_ack, make_delivery_report, make_inbound, make_nack
 from routers.simple import SimpleDispatchRouter
 

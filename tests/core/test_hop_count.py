@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ray_dispatch.dispatcher import Dispatcher
+from ray_dispatch.core.dispatcher import Dispatcher
 from ray_dispatch.testing import MemoryOutbox, make_inbound
 
 CONFIG = {

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ray_dispatch.errors import DispatchError, InvalidMessage
-from ray_dispatch.message import (
+from ray_dispatch.core.errors import DispatchError, InvalidMessage
+from ray_dispatch.core.message import (
     VUMI_DATE_FORMAT,
     TransportEvent,
     TransportUserMessage,

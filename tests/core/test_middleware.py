@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ray_dispatch.errors import ConfigError
+from ray_dispatch.core.errors import ConfigError
 from ray_dispatch.middleware import BaseMiddleware, LoggingMiddleware
 from ray_dispatch.testing import RouterHarness, make_ack, make_inbound
 

@@ -12,8 +12,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ray_dispatch.errors import InvalidMessage
-from ray_dispatch.message import (
+from ray_dispatch.core.errors import InvalidMessage
+from ray_dispatch.core.message import (
     Message,
     TransportEvent,
     TransportUserMessage,

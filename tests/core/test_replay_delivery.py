@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ray_dispatch.dispatcher import Dispatcher
-from ray_dispatch.failures import Direction
-from ray_dispatch.message import Message
+from ray_dispatch.core.dispatcher import Dispatcher
+from ray_dispatch.core.message import Message
+from ray_dispatch.core.stores.failures import Direction
 from ray_dispatch.testing import make_inbound
 
 CONFIG = {

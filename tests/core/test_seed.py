@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from ray_dispatch.config import load_config
+from ray_dispatch.core.config import load_config
 from ray_dispatch.testing import RouterHarness, make_ack, make_delivery_report, make_inbound
 from routers.simple import SimpleDispatchRouter
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ray_dispatch.store import MemoryStore, RoutingStore
+from ray_dispatch.core.stores.routing import MemoryStore, RoutingStore
 
 from .helpers import FakeClock
 

@@ -7,8 +7,8 @@ the dispatcher's hop limit stops it.
 
 from __future__ import annotations
 
-from ray_dispatch.message import TransportUserMessage
-from ray_dispatch.router import BaseDispatchRouter
+from ray_dispatch.core.message import TransportUserMessage
+from ray_dispatch.core.router import BaseDispatchRouter
 
 
 class BounceRouter(BaseDispatchRouter):

@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from core_fuzz.strategies import APP, TRANSPORT, Case, batch
-from ray_dispatch.errors import InvalidMessage
-from ray_dispatch.failures import MAX_REASON_CHARS
-from ray_dispatch.message import Message, message_from_json
+from ray_dispatch.core.errors import InvalidMessage
+from ray_dispatch.core.message import Message, message_from_json
+from ray_dispatch.core.stores.failures import MAX_REASON_CHARS
 from ray_dispatch.testing import RouterHarness, make_ack
 
 CONFIG = {

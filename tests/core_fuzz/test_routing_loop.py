@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from ray_dispatch.dispatcher import Dispatcher, DispatchOutcome
-from ray_dispatch.failures import Direction
-from ray_dispatch.message import Message
+from ray_dispatch.core.dispatcher import Dispatcher, DispatchOutcome
+from ray_dispatch.core.message import Message
+from ray_dispatch.core.stores.failures import Direction
 from ray_dispatch.testing import make_inbound
 
 

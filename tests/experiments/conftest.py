@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ray_dispatch.message import Message
+from ray_dispatch.core.message import Message
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

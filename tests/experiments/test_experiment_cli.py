@@ -10,8 +10,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from ray_dispatch.experiments.cli import EXIT_ERROR, experiments, register
 from ray_dispatch.testing import make_inbound
+from ray_dispatch.tools.cli import EXIT_ERROR, experiments, register
 
 
 @pytest.fixture
@@ -127,6 +127,6 @@ def test_register_adds_the_commands_to_any_group():
 
 
 def test_experiments_import_no_ray():
-    code = "import sys, ray_dispatch.experiments, ray_dispatch.experiments.cli; print('ray' in sys.modules)"
+    code = "import sys, ray_dispatch.tools, ray_dispatch.tools.cli; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -14,12 +14,12 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from ray_dispatch.dispatcher import Dispatcher
-from ray_dispatch.errors import ConfigError, DispatchError
-from ray_dispatch.experiments import draw
-from ray_dispatch.experiments.cli import register
-from ray_dispatch.experiments.recent import RecentOutcomes, explain_recorded
+from ray_dispatch.core.dispatcher import Dispatcher
+from ray_dispatch.core.errors import ConfigError, DispatchError
 from ray_dispatch.testing import MemoryOutbox, make_inbound
+from ray_dispatch.tools import draw
+from ray_dispatch.tools.cli import register
+from ray_dispatch.tools.recent import RecentOutcomes, explain_recorded
 
 
 class FakeLive:

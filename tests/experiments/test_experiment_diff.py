@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from ray_dispatch.experiments import diff, diff_async
 from ray_dispatch.testing import make_ack, make_inbound
+from ray_dispatch.tools import diff, diff_async
 
 
 def traffic() -> list:

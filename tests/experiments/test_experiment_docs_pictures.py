@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ray_dispatch.experiments import draw
+from ray_dispatch.tools import draw
 
 ROOT = Path(__file__).resolve().parents[2]
 REGENERATE = "ray-dispatch graph examples/seed.yaml -o docs/seed_topology.svg (and -o docs/seed_topology.png)"

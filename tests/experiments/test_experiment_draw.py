@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ray_dispatch.errors import ConfigError
-from ray_dispatch.experiments import draw
+from ray_dispatch.core.errors import ConfigError
+from ray_dispatch.tools import draw
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -6,11 +6,11 @@ import pickle
 
 import pytest
 
-from ray_dispatch.dispatcher import TRACE_KINDS, TraceStep
-from ray_dispatch.errors import ConfigError
-from ray_dispatch.experiments import BadRecord, Explanation, explain, explain_async
-from ray_dispatch.experiments.explain import describe_message
+from ray_dispatch.core.dispatcher import TRACE_KINDS, TraceStep
+from ray_dispatch.core.errors import ConfigError
 from ray_dispatch.testing import RouterHarness, make_ack, make_inbound
+from ray_dispatch.tools import BadRecord, Explanation, explain, explain_async
+from ray_dispatch.tools.explain import describe_message
 
 
 def test_simple_match_lists_router_decision_and_each_publish(simple_config):

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from ray_dispatch.experiments import explain
-from ray_dispatch.message import TransportUserMessage
+from ray_dispatch.core.message import TransportUserMessage
 from ray_dispatch.testing import make_ack, make_inbound
+from ray_dispatch.tools import explain
 
 
 @dataclass

@@ -7,16 +7,16 @@ from typing import Any
 
 import pytest
 
-from ray_dispatch.dispatcher import Dispatcher
-from ray_dispatch.errors import ConfigError
-from ray_dispatch.experiments.recent import (
+from ray_dispatch.core.config import load_config
+from ray_dispatch.core.dispatcher import Dispatcher
+from ray_dispatch.core.errors import ConfigError
+from ray_dispatch.core.stores.routing import MemoryStore
+from ray_dispatch.testing import MemoryOutbox, make_ack, make_inbound
+from ray_dispatch.tools.recent import (
     RecentOutcomes,
     ShadowStore,
     explain_recorded,
-    recent_outcomes_size,
 )
-from ray_dispatch.store import MemoryStore
-from ray_dispatch.testing import MemoryOutbox, make_ack, make_inbound
 
 USER_GROUPS: dict[str, Any] = {
     "router_class": "routers.user_grouping.UserGroupingRouter",
@@ -121,14 +121,14 @@ async def test_a_delivery_failure_after_routing_is_part_of_what_happened(simple_
 
 
 def test_recent_outcomes_config_key(simple_config, write_yaml):
-    assert recent_outcomes_size(simple_config) == 10_000
-    assert recent_outcomes_size({**simple_config, "recent_outcomes": 0}) == 0
+    assert load_config(simple_config).recent_outcomes == 10_000
+    assert load_config({**simple_config, "recent_outcomes": 0}).recent_outcomes == 0
     for bad in (-1, "many", 2.5, True):
-        with pytest.raises(ConfigError, match=r"recent_outcomes: must be a whole number"):
-            recent_outcomes_size({**simple_config, "recent_outcomes": bad})
+        with pytest.raises(ConfigError, match=r"recent_outcomes"):
+            load_config({**simple_config, "recent_outcomes": bad})
     path = write_yaml({**simple_config, "recent_outcomes": -5}, "bad.yaml")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: recent_outcomes"):
-        recent_outcomes_size(path)
+    with pytest.raises(ConfigError, match=r"bad\.yaml: .*recent_outcomes"):
+        load_config(path)
 
 
 # -- the shadow store ----------------------------------------------------------------------

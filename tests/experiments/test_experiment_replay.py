@@ -8,12 +8,12 @@ from collections import Counter
 
 import pytest
 
-from ray_dispatch.config import load_config
-from ray_dispatch.experiments import TrafficReader, replay, replay_async
-from ray_dispatch.experiments.progress import ProgressBar
-from ray_dispatch.experiments.replay import BAD_LINE_PREFIX
-from ray_dispatch.experiments.traffic import Arrival
+from ray_dispatch.core.config import load_config
 from ray_dispatch.testing import RouterHarness, make_ack, make_inbound
+from ray_dispatch.tools import TrafficReader, replay, replay_async
+from ray_dispatch.tools.progress import ProgressBar
+from ray_dispatch.tools.replay import BAD_LINE_PREFIX
+from ray_dispatch.tools.traffic import Arrival
 
 
 def mixed_traffic() -> list:
@@ -154,7 +154,7 @@ def test_stateful_router_state_carries_across_lines(examples):
 
 
 def test_same_result_with_and_without_the_fast_json_decoder(simple_config, write_jsonl, monkeypatch):
-    import ray_dispatch.experiments.traffic as traffic
+    import ray_dispatch.tools.traffic as traffic
 
     odd = make_inbound(transport_name="sms").to_dict()
     odd["timestamp"] = str(odd["timestamp"])

@@ -32,7 +32,11 @@ def config(redis_url: str) -> dict[str, Any]:
         "transport_names": ["sms"],
         "exposed_names": ["app_a", "app_b"],
         "group_mappings": {"group1": "app_a", "group2": "app_b"},
-        "store": {"class": "ray_dispatch.redis_store.RedisStore", "url": redis_url, "prefix": "two-dispatchers"},
+        "store": {
+            "class": "ray_dispatch.redis_store.RedisStore",
+            "url": redis_url,
+            "prefix": "two-dispatchers",
+        },
         "dispatcher": {"replicas": 2, "batching": {"backoff": 0.05, "max_attempts": 10}},
         "endpoints": {
             "sms": {"class": "actors.builtin.MemoryTransport", "config": {"auto_ack": False}},

@@ -31,8 +31,8 @@ import ray
 
 from actors.wire import checked_from_wire, to_wire
 from ray_dispatch.api import Deployment
-from ray_dispatch.errors import ConfigError, InvalidMessage
-from ray_dispatch.message import TransportEvent, TransportUserMessage, message_from_dict
+from ray_dispatch.core.errors import ConfigError, InvalidMessage
+from ray_dispatch.core.message import TransportEvent, TransportUserMessage, message_from_dict
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.ray]

@@ -8,7 +8,7 @@ import pytest
 import ray
 
 from ray_dispatch.api import Deployment
-from ray_dispatch.errors import DeliveryError
+from ray_dispatch.core.errors import DeliveryError
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.ray]

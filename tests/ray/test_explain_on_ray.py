@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 
 from ray_dispatch.api import Deployment
 from ray_dispatch.cli import main
-from ray_dispatch.errors import ConfigError
+from ray_dispatch.core.errors import ConfigError
 
 pytestmark = pytest.mark.ray
 
@@ -133,7 +133,7 @@ def test_unknown_ids_and_the_ring_bound(dep: Deployment) -> None:
 
 
 def test_a_bad_recent_outcomes_value_fails_before_anything_starts(ray_session: None) -> None:
-    with pytest.raises(ConfigError, match="recent_outcomes: must be a whole number"):
+    with pytest.raises(ConfigError, match="recent_outcomes: Input should be greater than or equal to 0"):
         Deployment.start({**CONFIG, "recent_outcomes": -1}, name="never", namespace=NAMESPACE)
     assert not [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("never:")]
 
@@ -205,7 +205,7 @@ def test_validate_refuses_a_bad_recent_outcomes(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({**CONFIG, "recent_outcomes": "lots"}), encoding="utf-8")
     result = cli("validate", str(path))
-    assert result.exit_code == 2 and "recent_outcomes: must be a whole number" in result.stderr
+    assert result.exit_code == 2 and "recent_outcomes: Input should be a valid integer" in result.stderr
     assert str(path) in result.stderr
     path.write_text(yaml.safe_dump({**CONFIG, "recent_outcomes": 0}), encoding="utf-8")
     assert cli("validate", str(path)).exit_code == 0

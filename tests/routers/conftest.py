@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ray_dispatch.errors import ConfigError
+from ray_dispatch.core.errors import ConfigError
 from ray_dispatch.testing import RouterHarness
 
 ConfigBuilder = Callable[..., dict[str, Any]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ray_dispatch.store import MemoryStore
+from ray_dispatch.core.stores.routing import MemoryStore
 from ray_dispatch.testing import RouterHarness, make_ack, make_inbound, make_nack
 
 RULES = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ray_dispatch.store import MemoryStore
+from ray_dispatch.core.stores.routing import MemoryStore
 from ray_dispatch.testing import RouterHarness, make_ack, make_inbound
 
 GROUPS = {"group_b": "app2", "group_a": "app1"}

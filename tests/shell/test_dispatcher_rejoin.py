@@ -14,7 +14,7 @@ import pytest
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 
 from actors.builtin import MemoryTransport
-from ray_dispatch.errors import DeliveryError
+from ray_dispatch.core.errors import DeliveryError
 from tests.peers.net import eventually
 
 FAST_GIVE_UP = {"max_attempts": 2, "backoff": 0.01, "backoff_max": 0.05}

@@ -11,7 +11,7 @@ import pytest
 from actors.pool import ReplicaPool
 from actors.sender import SenderOptions
 from actors.throttle import TokenBucket
-from ray_dispatch.errors import DeliveryError
+from ray_dispatch.core.errors import DeliveryError
 
 
 class Replica:

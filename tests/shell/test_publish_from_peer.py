@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 from actors.builtin import MemoryTransport
-from ray_dispatch.failures import Direction
-from ray_dispatch.message import Message
+from ray_dispatch.core.message import Message
+from ray_dispatch.core.stores.failures import Direction
 
 
 class RecordingLink:

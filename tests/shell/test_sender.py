@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from actors.sender import BatchSender, EndpointRejected, SenderOptions
-from ray_dispatch.errors import DeliveryError
+from ray_dispatch.core.errors import DeliveryError
 
 
 class Receiver:

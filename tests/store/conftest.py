@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis_server import RedisServer, redis_server_available
 
-from ray_dispatch.failures import FailureStore, MemoryFailureStore
-from ray_dispatch.redis_failures import RedisFailureStore
-from ray_dispatch.redis_store import RedisStore
-from ray_dispatch.store import MemoryStore, RoutingStore
+from ray_dispatch.core.stores.failures import FailureStore, MemoryFailureStore
+from ray_dispatch.core.stores.redis_failures import RedisFailureStore
+from ray_dispatch.core.stores.redis_routing import RedisStore
+from ray_dispatch.core.stores.routing import MemoryStore, RoutingStore
 
 STORE_KINDS = ["memory", "redis"]
 

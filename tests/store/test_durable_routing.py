@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from redis_server import RedisServer
 
-from ray_dispatch.dispatcher import Dispatcher
-from ray_dispatch.redis_failures import RedisFailureStore
-from ray_dispatch.redis_store import RedisStore
-from ray_dispatch.store import MemoryStore, RoutingStore
+from ray_dispatch.core.dispatcher import Dispatcher
+from ray_dispatch.core.stores.redis_failures import RedisFailureStore
+from ray_dispatch.core.stores.redis_routing import RedisStore
+from ray_dispatch.core.stores.routing import MemoryStore, RoutingStore
 from ray_dispatch.testing import MemoryOutbox, RouterHarness, make_ack, make_inbound
 
 SIMPLE = {

@@ -11,10 +11,10 @@ import pytest
 import redis.asyncio as aioredis
 from redis_server import RedisServer
 
-from ray_dispatch.errors import StoreUnavailable
-from ray_dispatch.failures import FailureRecord, FailureStore, MemoryFailureStore
-from ray_dispatch.message import TransportEvent, TransportUserMessage
-from ray_dispatch.redis_failures import RedisFailureStore
+from ray_dispatch.core.errors import StoreUnavailable
+from ray_dispatch.core.message import TransportEvent, TransportUserMessage
+from ray_dispatch.core.stores.failures import FailureRecord, FailureStore, MemoryFailureStore
+from ray_dispatch.core.stores.redis_failures import RedisFailureStore
 from ray_dispatch.testing import make_ack, make_inbound
 
 
@@ -191,7 +191,7 @@ async def test_redis_add_keeps_records_while_redis_refuses_writes(
     try:
         await admin.config_set("maxmemory", 1)  # with the default noeviction policy every write is refused (OOM)
         try:
-            with caplog.at_level(logging.WARNING, logger="ray_dispatch.redis_failures"):
+            with caplog.at_level(logging.WARNING, logger="ray_dispatch.core.stores.redis_failures"):
                 refused = [await store.add(record()) for _ in range(3)]
             assert store.pending == 3
             assert store.last_error is not None and "OutOfMemoryError" in store.last_error

@@ -7,9 +7,9 @@ import uuid
 import pytest
 from redis_server import RedisServer
 
-from ray_dispatch.dispatcher import Dispatcher
-from ray_dispatch.errors import ConfigError
-from ray_dispatch.redis_failures import RedisFailureStore
+from ray_dispatch.core.dispatcher import Dispatcher
+from ray_dispatch.core.errors import ConfigError
+from ray_dispatch.core.stores.redis_failures import RedisFailureStore
 from ray_dispatch.testing import MemoryOutbox, make_inbound
 
 
@@ -25,7 +25,11 @@ def _config(failure_store: dict[str, object]) -> dict[str, object]:
 
 async def test_failure_records_kept_in_redis_outlive_the_dispatcher(redis_server: RedisServer) -> None:
     config = _config(
-        {"class": "ray_dispatch.redis_failures.RedisFailureStore", "url": redis_server.url, "prefix": uuid.uuid4().hex}
+        {
+            "class": "ray_dispatch.redis_failures.RedisFailureStore",
+            "url": redis_server.url,
+            "prefix": uuid.uuid4().hex,
+        }
     )
     first = Dispatcher(config, MemoryOutbox())
     await first.start()

@@ -13,10 +13,10 @@ import pytest
 import redis.asyncio as aioredis
 from redis_server import RedisServer
 
-from ray_dispatch.config import load_config
-from ray_dispatch.dispatcher import Dispatcher, build_store
-from ray_dispatch.errors import ConfigError, StoreError, StoreUnavailable
-from ray_dispatch.redis_store import RedisStore, mask_url
+from ray_dispatch.core.config import load_config
+from ray_dispatch.core.dispatcher import Dispatcher, build_store
+from ray_dispatch.core.errors import ConfigError, StoreError, StoreUnavailable
+from ray_dispatch.core.stores.redis_routing import RedisStore, mask_url
 from ray_dispatch.testing import MemoryOutbox
 
 PASSWORD = "s3cret-Pa55word"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ray_dispatch.store import RoutingStore
+from ray_dispatch.core.stores.routing import RoutingStore
 
 JSON_VALUES: list[Any] = [
     "sms-app",

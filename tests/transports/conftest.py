@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ray_dispatch.message import Message, TransportEvent, TransportUserMessage
+from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage
 
 # tests/peers is imported as the top-level package ``peers`` whatever the rootdir layout.
 if str(Path(__file__).resolve().parents[1]) not in sys.path:

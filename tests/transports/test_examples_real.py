@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from actors.endpoint import ApplicationActor, TransportActor
-from ray_dispatch.config import load_config, resolve_class
-from ray_dispatch.deployment import check_endpoint_config, deployment_spec
+from ray_dispatch.core.config import load_config, resolve_class
+from ray_dispatch.core.deployment import check_endpoint_config, deployment_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -14,8 +14,8 @@ from peers.http_webhook import WebhookPeer
 from peers.net import free_port
 
 from actors.transports.http_api import HttpTransport
-from ray_dispatch.errors import ConfigError
-from ray_dispatch.message import TransportUserMessage
+from ray_dispatch.core.errors import ConfigError
+from ray_dispatch.core.message import TransportUserMessage
 
 FAST_BACKOFF = {"initial_delay": 0.05, "max_delay": 0.2, "connect_timeout": 2.0}
 

@@ -13,8 +13,8 @@ from peers.smsc import SmscPeer
 
 from actors.transports.smpp import SmppTransport
 from actors.transports.smpp_codec import encode_message, gsm_decode, gsm_septets
-from ray_dispatch.errors import ConfigError
-from ray_dispatch.message import TransportUserMessage
+from ray_dispatch.core.errors import ConfigError
+from ray_dispatch.core.message import TransportUserMessage
 
 FAST_BACKOFF = {"initial_delay": 0.1, "max_delay": 0.5, "connect_timeout": 3.0}
 

@@ -10,7 +10,7 @@ from peers.line_client import LineClient
 from peers.net import free_port
 
 from actors.transports.telnet import TelnetTransport, strip_telnet_commands
-from ray_dispatch.message import TransportUserMessage
+from ray_dispatch.core.message import TransportUserMessage
 
 FAST_BACKOFF = {"initial_delay": 0.05, "max_delay": 0.2, "connect_timeout": 2.0}
 

@@ -15,8 +15,8 @@ from peers.tcp_gate import TcpGate
 from peers.xmpp_client import XmppPeer
 
 from actors.transports.xmpp import XmppTransport
-from ray_dispatch.errors import ConfigError
-from ray_dispatch.message import TransportUserMessage
+from ray_dispatch.core.errors import ConfigError
+from ray_dispatch.core.message import TransportUserMessage
 
 pytestmark = pytest.mark.skipif(not prosody_available(), reason="prosody is not installed (.ci/run installs it)")
 

@@ -26,8 +26,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from ray_dispatch.config import load_config, resolve_class
-from ray_dispatch.router import BaseDispatchRouter, validate_router_config
+from ray_dispatch.core.config import load_config, resolve_class
+from ray_dispatch.core.router import BaseDispatchRouter, validate_router_config
 
 from .explain import ConfigSource
 

@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ray_dispatch.config import DispatcherConfig
-from ray_dispatch.errors import ConfigError
-from ray_dispatch.router import format_validation_error
+from ray_dispatch.core.config import DispatcherConfig
+from ray_dispatch.core.errors import ConfigError
+from ray_dispatch.core.router import format_validation_error
 
 Policy = Literal["round_robin", "sticky", "least_loaded"]
 

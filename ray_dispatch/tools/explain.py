@@ -2,7 +2,7 @@
 
 ::
 
-    from ray_dispatch.experiments import explain
+    from ray_dispatch.tools import explain
     explain("examples/seed.yaml", make_inbound("hi", transport_name="smpp_transport"))
 
 The result lists, in order, each middleware hook the message passed, each
@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ray_dispatch.config import DispatcherConfig, load_config
-from ray_dispatch.dispatcher import DispatchOutcome
-from ray_dispatch.failures import DIRECTIONS, Direction, FailureRecord
-from ray_dispatch.message import Message
-from ray_dispatch.testing import RouterHarness
+from ray_dispatch.core.config import DispatcherConfig, load_config
+from ray_dispatch.core.dispatcher import DispatchOutcome
+from ray_dispatch.core.harness import RouterHarness
+from ray_dispatch.core.message import Message
+from ray_dispatch.core.recent import Step
+from ray_dispatch.core.stores.failures import DIRECTIONS, Direction, FailureRecord
 
 from ._render import html_table, text_table
 from ._sync import run_sync
@@ -30,21 +31,6 @@ from .traffic import TrafficReader, prevalidate
 
 ConfigSource = Mapping[str, Any] | str | Path | DispatcherConfig
 """A dispatcher config: a dict, a YAML file path, or a loaded ``DispatcherConfig``."""
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step of an explanation.
-
-    Attributes:
-        kind: ``receive`` (the message arrived), ``middleware``, ``router``,
-            ``return_route``, ``publish``, ``drop`` or ``failure``
-            (see ``ray_dispatch.dispatcher.TraceStep``).
-        text: what happened, in words.
-    """
-
-    kind: str
-    text: str
 
 
 @dataclass
@@ -180,7 +166,7 @@ def explain(
         config: a dict, a YAML path or a ``DispatcherConfig``.
         message: a message or event object, a Vumi payload dict, or a traffic
             record ``{"endpoint": ..., "direction": ..., "message": {...}}``
-            (see ``ray_dispatch.experiments.traffic``).
+            (see ``ray_dispatch.tools.traffic``).
         endpoint: the endpoint it arrives on (default: its ``transport_name``;
             required for outbound messages: the application's exposed name).
         direction: ``inbound``, ``event`` or ``outbound`` (default: ``event``

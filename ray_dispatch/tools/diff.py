@@ -2,7 +2,7 @@
 
 ::
 
-    from ray_dispatch.experiments import diff
+    from ray_dispatch.tools import diff
     d = diff("old.yaml", "new.yaml", "traffic.jsonl")
     d.changed            # how many messages would go somewhere else
     d.transitions        # Counter({("inbound:app1", "inbound:app2"): 30, ...})
@@ -22,10 +22,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ray_dispatch.config import load_config
-from ray_dispatch.dispatcher import Dispatcher, DispatchOutcome
-from ray_dispatch.failures import Direction, MemoryFailureStore
-from ray_dispatch.message import clone_json
+from ray_dispatch.core.config import load_config
+from ray_dispatch.core.dispatcher import Dispatcher, DispatchOutcome
+from ray_dispatch.core.message import clone_json
+from ray_dispatch.core.stores.failures import Direction, MemoryFailureStore
 
 from ._render import html_table, text_table
 from ._sync import run_sync
@@ -252,7 +252,7 @@ def diff(
     Args:
         old_config, new_config: dicts, YAML paths or ``DispatcherConfig`` s.
         traffic: a JSON Lines file or an iterable of lines, dicts or messages
-            (see ``ray_dispatch.experiments.traffic``).
+            (see ``ray_dispatch.tools.traffic``).
         max_changes: changed messages kept with their traces (all are counted).
         progress: draw a progress bar on stderr (default: when stderr is a terminal).
 

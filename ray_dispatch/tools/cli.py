@@ -28,8 +28,8 @@ from typing import Any, Protocol
 
 import click
 
-from ray_dispatch.errors import DispatchError
-from ray_dispatch.failures import DIRECTIONS
+from ray_dispatch.core.errors import DispatchError
+from ray_dispatch.core.stores.failures import DIRECTIONS
 
 from .diff import diff
 from .draw import Topology, draw

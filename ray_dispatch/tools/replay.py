@@ -2,7 +2,7 @@
 
 ::
 
-    from ray_dispatch.experiments import replay
+    from ray_dispatch.tools import replay
     summary = replay("examples/multi_country.yaml", "examples/traffic_multi_country.jsonl")
     summary.delivered          # Counter({"inbound:weather_app": 120, ...})
     summary.failures           # Counter({"no route_mappings entry ...": 3})
@@ -19,10 +19,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ray_dispatch.config import load_config
-from ray_dispatch.dispatcher import Dispatcher
-from ray_dispatch.failures import Direction, MemoryFailureStore
-from ray_dispatch.message import Message
+from ray_dispatch.core.config import load_config
+from ray_dispatch.core.dispatcher import Dispatcher
+from ray_dispatch.core.message import Message
+from ray_dispatch.core.stores.failures import Direction, MemoryFailureStore
 
 from ._render import html_table, text_table
 from ._sync import run_sync
@@ -229,7 +229,7 @@ def replay(
 
     Args:
         config: a dict, a YAML path or a ``DispatcherConfig``.
-        traffic: a JSON Lines file (see ``ray_dispatch.experiments.traffic``
+        traffic: a JSON Lines file (see ``ray_dispatch.tools.traffic``
             for the line format) or an iterable of lines, dicts or messages.
         progress: draw a progress bar on stderr (default: when stderr is a terminal).
         max_lines_per_reason: line numbers kept per failure reason (all are counted).

@@ -39,9 +39,9 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 
-from ray_dispatch.config import DispatcherConfig
-from ray_dispatch.failures import DIRECTIONS, Direction
-from ray_dispatch.message import Message, TransportEvent, TransportUserMessage, clone_json
+from ray_dispatch.core.config import DispatcherConfig
+from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage, clone_json
+from ray_dispatch.core.stores.failures import DIRECTIONS, Direction
 
 _fast_loads: Callable[[str | bytes], Any] | None
 try:  # optional accelerator: ~3x faster decoding; without it the standard library decodes every line

@@ -1,0 +1,261 @@
+"""Load and validate dispatcher configs (Vumi's YAML, unchanged, plus our extras).
+
+A config is a flat mapping: the dispatcher's own keys (``router_class``,
+``transport_names``, ``exposed_names``, ``middleware``, ...), the router's keys
+at the top level (as in Vumi), and one top-level block per middleware name.
+Vumi class paths (``vumi.dispatchers.SimpleDispatchRouter``, ...) resolve to
+ours so existing files work.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ray_dispatch.core.errors import ConfigError
+from ray_dispatch.core.router import format_validation_error
+
+DEFAULT_RETURN_ROUTE_TTL = 7 * 24 * 3600.0
+
+_VUMI_ROUTER_MODULES = ("vumi.dispatchers.base", "vumi.dispatchers.load_balancer", "vumi.dispatchers")
+_VUMI_MIDDLEWARE_MODULES = ("vumi.middleware.logging", "vumi.middleware")
+
+
+def vumi_alias(path: str) -> str:
+    """Map a Vumi class path to ours (``vumi.dispatchers.X`` -> ``routers.X``); others unchanged."""
+    module, _, name = path.rpartition(".")
+    if module in _VUMI_ROUTER_MODULES:
+        return f"routers.{name}"
+    if module in _VUMI_MIDDLEWARE_MODULES:
+        return f"ray_dispatch.middleware.{name}"
+    return path
+
+
+def _under(target: str, prefix: str) -> bool:
+    """Whether dotted ``target`` is ``prefix`` or inside it (``routers`` allows ``routers.x``, not ``routersx``)."""
+    prefix = prefix.rstrip(".")
+    return target == prefix or target.startswith(prefix + ".")
+
+
+BUILTIN_PREFIXES = ("ray_dispatch", "routers", "actors")
+"""Our own packages: always allowed, whatever ``allowed_prefixes`` says."""
+
+
+def resolve_class(path: str, key: str, base: type | None = None, allowed_prefixes: Sequence[str] | None = None) -> type:
+    """Import the class named by dotted ``path`` (Vumi paths aliased).
+
+    With ``allowed_prefixes`` (for configs from less trusted hands), only
+    classes under those module prefixes or ``BUILTIN_PREFIXES`` load.
+
+    Raises:
+        ConfigError: names ``key``, the path, and why it could not be used
+            (not allowed, no such module or class, wrong base class).
+    """
+    if not isinstance(path, str) or "." not in path:
+        raise ConfigError(f"{key}: expected a dotted class path like 'routers.SimpleDispatchRouter' (got {path!r})")
+    target = vumi_alias(path)
+    if allowed_prefixes is not None and not any(_under(target, p) for p in (*BUILTIN_PREFIXES, *allowed_prefixes)):
+        raise ConfigError(
+            f"{key}: class {target!r} is refused: not under the allowed prefixes {list(allowed_prefixes)}"
+        )
+    module_name, _, class_name = target.rpartition(".")
+    if not module_name or not class_name:
+        raise ConfigError(f"{key}: expected a dotted class path like 'routers.SimpleDispatchRouter' (got {path!r})")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or the module itself failing to run
+        raise ConfigError(
+            f"{key}: cannot import module {module_name!r} for {path!r} ({type(exc).__name__}: {exc})"
+        ) from None
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type):
+        raise ConfigError(f"{key}: module {module_name!r} has no class {class_name!r} (from {path!r})")
+    if base is not None and not issubclass(cls, base):
+        raise ConfigError(f"{key}: {path!r} is not a subclass of {base.__module__}.{base.__name__}")
+    return cls
+
+
+class MiddlewareSpec(BaseModel):
+    """One entry of the ``middleware:`` list, normalised (unknown keys, such as typos, are refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    class_path: str
+    consume_priority: int = 0
+    publish_priority: int = 0
+
+
+class StoreSpec(BaseModel):
+    """The ``store:`` block: which routing store backs this dispatcher.
+
+    ``class`` is a dotted path of a ``RoutingStore`` (default the in-memory
+    one); the remaining keys are passed to its constructor.
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    class_path: str = Field("ray_dispatch.store.MemoryStore", alias="class")
+
+
+class FailureStoreSpec(StoreSpec):
+    """The ``failure_store:`` block: where failure records (dead letters) are kept.
+
+    ``class`` is a dotted path of a ``FailureStore`` (default the in-memory
+    one; ``ray_dispatch.redis_failures.RedisFailureStore`` keeps them in Redis,
+    shared by dispatcher replicas); the remaining keys go to its constructor.
+    """
+
+    class_path: str = Field("ray_dispatch.failures.MemoryFailureStore", alias="class")
+
+
+class DispatcherConfig(BaseModel):
+    """The dispatcher's own config keys, validated.
+
+    Attributes:
+        router_class: dotted path of the router class.
+        transport_names: endpoints facing transports.
+        exposed_names: endpoints facing applications.
+        middleware: Vumi-style list of ``{name: class}`` or ``{name: {class: ..., ...}}``.
+        endpoints: per-endpoint actor specs (used by the Ray runtime).
+        store: routing store spec (default in-memory).
+        failure_store: failure store spec (default in-memory).
+        return_route_ttl: seconds the dispatcher remembers which application sent
+            an outbound message, so its events find their way back (default 7 days).
+        max_hops: a message consumed more times than this is a routing loop.
+        recent_outcomes: how many recent messages each dispatcher actor remembers
+            for explain-by-id (0 turns it off).
+        raw: the whole config as given (routers and middleware read their keys here).
+        source: the file it came from, if any.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    router_class: str
+    transport_names: list[str]
+    exposed_names: list[str] = Field(default_factory=list)
+    middleware: list[MiddlewareSpec] = Field(default_factory=list)
+    endpoints: dict[str, Any] = Field(default_factory=dict)
+    store: StoreSpec = Field(default_factory=StoreSpec)  # type: ignore[arg-type]
+    failure_store: FailureStoreSpec = Field(default_factory=FailureStoreSpec)  # type: ignore[arg-type]
+    return_route_ttl: float = Field(DEFAULT_RETURN_ROUTE_TTL, gt=0)
+    max_hops: int = Field(10, ge=1)
+    recent_outcomes: int = Field(10_000, ge=0, strict=True)
+    raw: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = None
+
+    @field_validator("transport_names", "exposed_names", mode="before")
+    @classmethod
+    def _names_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("must be a list of endpoint names, not a single string")
+        return value
+
+    @field_validator("middleware", mode="before")
+    @classmethod
+    def _normalise_middleware(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ValueError("must be a list of {name: class} entries")
+        specs = []
+        for index, entry in enumerate(value):
+            if not isinstance(entry, dict) or len(entry) != 1:
+                raise ValueError(f"entry {index} must be a single {{name: class}} mapping (got {entry!r})")
+            ((name, spec),) = entry.items()
+            if isinstance(spec, str):
+                specs.append({"name": name, "class_path": spec})
+            elif isinstance(spec, dict) and "class" in spec:
+                extra = {k: v for k, v in spec.items() if k != "class"}
+                specs.append({"name": name, "class_path": spec["class"], **extra})
+            else:
+                raise ValueError(f"entry {name!r} must be a class path or a mapping with a 'class' key (got {spec!r})")
+        return specs
+
+    @model_validator(mode="after")
+    def _check_names(self) -> DispatcherConfig:
+        if not self.transport_names and not self.exposed_names:
+            raise ValueError("transport_names and exposed_names are both empty: nothing to route between")
+        for key in ("transport_names", "exposed_names"):
+            names: list[str] = getattr(self, key)
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{key} lists {dupes} more than once")
+        both = sorted(set(self.transport_names) & set(self.exposed_names))
+        if both:
+            raise ValueError(f"{both} appear in both transport_names and exposed_names")
+        unknown = sorted(set(self.endpoints) - set(self.transport_names) - set(self.exposed_names))
+        if unknown:
+            raise ValueError(f"endpoints {unknown} are in neither transport_names nor exposed_names")
+        mw_names = [m.name for m in self.middleware]
+        if len(set(mw_names)) != len(mw_names):
+            raise ValueError(f"middleware names must be unique (got {mw_names})")
+        return self
+
+    def middleware_config(self, name: str) -> dict[str, Any]:
+        """Return the top-level config block of middleware ``name`` (empty if none)."""
+        block = self.raw.get(name) or {}
+        if not isinstance(block, Mapping):
+            raise ConfigError(f"{self._where()}{name}: middleware config must be a mapping (got {block!r})")
+        return dict(block)
+
+    def _where(self) -> str:
+        return f"{self.source}: " if self.source else ""
+
+    def located(self, error: ConfigError) -> ConfigError:
+        """Return ``error`` with this config's file name in front (unchanged if it already names it or none)."""
+        where = self._where()
+        if not where or str(error).startswith(where):
+            return error
+        return ConfigError(where + str(error))
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load`` (never the unsafe loader).
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not YAML, or not a mapping.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a dispatcher config must be a YAML mapping (got {type(data).__name__})")
+    return data
+
+
+def load_config(source: Mapping[str, Any] | str | Path | DispatcherConfig) -> DispatcherConfig:
+    """Load a dispatcher config from a dict, a YAML file path, or an existing config.
+
+    Raises:
+        ConfigError: the text names the file (if any), the key and the value.
+    """
+    if isinstance(source, DispatcherConfig):
+        return source
+    origin: str | None = None
+    if isinstance(source, (str, Path)):
+        origin = str(source)
+        raw = read_yaml(source)
+    elif isinstance(source, Mapping):
+        raw = dict(source)
+    else:
+        raise ConfigError(f"a config must be a mapping or a YAML file path (got {type(source).__name__})")
+    prefix = f"{origin}: " if origin else ""
+    bad_keys = [k for k in raw if not isinstance(k, str)]
+    if bad_keys:
+        raise ConfigError(f"{prefix}invalid dispatcher config: top-level key {bad_keys[0]!r} is not a string")
+    try:
+        config = DispatcherConfig.model_validate({**raw, "raw": raw, "source": origin})
+    except ValidationError as exc:
+        raise ConfigError(prefix + format_validation_error(exc, "dispatcher config")) from None
+    return config

@@ -1,0 +1,589 @@
+"""The dispatcher core: router + middleware + return routes + failure records.
+
+``Dispatcher`` does everything between "a message arrived on endpoint X" and
+"deliver this copy to endpoint Y", and nothing about how messages travel:
+delivery goes through an ``Outbox`` (lists in the notebook harness, batched
+actor calls on Ray). It imports no Ray.
+
+For each message: validate it, check the source endpoint and the hop limit,
+run consume middleware, ask the router (which calls ``publish_*``), apply the
+return-route memory for events, then for each publish: check the destination,
+copy, run publish middleware, hand to the outbox. Anything that goes wrong
+becomes a ``FailureRecord``; nothing raises out of ``dispatch_*``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ray_dispatch.core.config import DispatcherConfig, load_config, resolve_class
+from ray_dispatch.core.errors import ConfigError, DropMessage, InvalidMessage, NoRoute, RoutingLoop, UnknownEndpoint
+from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage
+from ray_dispatch.core.middleware import BaseMiddleware, MiddlewareStack
+from ray_dispatch.core.router import BaseDispatchRouter
+from ray_dispatch.core.stores.failures import Direction, FailureRecord, FailureStore
+from ray_dispatch.core.stores.routing import RoutingStore
+
+RETURN_ROUTE_PREFIX = "return_route:"
+_KIND: dict[str, type[Message]] = {
+    "inbound": TransportUserMessage,
+    "outbound": TransportUserMessage,
+    "event": TransportEvent,
+}
+_PUBLISH_METHOD: dict[str, str] = {
+    "inbound": "publish_inbound_message",
+    "outbound": "publish_outbound_message",
+    "event": "publish_inbound_event",
+}
+
+
+class Outbox(Protocol):
+    """Where the dispatcher hands messages it has routed."""
+
+    async def deliver(self, direction: Direction, endpoint: str, message: Message) -> None:
+        """Deliver ``message`` to ``endpoint``; raise if it cannot be taken."""
+
+
+class TraceStep(str):
+    """One line of a decision trace: a ``str`` that also says what kind of step it is.
+
+    ``DispatchOutcome.trace`` holds these. Being a ``str``, a step prints and
+    compares like a plain trace line; ``kind`` adds the structure tools need
+    (``ray_dispatch.tools.explain`` renders it as a table column):
+
+    - ``middleware``: a middleware hook the message passed (consume or publish);
+    - ``router``: a decision the router reported through ``explain``, or its
+      refusal when the return-route memory then routed the event anyway;
+    - ``return_route``: an event was sent back to the application that sent its message;
+    - ``publish``: the message was delivered to an endpoint;
+    - ``drop``: the message, or its copy for one endpoint, was dropped on purpose;
+    - ``failure``: the message, or its copy for one endpoint, became a failure record.
+    """
+
+    kind: str
+
+    def __new__(cls, text: str, kind: str = "router") -> TraceStep:
+        step = super().__new__(cls, text)
+        step.kind = kind
+        return step
+
+
+TRACE_KINDS = ("middleware", "router", "return_route", "publish", "drop", "failure")
+
+
+@dataclass
+class Delivery:
+    """One message handed to the outbox."""
+
+    direction: Direction
+    endpoint: str
+    message: Message
+
+
+@dataclass
+class DispatchOutcome:
+    """What became of one dispatched message: deliveries, failures, a drop, a trace.
+
+    ``trace`` is None unless the message was dispatched with ``trace=True``;
+    then it lists ``TraceStep`` lines (each a ``str`` with a ``kind``) in order.
+    """
+
+    direction: Direction
+    endpoint: str
+    deliveries: list[Delivery] = field(default_factory=list)
+    failures: list[FailureRecord] = field(default_factory=list)
+    dropped: str | None = None
+    trace: list[str] | None = None
+
+    @property
+    def destinations(self) -> list[str]:
+        """The endpoints the message was delivered to, in order."""
+        return [d.endpoint for d in self.deliveries]
+
+
+@dataclass
+class _Context:
+    direction: Direction
+    endpoint: str
+    trace: list[str] | None
+    publishes: list[tuple[Direction, str, Message]] = field(default_factory=list)
+    dropped: str | None = None
+    closed: bool = False
+
+
+def _independent(publishes: list[tuple[Direction, str, Message]]) -> list[tuple[Direction, str, Message]]:
+    """Give every publish its own message: an object published more than once is copied for the earlier ones."""
+    if len(publishes) < 2:
+        return publishes
+    seen: set[int] = set()
+    result = []
+    for direction, endpoint, msg in reversed(publishes):
+        if id(msg) in seen:
+            msg = msg.copy()
+        seen.add(id(msg))
+        result.append((direction, endpoint, msg))
+    result.reverse()
+    return result
+
+
+_current: ContextVar[_Context | None] = ContextVar("ray_dispatch_context", default=None)
+
+
+@dataclass
+class DispatcherStats:
+    """Counters: messages received and published per (direction, endpoint), failures, drops."""
+
+    received: Counter[tuple[str, str]] = field(default_factory=Counter)
+    published: Counter[tuple[str, str]] = field(default_factory=Counter)
+    failed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-friendly counters keyed ``"direction:endpoint"``."""
+
+        def flat(counter: Counter[tuple[str, str]]) -> dict[str, int]:
+            return {f"{d}:{e}": n for (d, e), n in sorted(counter.items())}
+
+        return {
+            "received": flat(self.received),
+            "published": flat(self.published),
+            "failed": flat(self.failed),
+            "dropped": dict(self.dropped),
+        }
+
+
+class _RouterView:
+    """The narrow face of a dispatcher that routers and middleware see."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.transport_names = dispatcher.transport_names
+        self.exposed_names = dispatcher.exposed_names
+        self.store = dispatcher.store
+        self.publish_inbound_message = dispatcher.publish_inbound_message
+        self.publish_inbound_event = dispatcher.publish_inbound_event
+        self.publish_outbound_message = dispatcher.publish_outbound_message
+        self.current_endpoint = dispatcher.current_endpoint
+        self.drop = dispatcher.drop
+        self.explain = dispatcher.explain
+
+    @property
+    def tracing(self) -> bool:
+        ctx = _current.get()
+        return ctx is not None and ctx.trace is not None
+
+
+def build_store(config: DispatcherConfig, key: str = "store", allowed: Sequence[str] | None = None) -> Any:
+    """Instantiate the store the config's ``store:`` (or ``failure_store:``) block names.
+
+    Raises:
+        ConfigError: the class cannot be used, or refuses the block's other keys (names them).
+    """
+    spec = getattr(config, key)
+    base = RoutingStore if key == "store" else FailureStore
+    cls = resolve_class(spec.class_path, f"{key}.class", base, allowed)
+    options = spec.__pydantic_extra__ or {}
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: {spec.class_path} refused the options {sorted(options)}: {exc}") from None
+
+
+class Dispatcher:
+    """Routes messages between transport and application endpoints (no Ray).
+
+    Args:
+        config: a dict, a YAML path or a ``DispatcherConfig``.
+        outbox: receives every routed message.
+        store: routing store (default: built from the config's ``store:`` block).
+        failures: failure store (default: built from the ``failure_store:`` block, in-memory).
+        allowed_class_prefixes: if given, router, middleware and store classes must
+            live under one of these module prefixes.
+
+    Raises:
+        ConfigError: the config, router config or a middleware config is invalid.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | str | Path | DispatcherConfig,
+        outbox: Outbox,
+        *,
+        store: RoutingStore | None = None,
+        failures: FailureStore | None = None,
+        allowed_class_prefixes: Sequence[str] | None = None,
+    ) -> None:
+        self.config = load_config(config)
+        self.transport_names: list[str] = list(self.config.transport_names)
+        self.exposed_names: list[str] = list(self.config.exposed_names)
+        self._transports = frozenset(self.transport_names)
+        self._exposed = frozenset(self.exposed_names)
+        self.outbox = outbox
+        self.stats = DispatcherStats()
+        try:  # every ConfigError names the config file, when there is one
+            self.store = store if store is not None else build_store(self.config, "store", allowed_class_prefixes)
+            self.failures: FailureStore = (
+                failures if failures is not None else build_store(self.config, "failure_store", allowed_class_prefixes)
+            )
+            self.view = _RouterView(self)
+            router_cls = resolve_class(
+                self.config.router_class, "router_class", BaseDispatchRouter, allowed_class_prefixes
+            )
+            self.router: BaseDispatchRouter = router_cls(self.view, self.config.raw)
+            self.router.validate_config()
+            self.middleware = MiddlewareStack(
+                [self._build_middleware(spec, allowed_class_prefixes) for spec in self.config.middleware]
+            )
+        except ConfigError as exc:
+            raise self.config.located(exc) from None
+        self._hooks = {
+            "inbound": self.router.dispatch_inbound_message,
+            "event": self.router.dispatch_inbound_event,
+            "outbound": self.router.dispatch_outbound_message,
+        }
+        self.started = False
+
+    def _build_middleware(self, spec: Any, allowed: Sequence[str] | None) -> BaseMiddleware:
+        cls = resolve_class(spec.class_path, f"middleware.{spec.name}", BaseMiddleware, allowed)
+        block = self.config.middleware_config(spec.name)
+        block.update(consume_priority=spec.consume_priority, publish_priority=spec.publish_priority)
+        return cls(spec.name, block, self.view)  # type: ignore[no-any-return]
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Set up middleware, then the router (``setup_routing``).
+
+        Raises:
+            ConfigError: a middleware or the router refused its config at setup (names the file, if any).
+        """
+        try:
+            await self.middleware.setup()
+            result = self.router.setup_routing()
+            if inspect.isawaitable(result):
+                await result
+        except ConfigError as exc:
+            raise self.config.located(exc) from None
+        self.started = True
+
+    async def stop(self) -> None:
+        """Tear down the router, then middleware, then close the routing and failure stores."""
+        if not self.started:
+            return
+        self.started = False
+        result = self.router.teardown_routing()
+        if inspect.isawaitable(result):
+            await result
+        await self.middleware.teardown()
+        await self.store.close()
+        await self.failures.close()
+
+    # -- entry points ---------------------------------------------------------
+
+    async def dispatch_inbound_message(
+        self, msg: Message | dict[str, Any], endpoint: str | None = None, *, trace: bool = False
+    ) -> DispatchOutcome:
+        """Route a user message that arrived from transport ``endpoint`` (default its ``transport_name``)."""
+        return await self._dispatch("inbound", msg, endpoint, trace)
+
+    async def dispatch_inbound_event(
+        self, event: Message | dict[str, Any], endpoint: str | None = None, *, trace: bool = False
+    ) -> DispatchOutcome:
+        """Route an event that arrived from transport ``endpoint`` (default its ``transport_name``)."""
+        return await self._dispatch("event", event, endpoint, trace)
+
+    async def dispatch_outbound_message(
+        self, msg: Message | dict[str, Any], endpoint: str, *, trace: bool = False
+    ) -> DispatchOutcome:
+        """Route a user message that arrived from application ``endpoint``."""
+        return await self._dispatch("outbound", msg, endpoint, trace)
+
+    async def dispatch(
+        self, direction: Direction, msg: Message | dict[str, Any], endpoint: str | None, *, trace: bool = False
+    ) -> DispatchOutcome:
+        """Route a message by direction name: ``inbound``, ``event`` or ``outbound``."""
+        return await self._dispatch(direction, msg, endpoint, trace)
+
+    # -- the router-facing interface -----------------------------------------
+
+    def publish_inbound_message(self, endpoint: str, msg: TransportUserMessage) -> None:
+        """Queue ``msg`` for application ``endpoint`` (router API; see ``BaseDispatchRouter`` on copies)."""
+        self._queue("inbound", endpoint, msg)
+
+    def publish_inbound_event(self, endpoint: str, event: TransportEvent) -> None:
+        """Queue ``event`` for application ``endpoint`` (router API; see ``BaseDispatchRouter`` on copies)."""
+        self._queue("event", endpoint, event)
+
+    def publish_outbound_message(self, endpoint: str, msg: TransportUserMessage) -> None:
+        """Queue ``msg`` for transport ``endpoint`` (router API; see ``BaseDispatchRouter`` on copies)."""
+        self._queue("outbound", endpoint, msg)
+
+    def current_endpoint(self) -> str | None:
+        """Return the endpoint the message now being dispatched arrived on."""
+        ctx = _current.get()
+        return None if ctx is None else ctx.endpoint
+
+    def drop(self, reason: str) -> None:
+        """Mark the message being dispatched as dropped on purpose (router API)."""
+        ctx = self._context("drop")
+        ctx.dropped = reason
+
+    def explain(self, text: str) -> None:
+        """Append ``text`` to the current trace, if tracing (router API)."""
+        ctx = _current.get()
+        if ctx is not None and ctx.trace is not None:
+            ctx.trace.append(TraceStep(text, "router"))
+
+    def _context(self, what: str) -> _Context:
+        ctx = _current.get()
+        if ctx is None or ctx.closed:
+            raise RuntimeError(f"{what} called outside dispatch_*: routers may only publish while routing a message")
+        return ctx
+
+    def _queue(self, direction: Direction, endpoint: str, msg: Message) -> None:
+        ctx = self._context(f"publish ({direction} to {endpoint!r})")
+        expected = _KIND[direction]
+        if not isinstance(msg, expected):
+            raise TypeError(
+                f"{_PUBLISH_METHOD[direction]} to {endpoint!r} needs a {expected.__name__}, got {type(msg).__name__}"
+            )
+        ctx.publishes.append((direction, endpoint, msg))
+
+    # -- failures -------------------------------------------------------------
+
+    async def record_failure(
+        self,
+        reason: str,
+        direction: Direction,
+        endpoint: str | None,
+        message: Any,
+        *,
+        error: BaseException | None = None,
+        stage: str = "route",
+        destination: str | None = None,
+    ) -> FailureRecord:
+        """Add a failure record and count it; return the record."""
+        record = FailureRecord(
+            reason=reason,
+            direction=direction,
+            endpoint=endpoint,
+            message=message,
+            error_type=type(error).__name__ if error is not None else None,
+            stage=stage,
+            destination=destination,
+        )
+        await self.failures.add(record)
+        where = destination or endpoint
+        known = where in self._transports or where in self._exposed
+        self.stats.failed[direction, where if known else "(unknown endpoint)"] += 1  # type: ignore[index]
+        return record
+
+    # -- the pipeline ---------------------------------------------------------
+
+    def _coerce(self, direction: Direction, payload: Any) -> Message:
+        expected = _KIND[direction]
+        if isinstance(payload, expected):
+            return payload
+        if isinstance(payload, Message):
+            raise InvalidMessage(f"expected a {expected.KIND} for {direction}, got a {payload.KIND}")
+        return expected.from_dict(payload)
+
+    def _check_source(self, direction: Direction, endpoint: Any) -> None:
+        names = self._exposed if direction == "outbound" else self._transports
+        if endpoint not in names:
+            side = "exposed_names" if direction == "outbound" else "transport_names"
+            raise UnknownEndpoint(
+                f"{direction} message arrived on {endpoint!r}, which is not in {side} {sorted(names)}"
+            )
+
+    def _count_hop(self, msg: Message) -> None:
+        hops = msg.routing_metadata.get("hops", 0)
+        hops = (hops if isinstance(hops, int) else 0) + 1
+        if hops > self.config.max_hops:
+            raise RoutingLoop(
+                f"routing loop: message passed through the dispatcher {hops} times (max_hops {self.config.max_hops})"
+            )
+        # A new dict, not an update in place: payloads unpickled from one batch may share
+        # their metadata dicts, and one message's hop must not count for the others.
+        msg.routing_metadata = {**msg.routing_metadata, "hops": hops}
+
+    async def _dispatch(self, direction: Direction, payload: Any, endpoint: str | None, trace: bool) -> DispatchOutcome:
+        if endpoint is None and isinstance(payload, (Message, dict)):
+            name = payload.get("transport_name")
+            endpoint = name if isinstance(name, str) else None
+        source = str(endpoint)
+        outcome = DispatchOutcome(direction, source, trace=[] if trace else None)
+        ctx = _Context(direction, source, outcome.trace)
+        stage = "validate"
+        msg: Any = payload
+        try:
+            msg = self._coerce(direction, payload)
+            self._check_source(direction, endpoint)
+            self.stats.received[direction, source] += 1
+            self._count_hop(msg)
+            stage = "middleware"
+            msg = await self.middleware.apply("consume", direction, msg, source, ctx.trace)
+            stage = "route"
+            await self._route(ctx, msg)
+        except DropMessage as exc:
+            ctx.dropped = str(exc) or type(exc).__name__
+        except Exception as exc:
+            reason = (
+                str(exc)
+                if isinstance(exc, (NoRoute, InvalidMessage, UnknownEndpoint, RoutingLoop))
+                else f"{type(exc).__name__}: {exc}"
+            )
+            outcome.failures.append(await self.record_failure(reason, direction, endpoint, msg, error=exc, stage=stage))
+            self._trace(ctx, f"failure at {stage}: {reason}", "failure")
+            return self._tag_middleware_steps(outcome)
+        if ctx.dropped is not None:
+            outcome.dropped = ctx.dropped
+            self.stats.dropped[ctx.dropped] += 1
+            self._trace(ctx, f"dropped: {ctx.dropped}", "drop")
+        try:
+            publishes = _independent(ctx.publishes)
+        except Exception as exc:  # a message that cannot be copied for fan-out (too deep, uncopyable values)
+            reason = f"{type(exc).__name__}: cannot copy the message for {len(ctx.publishes)} destinations ({exc})"
+            outcome.failures.append(
+                await self.record_failure(reason, direction, endpoint, msg, error=exc, stage="publish")
+            )
+            self._trace(ctx, f"failure at publish: {reason}", "failure")
+            return self._tag_middleware_steps(outcome)
+        for pub_direction, destination, copy in publishes:
+            await self._publish(outcome, ctx, pub_direction, destination, copy)
+        return self._tag_middleware_steps(outcome)
+
+    async def _route(self, ctx: _Context, msg: Message) -> None:
+        sender = None
+        if ctx.direction == "outbound":
+            await self.store.set(
+                RETURN_ROUTE_PREFIX + msg["message_id"], ctx.endpoint, ttl=self.config.return_route_ttl
+            )
+        elif ctx.direction == "event":
+            sender = await self.store.get(RETURN_ROUTE_PREFIX + msg["user_message_id"])
+            if sender not in self._exposed:
+                sender = None
+        token = _current.set(ctx)
+        try:
+            result = self._hooks[ctx.direction](msg)
+            if inspect.isawaitable(result):
+                await result
+        except (NoRoute, NotImplementedError) as exc:
+            if sender is None:
+                raise
+            self._trace(ctx, f"router: {exc}", "router")
+        finally:
+            _current.reset(token)
+            ctx.closed = True
+        if sender is not None:
+            ctx.dropped = None  # the sender is known: the event is delivered even if the router would drop it
+            event = ctx.publishes[0][2] if ctx.publishes else msg
+            ctx.publishes = [("event", sender, event)]
+            self._trace(
+                ctx,
+                f"return route: event about {msg['user_message_id']} goes back to {sender!r}, which sent it",
+                "return_route",
+            )
+        elif not ctx.publishes and ctx.dropped is None:
+            raise NoRoute(
+                f"{type(self.router).__name__} found no destination"
+                f" for this {ctx.direction} message from {ctx.endpoint!r}"
+            )
+
+    async def _publish(
+        self,
+        outcome: DispatchOutcome,
+        ctx: _Context,
+        direction: Direction,
+        destination: str,
+        msg: Message,
+        *,
+        middleware: bool = True,
+    ) -> None:
+        stage = "publish"
+        try:
+            names = self._transports if direction == "outbound" else self._exposed
+            if destination not in names:
+                side = "transport_names" if direction == "outbound" else "exposed_names"
+                raise UnknownEndpoint(
+                    f"router published {direction} to {destination!r}, which is not in {side} {sorted(names)}"
+                )
+            if middleware:
+                msg = await self.middleware.apply("publish", direction, msg, destination, ctx.trace)
+            stage = "deliver"
+            await self.outbox.deliver(direction, destination, msg)
+        except DropMessage as exc:
+            reason = str(exc) or type(exc).__name__
+            self.stats.dropped[reason] += 1
+            if outcome.dropped is None:
+                outcome.dropped = reason
+            self._trace(ctx, f"dropped before {destination!r}: {reason}", "drop")
+            return
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, UnknownEndpoint) else f"{type(exc).__name__}: {exc}"
+            record = await self.record_failure(
+                reason, direction, ctx.endpoint, msg, error=exc, stage=stage, destination=destination
+            )
+            outcome.failures.append(record)
+            self._trace(ctx, f"failure publishing to {destination!r}: {reason}", "failure")
+            return
+        self.stats.published[direction, destination] += 1
+        outcome.deliveries.append(Delivery(direction, destination, msg))
+        self._trace(ctx, f"published {direction} to {destination!r}", "publish")
+
+    @staticmethod
+    def _trace(ctx: _Context, text: str, kind: str) -> None:
+        if ctx.trace is not None:
+            ctx.trace.append(TraceStep(text, kind))
+
+    @staticmethod
+    def _tag_middleware_steps(outcome: DispatchOutcome) -> DispatchOutcome:
+        # MiddlewareStack.apply appends plain strings; every other trace line is a TraceStep.
+        trace = outcome.trace
+        if trace is not None:
+            trace[:] = [s if isinstance(s, TraceStep) else TraceStep(s, "middleware") for s in trace]
+        return outcome
+
+    # -- replay ---------------------------------------------------------------
+
+    async def replay_failure(self, failure_id: str, endpoint: str | None = None) -> DispatchOutcome:
+        """Try a failed message again; its record is replaced by the outcome.
+
+        A message that was routed but could not be delivered (stage
+        ``deliver``) is sent again to its destination only, or to ``endpoint``
+        when given (a name of the same side) -- not to every destination of a
+        fan-out again. Any other failure is re-dispatched as if it arrived on
+        ``endpoint`` (default: where it first arrived). The old record is
+        removed; if the message fails again, the new records carry
+        ``attempts`` one higher, so repeated replays never pile up duplicates.
+
+        Raises:
+            KeyError: no failure record has that id.
+        """
+        record = await self.failures.get(failure_id)
+        message = record.message.copy() if isinstance(record.message, Message) else record.message
+        if record.stage == "deliver" and record.destination is not None and isinstance(message, Message):
+            source = str(record.endpoint)
+            outcome = DispatchOutcome(record.direction, source)
+            await self._publish(
+                outcome,
+                _Context(record.direction, source, None, closed=True),
+                record.direction,
+                endpoint or record.destination,
+                message,
+                middleware=False,
+            )
+        else:
+            if isinstance(message, Message):
+                message.routing_metadata.pop("hops", None)
+            outcome = await self._dispatch(record.direction, message, endpoint or record.endpoint, False)
+        await self.failures.remove([failure_id])
+        for new in outcome.failures:
+            new.attempts = record.attempts + 1
+            await self.failures.add(new)  # stored again so a durable store keeps the new count
+        return outcome

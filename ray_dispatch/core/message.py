@@ -1,0 +1,492 @@
+"""Vumi-compatible messages: ``TransportUserMessage`` and ``TransportEvent``.
+
+Both are pydantic models that also behave like Vumi's dict-backed messages:
+``msg.content`` and ``msg["content"]`` read the same field, ``msg["x"] = v``
+adds a field, unknown fields are kept and survive ``to_json``/``from_json``.
+The JSON wire format is Vumi's (timestamps as ``%Y-%m-%d %H:%M:%S.%f``).
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import json
+import math
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time
+from typing import Any, ClassVar, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic._internal._model_construction import ModelMetaclass
+
+from ray_dispatch.core.errors import InvalidMessage
+
+VUMI_DATE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+_DATE_FORMAT_NO_MICROSECONDS = "%Y-%m-%d %H:%M:%S"
+_CANONICAL_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?")
+MESSAGE_VERSION: Final = "20110921"
+DEFAULT_ENDPOINT_NAME = "default"
+
+_MISSING = object()
+
+
+def utcnow() -> datetime:
+    """Return the current UTC time as a naive datetime, as Vumi stores it."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse a Vumi wire timestamp, with or without microseconds.
+
+    Raises:
+        ValueError: the text is in neither format.
+    """
+    if _CANONICAL_TIMESTAMP.fullmatch(value):
+        # The shape is exactly Vumi's; fromisoformat is ~10x faster than strptime
+        # and still refuses impossible dates.
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    for fmt in (VUMI_DATE_FORMAT, _DATE_FORMAT_NO_MICROSECONDS):
+        try:
+            return datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+    raise ValueError(f"timestamp {value!r} is not in the format {VUMI_DATE_FORMAT!r}")
+
+
+def to_naive_utc(value: datetime) -> datetime:
+    """Return ``value`` as a naive UTC datetime (Vumi's convention); naive values are kept as they are."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def format_timestamp(value: datetime) -> str:
+    """Format a datetime in Vumi's wire format (``%Y-%m-%d %H:%M:%S.%f``, UTC).
+
+    The year is always four digits (``strftime`` drops the padding before
+    year 1000, which Vumi's parser then refuses).
+    """
+    return to_naive_utc(value).isoformat(sep=" ", timespec="microseconds")
+
+
+# Values that are immutable and can be shared between copies.
+_ATOMIC: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes, datetime, date, time})
+
+
+MAX_NESTING = 100
+"""Metadata and extra fields may nest dicts and lists this deep at most."""
+
+_JSON_SCALARS = (str, int, bool, type(None), datetime)
+
+
+def check_json_like(value: Any) -> None:
+    """Check that ``value`` is JSON-like: dicts with string keys, lists, strings, numbers, booleans, None.
+
+    Datetimes are allowed (encoded in Vumi's format); floats must be finite;
+    nesting is limited to ``MAX_NESTING`` levels.
+
+    Raises:
+        ValueError: names where (``['a']['b'][0]``, first levels only) and what is wrong.
+    """
+    path: list[Any] = []
+    problem = _json_problem(value, 0, path)
+    if problem is not None:
+        where = "".join(f"[{p!r}]" for p in reversed(path[-5:]))
+        more = "..." if len(path) > 5 else ""
+        raise ValueError(f"{where}{more}: {problem}" if path else problem)
+
+
+def _json_problem(value: Any, depth: int, path: list[Any]) -> str | None:
+    """Return what is wrong with ``value`` (appending the path, innermost first), or None."""
+    if isinstance(value, _JSON_SCALARS):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{value!r} is not a JSON number"
+    if depth >= MAX_NESTING:
+        return f"nested more than {MAX_NESTING} levels deep"
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return f"{type(value).__name__} is not a JSON value"
+    for key, item in items:
+        if not isinstance(key, (str, int)) or (isinstance(value, dict) and not isinstance(key, str)):
+            return f"key {key!r} is not a string"
+        problem = _json_problem(item, depth + 1, path)
+        if problem is not None:
+            path.append(key)
+            return problem
+    return None
+
+
+def clone_json(value: Any) -> Any:
+    """Deep-copy JSON-like data (dicts, lists, scalars) much faster than copy.deepcopy.
+
+    Plain dicts and lists are rebuilt, immutable scalars shared; anything else
+    (tuples, dict subclasses, custom objects) goes through ``copy.deepcopy``
+    so no mutable state is ever shared between the copies.
+    """
+    kind = type(value)
+    if kind in _ATOMIC:
+        return value
+    if kind is dict:
+        return {k: v if type(v) in _ATOMIC else clone_json(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _ATOMIC else clone_json(v) for v in value]
+    return _copy.deepcopy(value)
+
+
+def _encode_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _describe(error: ValidationError, kind: str) -> str:
+    parts = []
+    for item in error.errors():
+        text = item["msg"].removeprefix("Value error, ")
+        field = ".".join(str(p) for p in item["loc"])
+        parts.append(f"field {field!r}: {text}" if field else text)
+    return f"invalid {kind}: " + "; ".join(parts)
+
+
+class _MessageMeta(ModelMetaclass):
+    """Makes ``TransportUserMessage(...)`` raise ``InvalidMessage`` instead of pydantic's error.
+
+    Done here rather than in ``__init__``: pydantic runs a custom ``__init__``
+    on every validation, which cost ~2.5 us per message.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - a metaclass method
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as exc:
+            raise InvalidMessage(_describe(exc, getattr(cls, "KIND", "message"))) from None
+
+
+class Message(BaseModel, metaclass=_MessageMeta):
+    """Common base of user messages and events: Vumi's envelope fields.
+
+    Supports both attribute and item access; extra fields are preserved.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_default=False)
+
+    KIND: ClassVar[str] = "message"
+
+    message_version: Literal["20110921"] = MESSAGE_VERSION
+    message_type: str
+    timestamp: datetime = Field(default_factory=utcnow)
+    helper_metadata: dict[str, Any] = Field(default_factory=dict)
+    routing_metadata: dict[str, Any] = Field(default_factory=dict)
+    transport_metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("helper_metadata", "routing_metadata", "transport_metadata", mode="after")
+    @classmethod
+    def _metadata_is_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value:
+            check_json_like(value)
+        return value
+
+    @model_validator(mode="after")
+    def _extra_fields_are_json(self) -> Message:
+        if self.__pydantic_extra__:
+            check_json_like(self.__pydantic_extra__)
+        return self
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _parse_timestamp(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_timestamp(value)
+        return value
+
+    @field_validator("timestamp", mode="after")
+    @classmethod
+    def _timestamp_to_naive_utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            return value
+        try:
+            return to_naive_utc(value)
+        except OverflowError:
+            raise ValueError(f"{value.isoformat()} is out of range once converted to UTC") from None
+
+    # -- construction -------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> Message:
+        """Validate a payload dict into a message of this class.
+
+        Raises:
+            InvalidMessage: a field is missing or has the wrong type or value;
+                the text names the field.
+        """
+        if not isinstance(payload, dict):
+            raise InvalidMessage(f"invalid {cls.KIND}: expected a JSON object, got {type(payload).__name__}")
+        bad_keys = [k for k in payload if not isinstance(k, str)]
+        if bad_keys:
+            raise InvalidMessage(f"invalid {cls.KIND}: field names must be strings (got {bad_keys[0]!r})")
+        try:
+            return cls.model_validate(payload)
+        except ValidationError as exc:
+            raise InvalidMessage(_describe(exc, cls.KIND)) from None
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Message:
+        """Parse Vumi's JSON wire format.
+
+        Raises:
+            InvalidMessage: the text is not JSON or not a valid message.
+        """
+        try:
+            payload = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidMessage(f"invalid {cls.KIND}: not valid JSON ({exc})") from None
+        return cls.from_dict(payload)
+
+    # -- serialisation ------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return an independent deep copy of the payload (timestamps stay datetimes)."""
+        payload = clone_json(self.__dict__)
+        if self.__pydantic_extra__:
+            payload.update(clone_json(self.__pydantic_extra__))
+        return payload  # type: ignore[no-any-return]
+
+    def to_json(self) -> str:
+        """Encode in Vumi's JSON wire format."""
+        payload = dict(self.__dict__)
+        if self.__pydantic_extra__:
+            payload.update(self.__pydantic_extra__)
+        return json.dumps(payload, default=_encode_default)
+
+    def copy(self) -> Message:  # type: ignore[override]
+        """Return a deep, independent copy (mutating it never changes this one)."""
+        cls = type(self)
+        new = cls.__new__(cls)
+        object.__setattr__(new, "__dict__", clone_json(self.__dict__))
+        object.__setattr__(new, "__pydantic_extra__", clone_json(self.__pydantic_extra__))
+        object.__setattr__(new, "__pydantic_fields_set__", set(self.__pydantic_fields_set__))
+        object.__setattr__(new, "__pydantic_private__", None)
+        return new
+
+    # -- Vumi's dict interface ---------------------------------------------
+
+    # ``self.__dict__`` holds exactly the declared fields: looking keys up there
+    # is ~8x cheaper than ``type(self).model_fields`` (0.9 us per call on pydantic 2.14).
+
+    def __getitem__(self, key: str) -> Any:
+        declared = self.__dict__
+        if key in declared:
+            return declared[key]
+        extra = self.__pydantic_extra__
+        if extra and key in extra:
+            return extra[key]
+        raise KeyError(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in self.__dict__:
+            self.__dict__[key] = value
+        else:
+            if self.__pydantic_extra__ is None:
+                object.__setattr__(self, "__pydantic_extra__", {})
+            self.__pydantic_extra__[key] = value  # type: ignore[index]
+
+    def __delitem__(self, key: str) -> None:
+        extra = self.__pydantic_extra__ or {}
+        if key not in extra:
+            raise KeyError(f"{key!r} is not an extra field (declared fields cannot be deleted)")
+        del extra[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.__dict__ or key in (self.__pydantic_extra__ or {})
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the field's value, or ``default`` when it is not present."""
+        declared = self.__dict__
+        if key in declared:
+            return declared[key]
+        extra = self.__pydantic_extra__
+        if extra and key in extra:
+            return extra[key]
+        return default
+
+    def keys(self) -> Iterator[str]:
+        """Iterate over the payload's field names (declared, then extra)."""
+        yield from self.__dict__
+        yield from self.__pydantic_extra__ or {}
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """Iterate over ``(field name, value)`` pairs of the payload (declared, then extra), as Vumi's ``items()``."""
+        yield from self.__dict__.items()
+        yield from (self.__pydantic_extra__ or {}).items()
+
+    # -- routing metadata -------------------------------------------------
+
+    def get_routing_endpoint(self) -> str:
+        """Return ``routing_metadata["endpoint_name"]``, or ``"default"`` when it is absent or None (as Vumi)."""
+        name = self.routing_metadata.get("endpoint_name")
+        return DEFAULT_ENDPOINT_NAME if name is None else name  # type: ignore[no-any-return]
+
+    def set_routing_endpoint(self, endpoint_name: str | None = None) -> None:
+        """Store ``endpoint_name`` in ``routing_metadata`` (``None`` stores ``"default"``, as Vumi)."""
+        self.routing_metadata["endpoint_name"] = DEFAULT_ENDPOINT_NAME if endpoint_name is None else endpoint_name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.to_dict()!r}>"
+
+
+SessionEvent = Literal["new", "resume", "close"]
+EventType = Literal["ack", "nack", "delivery_report"]
+DeliveryStatus = Literal["pending", "failed", "delivered"]
+
+_REPLY_PROTECTED = (
+    "to_addr",
+    "from_addr",
+    "group",
+    "in_reply_to",
+    "provider",
+    "transport_name",
+    "transport_type",
+    "transport_metadata",
+)
+
+
+class TransportUserMessage(Message):
+    """A message from or to a user (Vumi's ``TransportUserMessage``).
+
+    Required: ``to_addr``, ``from_addr`` (either may be None, but must be
+    given), ``transport_name``, ``transport_type``.
+    """
+
+    KIND: ClassVar[str] = "user_message"
+    SESSION_NONE: ClassVar[None] = None
+    SESSION_NEW: ClassVar[str] = "new"
+    SESSION_RESUME: ClassVar[str] = "resume"
+    SESSION_CLOSE: ClassVar[str] = "close"
+
+    message_type: Literal["user_message"] = "user_message"
+    message_id: str = Field(default_factory=_new_id)
+    to_addr: str | None
+    from_addr: str | None
+    transport_name: str
+    transport_type: str
+    in_reply_to: str | None = None
+    session_event: SessionEvent | None = None
+    content: str | None = None
+    group: str | None = None
+    provider: str | None = None
+    to_addr_type: str | None = None
+    from_addr_type: str | None = None
+
+    def user(self) -> str | None:
+        """Return the user's address (the ``from_addr``)."""
+        return self.from_addr
+
+    def reply(self, content: str | None, continue_session: bool = True, **kw: Any) -> TransportUserMessage:
+        """Build a reply to this message, as Vumi does.
+
+        Addresses are swapped, ``in_reply_to`` is this message's id, transport
+        fields and ``helper_metadata`` are copied (deep), and the session is
+        closed when ``continue_session`` is False.
+
+        Raises:
+            TypeError: ``kw`` tries to override an address or transport field.
+        """
+        for name in _REPLY_PROTECTED:
+            if name in kw:
+                raise TypeError(f"{name!r} may not be overridden.")
+        fields: dict[str, Any] = {
+            "helper_metadata": clone_json(self.helper_metadata),
+            "session_event": None if continue_session else self.SESSION_CLOSE,
+            "to_addr": self.from_addr,
+            "from_addr": self.to_addr,
+            "group": self.group,
+            "in_reply_to": self.message_id,
+            "provider": self.provider,
+            "transport_name": self.transport_name,
+            "transport_type": self.transport_type,
+            "transport_metadata": clone_json(self.transport_metadata),
+        }
+        fields.update(kw)
+        out = TransportUserMessage(content=content, **fields)
+        out.set_routing_endpoint(self.get_routing_endpoint())
+        return out
+
+    def reply_group(self, content: str | None, continue_session: bool = True, **kw: Any) -> TransportUserMessage:
+        """Reply to the whole group: like ``reply`` but ``to_addr`` is None when there is a group.
+
+        Raises:
+            TypeError: as ``reply``.
+        """
+        out = self.reply(content, continue_session, **kw)
+        if self.group is not None:
+            out.to_addr = None
+        return out
+
+
+class TransportEvent(Message):
+    """An event about a user message: ``ack``, ``nack`` or ``delivery_report``.
+
+    ``ack`` needs ``sent_message_id``; ``nack`` needs ``nack_reason``;
+    ``delivery_report`` needs ``delivery_status`` (pending, failed, delivered).
+    """
+
+    KIND: ClassVar[str] = "event"
+
+    message_type: Literal["event"] = "event"
+    event_id: str = Field(default_factory=_new_id)
+    user_message_id: str
+    event_type: EventType
+    transport_name: str | None = None
+    transport_type: str | None = None
+    sent_message_id: str | None = None
+    nack_reason: str | None = None
+    delivery_status: DeliveryStatus | None = None
+
+    @model_validator(mode="after")
+    def _check_event_fields(self) -> TransportEvent:
+        needs = {"ack": "sent_message_id", "nack": "nack_reason", "delivery_report": "delivery_status"}
+        name = needs[self.event_type]
+        if self.__dict__.get(name) is None:
+            raise ValueError(f"event_type {self.event_type!r} needs the field {name!r}")
+        return self
+
+
+def message_from_dict(payload: dict[str, Any]) -> TransportUserMessage | TransportEvent:
+    """Validate a payload into a user message or an event, chosen by ``message_type``.
+
+    Raises:
+        InvalidMessage: unknown ``message_type`` or an invalid field.
+    """
+    if not isinstance(payload, dict):
+        raise InvalidMessage(f"invalid message: expected a JSON object, got {type(payload).__name__}")
+    kind = payload.get("message_type", "user_message")
+    if kind == "event":
+        return TransportEvent.from_dict(payload)  # type: ignore[return-value]
+    if kind == "user_message":
+        return TransportUserMessage.from_dict(payload)  # type: ignore[return-value]
+    raise InvalidMessage(f"invalid message: field 'message_type': {kind!r} is neither 'user_message' nor 'event'")
+
+
+def message_from_json(text: str | bytes) -> TransportUserMessage | TransportEvent:
+    """Parse one Vumi JSON message or event, chosen by ``message_type``.
+
+    Raises:
+        InvalidMessage: not JSON, unknown ``message_type``, or an invalid field.
+    """
+    try:
+        payload = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidMessage(f"invalid message: not valid JSON ({exc})") from None
+    return message_from_dict(payload)

@@ -1,0 +1,224 @@
+"""The router contract: Vumi's ``BaseDispatchRouter``, with typed config.
+
+A router is a plain class that decides where a message goes. It sees only a
+narrow dispatcher interface (``RouterDispatcher``): the endpoint names, the
+routing store and three ``publish_*`` methods. It never sees actor handles,
+so it runs unchanged in the notebook harness and on Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Iterator, Mapping
+from typing import Annotated, Any, ClassVar, Protocol
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
+
+from ray_dispatch.core.errors import ConfigError
+from ray_dispatch.core.message import TransportEvent, TransportUserMessage
+from ray_dispatch.core.stores.routing import RoutingStore
+
+
+class RouterDispatcher(Protocol):
+    """What a router may use of its dispatcher (and nothing more)."""
+
+    transport_names: list[str]
+    exposed_names: list[str]
+    store: RoutingStore
+
+    def publish_inbound_message(self, endpoint: str, msg: TransportUserMessage) -> None:
+        """Send a user message to the application endpoint ``endpoint``."""
+
+    def publish_inbound_event(self, endpoint: str, event: TransportEvent) -> None:
+        """Send an event to the application endpoint ``endpoint``."""
+
+    def publish_outbound_message(self, endpoint: str, msg: TransportUserMessage) -> None:
+        """Send a user message out through the transport endpoint ``endpoint``."""
+
+    def current_endpoint(self) -> str | None:
+        """Return the endpoint the message being dispatched arrived on."""
+
+    def drop(self, reason: str) -> None:
+        """Declare that the current message is dropped on purpose (counted, not a failure)."""
+
+    def explain(self, text: str) -> None:
+        """Add a line to the current message's decision trace (no-op when not tracing)."""
+
+    @property
+    def tracing(self) -> bool:
+        """Whether the current message's decisions are being traced."""
+
+
+# -- config models -----------------------------------------------------------
+
+
+def _names(info: ValidationInfo, key: str) -> Any:
+    return (info.context or {}).get(key)
+
+
+def _check_transport(value: str, info: ValidationInfo) -> str:
+    names = _names(info, "transport_names")
+    if names is not None and value not in names:
+        raise ValueError(f"{value!r} is not in transport_names {list(names)}")
+    return value
+
+
+def _check_exposed(value: str, info: ValidationInfo) -> str:
+    names = _names(info, "exposed_names")
+    if names is not None and value not in names:
+        raise ValueError(f"{value!r} is not in exposed_names {list(names)}")
+    return value
+
+
+TransportName = Annotated[str, AfterValidator(_check_transport)]
+"""A config value that must name one of the dispatcher's ``transport_names``."""
+
+ExposedName = Annotated[str, AfterValidator(_check_exposed)]
+"""A config value that must name one of the dispatcher's ``exposed_names``."""
+
+
+class RouterConfig(BaseModel):
+    """Base of every router's config model.
+
+    The whole dispatcher config is validated against it, so unrelated
+    top-level keys (``router_class``, middleware blocks, ...) are allowed.
+    Supports ``config["key"]`` and ``config.get("key")`` as Vumi's dicts do.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=False)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in type(self).model_fields:
+            return getattr(self, key)
+        extra = self.__pydantic_extra__ or {}
+        if key in extra:
+            return extra[key]
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in type(self).model_fields or key in (self.__pydantic_extra__ or {})
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the value of ``key``, or ``default`` when absent."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
+        yield from type(self).model_fields
+        yield from self.__pydantic_extra__ or {}
+
+
+def format_validation_error(exc: ValidationError, what: str) -> str:
+    """Turn a pydantic error into one line naming each bad key and its value."""
+    parts = []
+    for item in exc.errors():
+        loc = [str(p) for p in item["loc"] if p != "[key]"]
+        key = ".".join(loc) or "(top level)"
+        msg = item["msg"].removeprefix("Value error, ")
+        value = item.get("input")
+        shown = "" if isinstance(value, (dict, list)) or item["type"] == "missing" else f" (got {value!r})"
+        parts.append(f"{key}: {msg}{shown}")
+    return f"invalid {what}: " + "; ".join(parts)
+
+
+def validate_router_config(
+    config_class: type[RouterConfig],
+    raw: Mapping[str, Any],
+    transport_names: list[str],
+    exposed_names: list[str],
+    what: str = "router config",
+) -> RouterConfig:
+    """Validate ``raw`` against ``config_class``, checking endpoint names.
+
+    Raises:
+        ConfigError: names each bad key and its value.
+    """
+    try:
+        return config_class.model_validate(
+            dict(raw), context={"transport_names": transport_names, "exposed_names": exposed_names}
+        )
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, what)) from None
+
+
+# -- the router base class ---------------------------------------------------
+
+
+class BaseDispatchRouter:
+    """Base class for routers (Vumi's contract; a Vumi router ports by changing imports).
+
+    Do not override ``__init__``. Override:
+
+    - ``setup_routing()`` / ``teardown_routing()``: may be async; do I/O here.
+    - ``dispatch_inbound_message(msg)``: a user message from a transport.
+    - ``dispatch_inbound_event(event)``: an event from a transport.
+    - ``dispatch_outbound_message(msg)``: a user message from an application.
+
+    Each dispatch hook may be sync or async, and routes by calling
+    ``self.dispatcher.publish_*``. Publishes are delivered when the hook
+    returns, each endpoint getting its own copy; the message is taken as it is
+    then, so to publish different versions of one message, publish copies
+    (``msg.copy()``) rather than mutating it between publishes. Raising ``NoRoute`` (or publishing nothing)
+    makes the message a failure record; ``self.dispatcher.drop(reason)``
+    declares an intended drop.
+
+    Declare config keys with a ``CONFIG_CLASS`` (a ``RouterConfig`` subclass,
+    using ``TransportName`` / ``ExposedName`` for endpoint references). After
+    ``validate_config`` runs, ``self.config`` is that model instance.
+    """
+
+    CONFIG_CLASS: ClassVar[type[RouterConfig]] = RouterConfig
+
+    def __init__(self, dispatcher: RouterDispatcher, config: Mapping[str, Any]) -> None:
+        self.dispatcher = dispatcher
+        self.config: Any = config
+
+    def validate_config(self) -> None:
+        """Validate ``self.config`` into ``CONFIG_CLASS``. Called by the dispatcher before setup.
+
+        Raises:
+            ConfigError: names the bad key and value.
+        """
+        if isinstance(self.config, RouterConfig):
+            return
+        self.config = validate_router_config(
+            self.CONFIG_CLASS,
+            self.config,
+            list(self.dispatcher.transport_names),
+            list(self.dispatcher.exposed_names),
+            what=f"{type(self).__name__} config",
+        )
+
+    def setup_routing(self) -> Awaitable[None] | None:
+        """Prepare routing state (may be async). The default does nothing."""
+        return None
+
+    def teardown_routing(self) -> Awaitable[None] | None:
+        """Release routing state (may be async). The default does nothing."""
+        return None
+
+    def dispatch_inbound_message(self, msg: TransportUserMessage) -> Awaitable[None] | None:
+        """Route a user message that arrived from a transport."""
+        raise NotImplementedError(f"{type(self).__name__} does not route inbound messages")
+
+    def dispatch_inbound_event(self, event: TransportEvent) -> Awaitable[None] | None:
+        """Route an event that arrived from a transport."""
+        raise NotImplementedError(f"{type(self).__name__} does not route events")
+
+    def dispatch_outbound_message(self, msg: TransportUserMessage) -> Awaitable[None] | None:
+        """Route a user message that arrived from an application."""
+        raise NotImplementedError(f"{type(self).__name__} does not route outbound messages")
+
+    def explain(self, text: str, *args: Any) -> None:
+        """Report a routing decision for the trace; ``text % args`` is only built when tracing.
+
+        A format string that does not match its arguments is shown as is with
+        the arguments after it: tracing never changes how a message is routed.
+        """
+        if self.dispatcher.tracing:
+            try:
+                line = text % args if args else text
+            except (TypeError, ValueError):
+                line = f"{text} {args!r}"
+            self.dispatcher.explain(line)

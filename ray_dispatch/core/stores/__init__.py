@@ -1,0 +1,1 @@
+"""Routing stores (key/value with TTL) and failure stores, each contract beside its implementations."""
