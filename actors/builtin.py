@@ -115,8 +115,11 @@ class MemoryTransport(TransportActor):
         Every message is validated before any is sent.
 
         Raises:
-            InvalidMessage: one is invalid (the text names its index and field); none was sent.
+            InvalidMessage: ``messages`` is not a list, or one is invalid (the text names its index and
+                field); none was sent.
         """
+        if not isinstance(messages, (list, tuple)):
+            raise InvalidMessage(f"messages: expected a list of dicts of message fields, got {messages!r:.200}")
         checked = []
         for index, fields in enumerate(messages):
             try:

@@ -10,8 +10,8 @@ control port 1000 above it; for every XMPP transport it starts a throwaway
 prosody (config and data in a temp dir) on that port and registers the
 transport's account and a demo user ``alice@<domain>`` (password ``alice``).
 It sets ``SMPP_PASSWORD`` / ``XMPP_PASSWORD`` when unset, runs
-``ray-dispatch run CONFIG`` until Ctrl-C, and always stops every peer it
-started. Talk to the running deployment from another terminal:
+``ray-dispatch run CONFIG`` until Ctrl-C (or SIGTERM / SIGHUP), and always
+stops every peer it started and the deployment it ran. Talk to the running deployment from another terminal:
 
     python examples/run_peers.py mo 3775 +27831234567 4321 "hello"     # an MO via SMSC control port 3775
     python examples/run_peers.py submits 3775                           # what the SMSC was sent
@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,33 @@ from peers.smsc import SmscPeer  # noqa: E402
 SMPP_CLASS = "actors.transports.smpp.SmppTransport"
 XMPP_CLASS = "actors.transports.xmpp.XmppTransport"
 CONTROL_OFFSET = 1000
+RUN_STOP_TIMEOUT = 30.0
+"""Seconds ``ray-dispatch run`` gets to drain after we pass it SIGINT, before it is killed."""
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGHUP arrived: unwind like Ctrl-C, so every peer is stopped."""
+
+
+def _stop_on_signal(signum: int, _frame: Any) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def _run_until_stopped(command: list[str]) -> int:
+    """Run ``command``; on Ctrl-C, SIGTERM or SIGHUP pass it SIGINT and wait (bounded) for it to drain."""
+    child = subprocess.Popen(command)
+    try:
+        return child.wait()
+    except (KeyboardInterrupt, Stopped):
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+        try:
+            child.wait(timeout=RUN_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            print(f"ray-dispatch run did not stop within {RUN_STOP_TIMEOUT:.0f}s; killing it (pid {child.pid})")
+            child.kill()
+            child.wait()
+        return 0
 
 
 def _endpoints(config_path: Path, class_path: str) -> list[tuple[str, dict[str, Any]]]:
@@ -51,6 +79,8 @@ def _endpoints(config_path: Path, class_path: str) -> list[tuple[str, dict[str, 
 
 def up(config_path: Path, peers_only: bool) -> int:
     """Start the peers the config needs, run the deployment, stop everything on the way out."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_on_signal)
     os.environ.setdefault("SMPP_PASSWORD", "smppdemo")  # SMPP allows at most 8 octets
     os.environ.setdefault("XMPP_PASSWORD", "xmpp-demo")
     smscs: list[SmscPeer] = []
@@ -75,26 +105,24 @@ def up(config_path: Path, peers_only: bool) -> int:
             servers.append(server)
             print(f"prosody for {name}: 127.0.0.1:{port}, users {user}@{domain} and alice@{domain} (password alice)")
         if peers_only:
-            print("peers running; press Ctrl-C to stop them")
+            print("peers running; press Ctrl-C to stop them", flush=True)
             try:
-                while True:
-                    input()
-            except (KeyboardInterrupt, EOFError):
+                signal.pause()
+            except (KeyboardInterrupt, Stopped):
                 return 0
         command = [str(Path(sys.executable).with_name("ray-dispatch")), "run", str(config_path)]
         if not Path(command[0]).exists():
             command = [sys.executable, "-m", "ray_dispatch.cli", "run", str(config_path)]
-        print("running:", " ".join(command))
-        try:
-            return subprocess.call(command)
-        except KeyboardInterrupt:
-            return 0
+        print("running:", " ".join(command), flush=True)
+        return _run_until_stopped(command)
+    except Stopped:
+        return 0
     finally:
         for smsc in smscs:
             smsc.stop()
         for server in servers:
             server.stop()
-        print(f"peers stopped (logs in {workdir})")
+        print(f"peers stopped (logs in {workdir})", flush=True)
 
 
 async def _mo(control_port: int, source: str, destination: str, text: str) -> None:
