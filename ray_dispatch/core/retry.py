@@ -94,11 +94,6 @@ class Backoff:
         self._rand = rand
         self.retries = 0
 
-    @property
-    def config(self) -> BackoffPolicy:
-        """The policy (the name transports used before the policy moved here)."""
-        return self.policy
-
     def next_delay(self) -> float:
         """Return the wait before the next retry, and count that retry."""
         self.retries += 1
