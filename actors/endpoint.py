@@ -133,10 +133,9 @@ class RayDispatcherLink:
 
     async def _ping_until_back(self, replica_id: str) -> None:
         handle = self._handles[replica_id]
-        delay = self._options.backoff
+        backoff = self._options.retry.start()  # pings go on past max_attempts: only the waits apply
         while not self._closed:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._options.backoff_max)
+            await asyncio.sleep(backoff.next_delay())
             try:
                 await asyncio.wait_for(handle.ping.remote(), self._ping_timeout)
             except Exception as exc:

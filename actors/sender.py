@@ -11,7 +11,7 @@ message per call caps a hop at ~1k msg/s, while 100-1000 per call reach
   waiting; ``send`` blocks beyond that (backpressure, bounded memory);
 - keeps every item until the receiver confirms it; a failed call is retried
   with backoff when the error is transient, handed to ``on_dead`` when the
-  receiver is gone (or still unreachable after ``max_attempts``), and failed
+  receiver is gone (or still unreachable after ``retry.max_attempts``), and failed
   (the item's future raises ``DeliveryError``) otherwise.
 
 This module imports no Ray: the call and the error classifier are injected,
@@ -30,11 +30,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ray_dispatch.core.errors import DeliveryError
+from ray_dispatch.core.retry import OldKeys, RetryPolicy, fill_retry_block
 
 ErrorKind = Literal["transient", "dead", "permanent"]
+
+SENDER_RETRY = RetryPolicy(initial_delay=0.05, max_delay=2.0, max_attempts=8)
+"""A sender's retries unless ``batching: {retry: ...}`` says otherwise (about 5 s of waiting in all)."""
+
+OLD_RETRY_KEYS: OldKeys = {"max_attempts": "max_attempts", "backoff": "initial_delay", "backoff_max": "max_delay"}
+"""The flat ``batching`` retry keys from before ``retry:`` (same meaning, new names)."""
 
 
 class SenderOptions(BaseModel):
@@ -45,9 +52,10 @@ class SenderOptions(BaseModel):
         max_wait: seconds an item may wait to be coalesced while a call is in flight.
         max_in_flight: most outstanding calls.
         max_queued: most items waiting to be sent; ``send`` blocks beyond it.
-        max_attempts: tries per batch for transient errors before giving up.
-        backoff: first retry delay in seconds (doubles each time).
-        backoff_max: longest retry delay in seconds.
+        retry: tries per batch for transient errors and the waits between them
+            (``RetryPolicy``; default 8 tries, 0.05 s doubling up to 2 s). The
+            old flat keys ``max_attempts``, ``backoff`` and ``backoff_max`` still
+            work, with a warning.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -56,9 +64,12 @@ class SenderOptions(BaseModel):
     max_wait: float = Field(0.002, ge=0)
     max_in_flight: int = Field(4, ge=1)
     max_queued: int = Field(20_000, ge=1)
-    max_attempts: int = Field(8, ge=1)
-    backoff: float = Field(0.05, gt=0)
-    backoff_max: float = Field(2.0, gt=0)
+    retry: RetryPolicy = SENDER_RETRY
+
+    @model_validator(mode="before")
+    @classmethod
+    def _complete_retry_block(cls, data: Any) -> Any:
+        return fill_retry_block(data, SENDER_RETRY, "batching", OLD_RETRY_KEYS)
 
 
 @dataclass
@@ -246,6 +257,7 @@ class BatchSender:
             task.add_done_callback(self._flights.discard)
 
     async def _fly(self, batch: list[Pending]) -> None:
+        retry = self.options.retry
         attempt = 0
         seq = next(self._seq)
         self._flying_seqs.add(seq)
@@ -260,16 +272,16 @@ class BatchSender:
                     raise
                 except Exception as exc:
                     kind = self._classify(exc)
-                    if kind == "transient" and attempt >= self.options.max_attempts:
+                    if kind == "transient" and retry.gives_up_after(attempt):
                         kind = "dead"  # unreachable for too long: let the others take over
                     if kind == "dead" and self._on_dead is not None:
                         self.dead = True
                         self._unconfirmed -= len(batch)
                         await self._on_dead(batch, exc)
                         return
-                    if kind == "transient" and attempt < self.options.max_attempts:
+                    if kind == "transient" and not retry.gives_up_after(attempt):
                         self.retries += 1
-                        await asyncio.sleep(min(self.options.backoff * 2 ** (attempt - 1), self.options.backoff_max))
+                        await asyncio.sleep(retry.delay(attempt))
                         continue
                     why = f"{type(exc).__name__}: {exc}"
                     self._settle(

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
 from ray_dispatch.core.errors import ConfigError, NoRoute
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage
-from ray_dispatch.core.router import BaseDispatchRouter, ExposedName, RouterConfig, TransportName
+from ray_dispatch.core.router import BaseDispatchRouter, ExposedName, RouterConfig, StaticRoute, TransportName
 from routers.simple import as_list
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,11 @@ def publish_to_application(
         router.dispatcher.publish_inbound_event(endpoint, msg)
     else:
         router.dispatcher.publish_inbound_message(endpoint, msg)
+
+
+def each_transport_to(destination: str, transport_names: Sequence[str], label: str) -> list[StaticRoute]:
+    """Inbound routes from every transport to ``destination``, all labelled ``label``."""
+    return [StaticRoute(name, destination, "inbound", label) for name in transport_names]
 
 
 class SingleApplicationRouter(BaseDispatchRouter):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ray_dispatch.core.errors import NoRoute
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage
-from ray_dispatch.core.router import ExposedName, TransportName
-from routers.common import StoreBackedRouter, StoreNamespaceConfig, look_up, matched_text
+from ray_dispatch.core.router import ExposedName, StaticRoute, TransportName
+from routers.common import StoreBackedRouter, StoreNamespaceConfig, each_transport_to, look_up, matched_text
 
 DEFAULT_ROUTING_MEMORY = 7 * 24 * 3600
 
@@ -100,6 +101,25 @@ class ContentKeywordRouter(StoreBackedRouter):
         fallback_application: ExposedName | None = None
         transport_mappings: dict[str, TransportName] = Field(default_factory=dict)
         expire_routing_memory: float = Field(DEFAULT_ROUTING_MEMORY, gt=0)
+
+    @classmethod
+    def static_routes(
+        cls, config: Any, transport_names: Sequence[str], exposed_names: Sequence[str]
+    ) -> list[StaticRoute] | None:
+        """Every rule from every transport to its application (labelled by keyword), the fallback,
+        and each ``transport_mappings`` entry from every application to its transport."""
+        rules = [(rule.app, rule.keyword) for rule in config.rules] + list(config.keyword_mappings.items())
+        routes = [
+            route for app, word in rules for route in each_transport_to(app, transport_names, f"keyword {word!r}")
+        ]
+        if config.fallback_application is not None:
+            routes += each_transport_to(config.fallback_application, transport_names, "fallback_application")
+        routes += [
+            StaticRoute(app, transport, "outbound", f"from_addr {addr!r}")
+            for addr, transport in config.transport_mappings.items()
+            for app in exposed_names
+        ]
+        return routes
 
     def setup_routing(self) -> None:
         """Combine ``rules`` and ``keyword_mappings`` into one ordered list of labelled rules."""

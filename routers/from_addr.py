@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage
-from ray_dispatch.core.router import RouterConfig, TransportName
-from routers.common import SingleApplicationRouter, look_up, publish_to_application
+from ray_dispatch.core.router import RouterConfig, StaticRoute, TransportName
+from routers.common import SingleApplicationRouter, each_transport_to, look_up, publish_to_application
 
 
 class FromAddrMultiplexRouter(SingleApplicationRouter):
@@ -29,6 +32,19 @@ class FromAddrMultiplexRouter(SingleApplicationRouter):
         """Config of ``FromAddrMultiplexRouter``."""
 
         fromaddr_mappings: dict[str, TransportName]
+
+    @classmethod
+    def static_routes(
+        cls, config: Any, transport_names: Sequence[str], exposed_names: Sequence[str]
+    ) -> list[StaticRoute] | None:
+        """From every transport to the application; back out by each ``fromaddr_mappings`` entry."""
+        routes = [route for app in exposed_names for route in each_transport_to(app, transport_names, "any")]
+        routes += [
+            StaticRoute(app, transport, "outbound", f"from_addr {addr!r}")
+            for addr, transport in config.fromaddr_mappings.items()
+            for app in exposed_names
+        ]
+        return routes
 
     def dispatch_inbound_message(self, msg: TransportUserMessage) -> None:
         """Send ``msg`` to the one application, as if it were the transport."""

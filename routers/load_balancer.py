@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from ray_dispatch.core.errors import ConfigError
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage
-from ray_dispatch.core.router import RouterConfig
-from routers.common import SingleApplicationRouter, arrival_endpoint, publish_to_application
+from ray_dispatch.core.router import RouterConfig, StaticRoute
+from routers.common import SingleApplicationRouter, arrival_endpoint, each_transport_to, publish_to_application
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,15 @@ class LoadBalancingRouter(SingleApplicationRouter):
                 "LoadBalancingRouter: config key 'rewrite_transport_name' is ignored;"
                 " the key is 'rewrite_transport_names' (plural)"
             )
+
+    @classmethod
+    def static_routes(
+        cls, config: Any, transport_names: Sequence[str], exposed_names: Sequence[str]
+    ) -> list[StaticRoute] | None:
+        """From every transport to the application, and from it out through every transport in turn."""
+        routes = [route for app in exposed_names for route in each_transport_to(app, transport_names, "any")]
+        routes += [StaticRoute(app, t, "outbound", "round-robin") for app in exposed_names for t in transport_names]
+        return routes
 
     def setup_routing(self) -> None:
         """Start the round-robin cycle over ``transport_names``."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import Field
 
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage
-from ray_dispatch.core.router import BaseDispatchRouter, ExposedName, RouterConfig, TransportName
+from ray_dispatch.core.router import BaseDispatchRouter, ExposedName, RouterConfig, StaticRoute, TransportName
 from routers.common import arrival_endpoint, look_up, publish_to_application
+from routers.simple import mapping_routes
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,14 @@ class RedirectRouter(BaseDispatchRouter):
 
         redirect_inbound: dict[TransportName, ExposedName] = Field(default_factory=dict)
         redirect_outbound: dict[ExposedName, TransportName] = Field(default_factory=dict)
+
+    @classmethod
+    def static_routes(
+        cls, config: Any, transport_names: Sequence[str], exposed_names: Sequence[str]
+    ) -> list[StaticRoute] | None:
+        """Each redirect: ``redirect_inbound`` transport to application, ``redirect_outbound`` back."""
+        inbound = mapping_routes(config.redirect_inbound, "inbound", "redirect_inbound")
+        return inbound + mapping_routes(config.redirect_outbound, "outbound", "redirect_outbound")
 
     def _redirect_inbound(self, msg: TransportUserMessage | TransportEvent) -> None:
         source = arrival_endpoint(self, msg)

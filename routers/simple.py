@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from pydantic import Field, field_validator
 
 from ray_dispatch.core.errors import NoRoute
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage
-from ray_dispatch.core.router import BaseDispatchRouter, ExposedName, RouterConfig, TransportName
+from ray_dispatch.core.router import BaseDispatchRouter, ExposedName, RouterConfig, StaticRoute, TransportName
+from ray_dispatch.core.stores.failures import Direction
 
 
 def as_list(value: object) -> object:
     """Accept a single name where a list of names is expected (Vumi allows both)."""
     return [value] if isinstance(value, str) else value
+
+
+def mapping_routes(mapping: Mapping[str, str | list[str]], direction: Direction, label: str) -> list[StaticRoute]:
+    """One route from each key of a config mapping (``route_mappings``, ...) to each of its names."""
+    return [
+        StaticRoute(source, target, direction, label)
+        for source, targets in mapping.items()
+        for target in ([targets] if isinstance(targets, str) else targets)
+    ]
 
 
 class OutboundByTransportNameConfig(RouterConfig):
@@ -61,6 +74,13 @@ class SimpleDispatchRouter(OutboundByTransportName):
         _as_lists = field_validator("route_mappings", mode="before")(
             lambda cls, v: {k: as_list(x) for k, x in v.items()} if isinstance(v, dict) else v
         )
+
+    @classmethod
+    def static_routes(
+        cls, config: Any, transport_names: Sequence[str], exposed_names: Sequence[str]
+    ) -> list[StaticRoute] | None:
+        """Each ``route_mappings`` entry: from its transport to each of its applications."""
+        return mapping_routes(config.route_mappings, "inbound", "route_mappings")
 
     def _targets(self, transport_name: str | None, what: str) -> list[str]:
         targets: list[str] | None = self.config.route_mappings.get(transport_name)

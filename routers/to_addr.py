@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
 from ray_dispatch.core.errors import NoRoute
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage
-from ray_dispatch.core.router import ExposedName
-from routers.common import matched_text
+from ray_dispatch.core.router import ExposedName, StaticRoute
+from routers.common import each_transport_to, matched_text
 from routers.simple import OutboundByTransportName, OutboundByTransportNameConfig
 
 
@@ -47,6 +48,17 @@ class ToAddrRouter(OutboundByTransportName):
         """Config of ``ToAddrRouter``."""
 
         toaddr_mappings: dict[ExposedName, RegexPattern]
+
+    @classmethod
+    def static_routes(
+        cls, config: Any, transport_names: Sequence[str], exposed_names: Sequence[str]
+    ) -> list[StaticRoute] | None:
+        """From every transport to each application, labelled by its ``to_addr`` pattern."""
+        return [
+            route
+            for app, pattern in config.toaddr_mappings.items()
+            for route in each_transport_to(app, transport_names, f"to_addr ~ {pattern!r}")
+        ]
 
     def setup_routing(self) -> None:
         """Compile the ``toaddr_mappings`` patterns."""

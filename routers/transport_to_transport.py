@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage
-from ray_dispatch.core.router import BaseDispatchRouter, RouterConfig, TransportName
+from ray_dispatch.core.router import BaseDispatchRouter, RouterConfig, StaticRoute, TransportName
 from routers.common import TransportNameList, arrival_endpoint, look_up
+from routers.simple import mapping_routes
 
 
 class TransportToTransportRouter(BaseDispatchRouter):
@@ -24,6 +28,13 @@ class TransportToTransportRouter(BaseDispatchRouter):
         """Config of ``TransportToTransportRouter``."""
 
         route_mappings: dict[TransportName, TransportNameList]
+
+    @classmethod
+    def static_routes(
+        cls, config: Any, transport_names: Sequence[str], exposed_names: Sequence[str]
+    ) -> list[StaticRoute] | None:
+        """Each ``route_mappings`` entry: from its transport out through each mapped transport."""
+        return mapping_routes(config.route_mappings, "inbound", "route_mappings")
 
     def dispatch_inbound_message(self, msg: TransportUserMessage) -> None:
         """Send ``msg`` out through every transport mapped from the one it arrived on."""

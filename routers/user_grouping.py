@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import Field
 
 from ray_dispatch.core.errors import NoRoute
 from ray_dispatch.core.message import TransportUserMessage
-from ray_dispatch.core.router import ExposedName, TransportName
-from routers.common import ExposedNameList, StoreBackedRouter, StoreNamespaceConfig
-from routers.simple import SimpleDispatchRouter
+from ray_dispatch.core.router import ExposedName, StaticRoute, TransportName
+from routers.common import ExposedNameList, StoreBackedRouter, StoreNamespaceConfig, each_transport_to
+from routers.simple import SimpleDispatchRouter, mapping_routes
 
 
 class UserGroupingRouter(StoreBackedRouter, SimpleDispatchRouter):
@@ -48,6 +50,18 @@ class UserGroupingRouter(StoreBackedRouter, SimpleDispatchRouter):
 
         group_mappings: dict[str, ExposedName] = Field(min_length=1)
         route_mappings: dict[TransportName, ExposedNameList] = Field(default_factory=dict)
+
+    @classmethod
+    def static_routes(
+        cls, config: Any, transport_names: Sequence[str], exposed_names: Sequence[str]
+    ) -> list[StaticRoute] | None:
+        """From every transport to each group's application; events also by ``route_mappings``."""
+        routes = [
+            route
+            for group, app in config.group_mappings.items()
+            for route in each_transport_to(app, transport_names, f"group {group!r}")
+        ]
+        return routes + mapping_routes(config.route_mappings, "event", "route_mappings")
 
     def setup_routing(self) -> None:
         """Prepare the lock that serialises group assignment for new users."""

@@ -1,4 +1,4 @@
-"""Pieces shared by the real transports: backoff, secrets and a connection supervisor.
+"""Pieces shared by the real transports: backoff config, secrets and a connection supervisor.
 
 ``ConnectionSupervisor`` keeps one connection to a peer alive: it connects
 (each attempt bounded by ``connect_timeout``), runs the session until the peer
@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ray_dispatch.core.errors import ConfigError
+from ray_dispatch.core.retry import Backoff, BackoffPolicy
 
 log = logging.getLogger(__name__)
 
@@ -28,40 +29,18 @@ V = TypeVar("V")
 R = TypeVar("R")
 
 
-class BackoffConfig(BaseModel):
-    """How a transport retries a lost peer.
+class BackoffConfig(BackoffPolicy):
+    """How a transport retries a lost peer: the ``BackoffPolicy`` keys, plus one attempt's bound.
 
     Attributes:
         initial_delay: seconds before the first retry (default 0.5).
         max_delay: the delay never grows beyond this many seconds (default 30).
         factor: each failed attempt multiplies the delay by this (default 2).
+        jitter: share of each delay drawn at random, 0 to 1 (default 0).
         connect_timeout: one connection attempt gives up after this many seconds (default 10).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
-    initial_delay: float = Field(0.5, gt=0)
-    max_delay: float = Field(30.0, gt=0)
-    factor: float = Field(2.0, ge=1)
     connect_timeout: float = Field(10.0, gt=0)
-
-
-class Backoff:
-    """Growing, capped delays: ``initial_delay``, then times ``factor``, up to ``max_delay``."""
-
-    def __init__(self, config: BackoffConfig) -> None:
-        self.config = config
-        self._next = config.initial_delay
-
-    def next_delay(self) -> float:
-        """Return the delay to wait now, and grow the next one."""
-        delay = min(self._next, self.config.max_delay)
-        self._next = min(self._next * self.config.factor, self.config.max_delay)
-        return delay
-
-    def reset(self) -> None:
-        """Start again from ``initial_delay`` (after a success)."""
-        self._next = self.config.initial_delay
 
 
 class Secret(BaseModel):

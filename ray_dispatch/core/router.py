@@ -8,13 +8,14 @@ so it runs unchanged in the notebook harness and on Ray.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterator, Mapping
-from typing import Annotated, Any, ClassVar, Protocol
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from typing import Annotated, Any, ClassVar, NamedTuple, Protocol
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
 
 from ray_dispatch.core.errors import ConfigError
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage
+from ray_dispatch.core.stores.failures import Direction
 from ray_dispatch.core.stores.routing import RoutingStore
 
 
@@ -142,6 +143,25 @@ def validate_router_config(
         raise ConfigError(format_validation_error(exc, what)) from None
 
 
+class StaticRoute(NamedTuple):
+    """A route a router's config fixes, whatever the message (what ``draw`` shows).
+
+    Attributes:
+        source: the endpoint messages arrive on.
+        destination: the endpoint they may be sent to.
+        direction: how they arrive: ``"inbound"`` (user messages from a
+            transport, and their events), ``"event"`` (events only) or
+            ``"outbound"`` (from an application).
+        label: which config entry makes the route, e.g. ``"route_mappings"``
+            or ``"keyword 'weather'"``.
+    """
+
+    source: str
+    destination: str
+    direction: Direction
+    label: str
+
+
 # -- the router base class ---------------------------------------------------
 
 
@@ -166,6 +186,9 @@ class BaseDispatchRouter:
     Declare config keys with a ``CONFIG_CLASS`` (a ``RouterConfig`` subclass,
     using ``TransportName`` / ``ExposedName`` for endpoint references). After
     ``validate_config`` runs, ``self.config`` is that model instance.
+
+    Override the class method ``static_routes`` to tell tools (``draw``)
+    which routes the config alone fixes.
     """
 
     CONFIG_CLASS: ClassVar[type[RouterConfig]] = RouterConfig
@@ -189,6 +212,20 @@ class BaseDispatchRouter:
             list(self.dispatcher.exposed_names),
             what=f"{type(self).__name__} config",
         )
+
+    @classmethod
+    def static_routes(
+        cls, config: Any, transport_names: Sequence[str], exposed_names: Sequence[str]
+    ) -> list[StaticRoute] | None:
+        """Return the routes ``config`` fixes, or None when the router knows none before a message arrives.
+
+        Called without a dispatcher or a running router (``ray-dispatch graph``
+        and ``draw`` call it), with ``config`` already validated into
+        ``CONFIG_CLASS``, so it must only read its arguments. A route that
+        depends on a message's content may still be listed, with a label
+        saying so (``"keyword 'news'"``). The default knows none.
+        """
+        return None
 
     def setup_routing(self) -> Awaitable[None] | None:
         """Prepare routing state (may be async). The default does nothing."""

@@ -2,11 +2,12 @@
 
 Transports on the left with their endpoint names, the dispatcher in the
 middle, applications on the right; each link is labelled with its endpoint
-name (and, optionally, a message count). For routers with ``route_mappings``
-(``SimpleDispatchRouter``, ``TransportToTransportRouter``) the mappings are
-drawn as routes through the dispatcher; for the others, which decide per
-message, only the links are drawn. Endpoints with more than one replica are
-drawn as a stack, labelled with the replica count.
+name (and, optionally, a message count). The routes the router's config fixes
+(its ``static_routes`` hook: ``route_mappings``, keywords, redirects, ...) are
+drawn through the dispatcher, each with a tooltip naming its direction and
+config entry; for a router that knows none, only the links are drawn.
+Endpoints with more than one replica are drawn as a stack, labelled with the
+replica count.
 
 A running deployment draws itself the same way (``Deployment.graph()``, or
 ``ray-dispatch graph --deployment NAME -o FILE``): counts from the
@@ -20,14 +21,14 @@ wheel, no system library) and a font on the system for the labels.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Any
 
 from ray_dispatch.core.config import load_config, resolve_class
-from ray_dispatch.core.router import BaseDispatchRouter, validate_router_config
+from ray_dispatch.core.router import BaseDispatchRouter, StaticRoute, validate_router_config
 
 from .explain import ConfigSource
 
@@ -47,8 +48,8 @@ class Topology:
         router: the router class name.
         transports: transport endpoint names, top to bottom.
         applications: exposed (application) endpoint names, top to bottom.
-        routes: (from endpoint, to endpoint) pairs from ``route_mappings``,
-            or None when the router decides per message.
+        routes: the routes the router's config fixes (``static_routes``), or
+            None when it knows none before a message arrives.
         counts: messages per endpoint link, shown on the edges.
         replicas: replicas per endpoint, shown as stacks.
         classes: actor class per endpoint (from the config's ``endpoints:`` block), shown in the boxes.
@@ -63,7 +64,7 @@ class Topology:
     router: str
     transports: list[str]
     applications: list[str]
-    routes: list[tuple[str, str]] | None = None
+    routes: list[StaticRoute] | None = None
     counts: dict[str, int] = field(default_factory=dict)
     replicas: dict[str, int] = field(default_factory=dict)
     classes: dict[str, str] = field(default_factory=dict)
@@ -165,7 +166,7 @@ def draw(
         router=router_cls.__name__,
         transports=list(loaded.transport_names),
         applications=list(loaded.exposed_names),
-        routes=_routes(router_config, endpoints),
+        routes=_known(router_cls.static_routes(router_config, loaded.transport_names, loaded.exposed_names), endpoints),
         counts=_per_endpoint(counts or {}, endpoints),
         replicas={**default_replicas, **dict(replicas or {})},
         classes=classes,
@@ -176,16 +177,11 @@ def draw(
     )
 
 
-def _routes(router_config: Any, endpoints: set[str]) -> list[tuple[str, str]] | None:
-    mappings = getattr(router_config, "route_mappings", None)
-    if not isinstance(mappings, Mapping):
+def _known(routes: list[StaticRoute] | None, endpoints: set[str]) -> list[StaticRoute] | None:
+    """The routes between endpoints the picture has (a router may name others)."""
+    if routes is None:
         return None
-    routes = []
-    for source, targets in mappings.items():
-        for target in [targets] if isinstance(targets, str) else targets:
-            if source in endpoints and target in endpoints:
-                routes.append((source, target))
-    return routes
+    return [StaticRoute(*route) for route in routes if route[0] in endpoints and route[1] in endpoints]
 
 
 def _per_endpoint(counts: Mapping[str, int], endpoints: set[str]) -> dict[str, int]:
@@ -362,15 +358,20 @@ class _SvgLayout:
         if self.topo.routes is None:
             return ""
         out = []
-        routed = {name for route in self.topo.routes for name in route}
+        routed = {name for route in self.topo.routes for name in route[:2]}
         inset = self.disp_w * 0.45
-        for source, target in self.topo.routes:
+        why: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for route in self.topo.routes:
+            text = f"{route.direction}: {route.label}"
+            if text not in why[route.source, route.destination]:
+                why[route.source, route.destination].append(text)
+        for (source, target), reasons in why.items():
             (x1, y1), (x2, y2) = ports[source], ports[target]
             bend1 = x1 + inset if x1 == self.x_disp else x1 - inset
             bend2 = x2 + inset if x2 == self.x_disp else x2 - inset
             out.append(
                 f'<g class="route" data-from="{escape(source)}" data-to="{escape(target)}">'
-                f"<title>route: {escape(source)} → {escape(target)}</title>"
+                f"<title>route: {escape(source)} → {escape(target)} ({escape('; '.join(reasons))})</title>"
                 f'<path d="M {x1:.1f} {y1:.1f} C {bend1:.1f} {y1:.1f}, {bend2:.1f} {y2:.1f}, {x2 - 3:.1f} {y2:.1f}"'
                 f' fill="none" stroke="#444444" stroke-width="1.5" marker-end="url(#arrow-route)"/></g>'
             )

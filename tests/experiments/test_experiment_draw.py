@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from ray_dispatch.core.errors import ConfigError
+from ray_dispatch.core.router import BaseDispatchRouter, StaticRoute
 from ray_dispatch.tools import draw
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -44,17 +45,122 @@ def test_fan_out_and_unrouted_transport(simple_config):
     svg = draw(simple_config).to_svg()
     routes = sorted((g.get("data-from"), g.get("data-to")) for g in groups(svg, "route"))
     assert routes == [("sms", "app1"), ("xmpp", "app1"), ("xmpp", "app2")]
+    assert set(route_reasons(svg).values()) == {"inbound: route_mappings"}
     unrouted = [t for t in ET.fromstring(svg).iter(f"{SVG}text") if t.get("class") == "unrouted"]
     assert len(unrouted) == 1 and unrouted[0].text == "no route"
 
 
-def test_other_routers_get_an_edge_per_endpoint_and_no_routes(examples):
+def route_reasons(svg: str) -> dict[tuple[str | None, str | None], str]:
+    """Each drawn route (from, to) and the directions and config entries in its tooltip."""
+    reasons = {}
+    for g in groups(svg, "route"):
+        title = g.find(f"{SVG}title")
+        assert title is not None and title.text is not None
+        reasons[g.get("data-from"), g.get("data-to")] = title.text.rpartition(" (")[2].rstrip(")")
+    return reasons
+
+
+def test_content_keyword_routes_by_keyword_fallback_and_from_addr(examples):
     topology = draw(examples / "multi_country.yaml")
-    svg = topology.to_svg()
-    names = ["sms_ke", "sms_za", "sms_ng", "weather_app", "news_app", "football_app", "helpdesk"]
-    assert sorted(g.get("data-endpoint") for g in groups(svg, "edge")) == sorted(names)
-    assert groups(svg, "route") == [] and "routes decided per message" in svg
-    assert topology.routes is None and topology.router == "ContentKeywordRouter"
+    reasons = route_reasons(topology.to_svg())
+    transports, apps = ["sms_ke", "sms_za", "sms_ng"], ["weather_app", "news_app", "football_app", "helpdesk"]
+    by_keyword = {
+        "football_app": "inbound: keyword 'score'",  # two rules, one route
+        "news_app": "inbound: keyword 'news'",
+        "weather_app": "inbound: keyword 'weather'",
+        "helpdesk": "inbound: fallback_application",
+    }
+    by_from_addr = {"sms_ke": "outbound: from_addr '22141'", "sms_za": "outbound: from_addr '31337'"}
+    by_from_addr["sms_ng"] = "outbound: from_addr '33001'"
+    assert reasons == {
+        **{(t, app): why for t in transports for app, why in by_keyword.items()},
+        **{(app, t): why for app in apps for t, why in by_from_addr.items()},
+    }
+    assert "routes decided per message" not in topology.to_svg() and topology.router == "ContentKeywordRouter"
+
+
+@pytest.mark.parametrize(
+    ("router", "names", "config", "expected"),
+    [
+        (
+            "TransportToTransportRouter",
+            (["a", "b", "c"], []),
+            {"route_mappings": {"a": ["b", "c"]}},
+            {("a", "b"): "inbound: route_mappings", ("a", "c"): "inbound: route_mappings"},
+        ),
+        (
+            "ToAddrRouter",
+            (["sms"], ["app1", "app2"]),
+            {"toaddr_mappings": {"app1": "^1", "app2": "^2"}},
+            {("sms", "app1"): "inbound: to_addr ~ '^1'", ("sms", "app2"): "inbound: to_addr ~ '^2'"},
+        ),
+        (
+            "FromAddrMultiplexRouter",
+            (["x1", "x2"], ["app"]),
+            {"fromaddr_mappings": {"a@x": "x1", "b@x": "x2"}},
+            {
+                ("x1", "app"): "inbound: any",
+                ("x2", "app"): "inbound: any",
+                ("app", "x1"): "outbound: from_addr 'a@x'",
+                ("app", "x2"): "outbound: from_addr 'b@x'",
+            },
+        ),
+        (
+            "UserGroupingRouter",
+            (["sms"], ["a", "b"]),
+            {"group_mappings": {"g1": "a", "g2": "b"}, "route_mappings": {"sms": "a"}},
+            {("sms", "a"): "inbound: group 'g1'; event: route_mappings", ("sms", "b"): "inbound: group 'g2'"},
+        ),
+        (
+            "RedirectRouter",
+            (["sms"], ["app"]),
+            {"redirect_inbound": {"sms": "app"}, "redirect_outbound": {"app": "sms"}},
+            {("sms", "app"): "inbound: redirect_inbound", ("app", "sms"): "outbound: redirect_outbound"},
+        ),
+        (
+            "RedirectOutboundRouter",
+            (["sms"], ["app"]),
+            {"redirect_outbound": {"app": "sms"}},
+            {("app", "sms"): "outbound: redirect_outbound"},
+        ),
+        (
+            "LoadBalancingRouter",
+            (["t1", "t2"], ["app"]),
+            {},
+            {
+                ("t1", "app"): "inbound: any",
+                ("t2", "app"): "inbound: any",
+                ("app", "t1"): "outbound: round-robin",
+                ("app", "t2"): "outbound: round-robin",
+            },
+        ),
+    ],
+)
+def test_each_builtin_router_draws_the_routes_its_config_fixes(router, names, config, expected):
+    transports, exposed = names
+    full = {"router_class": f"routers.{router}", "transport_names": transports, "exposed_names": exposed, **config}
+    assert route_reasons(draw(full).to_svg()) == expected
+
+
+class PairRouter(BaseDispatchRouter):
+    """A custom router that names its one fixed route."""
+
+    @classmethod
+    def static_routes(cls, config, transport_names, exposed_names):
+        return [StaticRoute(transport_names[0], exposed_names[-1], "inbound", "always the last app")]
+
+
+class SilentRouter(BaseDispatchRouter):
+    """A custom router that does not say."""
+
+
+def test_a_custom_router_draws_what_its_hook_returns_and_one_without_it_draws_none(simple_config):
+    here = "tests.experiments.test_experiment_draw"
+    custom = draw({**simple_config, "router_class": f"{here}.PairRouter"})
+    assert route_reasons(custom.to_svg()) == {("sms", "app2"): "inbound: always the last app"}
+    silent = draw({**simple_config, "router_class": f"{here}.SilentRouter"})
+    assert silent.routes is None and groups(silent.to_svg(), "route") == []
+    assert "routes decided per message" in silent.to_svg()
 
 
 def test_counts_and_replicas_are_labelled(simple_config):

@@ -87,7 +87,9 @@ async def test_send_blocks_when_the_queue_is_full() -> None:
 async def test_transient_errors_are_retried_with_backoff_then_confirmed() -> None:
     rx = Receiver()
     rx.errors = [ConnectionError("blip"), ConnectionError("blip")]
-    sender = BatchSender("app", rx.call, SenderOptions(backoff=0.001), classify=lambda exc: "transient")
+    sender = BatchSender(
+        "app", rx.call, SenderOptions(retry={"initial_delay": 0.001}), classify=lambda exc: "transient"
+    )
     future = await sender.send("m")
     assert await asyncio.wait_for(future, 1) is True
     assert rx.batches == [["m"], ["m"], ["m"]]
@@ -98,7 +100,12 @@ async def test_transient_errors_are_retried_with_backoff_then_confirmed() -> Non
 async def test_retries_are_bounded_and_then_the_item_fails() -> None:
     rx = Receiver()
     rx.errors = [ConnectionError("down")] * 10
-    sender = BatchSender("app", rx.call, SenderOptions(backoff=0.001, max_attempts=3), classify=lambda exc: "transient")
+    sender = BatchSender(
+        "app",
+        rx.call,
+        SenderOptions(retry={"initial_delay": 0.001, "max_attempts": 3}),
+        classify=lambda exc: "transient",
+    )
     future = await sender.send("m")
     with pytest.raises(DeliveryError, match="after 3 attempt"):
         await asyncio.wait_for(future, 1)
@@ -171,9 +178,24 @@ async def test_a_destination_unreachable_past_max_attempts_is_handed_over_when_p
             p.future.set_result("elsewhere")
 
     sender = BatchSender(
-        "app", rx.call, SenderOptions(backoff=0.001, max_attempts=3), classify=lambda exc: "transient", on_dead=on_dead
+        "app",
+        rx.call,
+        SenderOptions(retry={"initial_delay": 0.001, "max_attempts": 3}),
+        classify=lambda exc: "transient",
+        on_dead=on_dead,
     )
     future = await sender.send("m")
     assert await asyncio.wait_for(future, 1) == "elsewhere"
     assert handed == ["m"] and len(rx.batches) == 3
     await sender.close()
+
+
+def test_a_partial_retry_block_keeps_the_senders_other_defaults() -> None:
+    retry = SenderOptions(retry={"max_attempts": 3}).retry
+    assert (retry.max_attempts, retry.initial_delay, retry.max_delay, retry.factor, retry.jitter) == (3, 0.05, 2, 2, 0)
+
+
+def test_the_old_flat_batching_retry_keys_still_work_with_a_warning() -> None:
+    with pytest.warns(FutureWarning, match="batching: 'backoff' is deprecated; write 'retry: {initial_delay: 0.1}'"):
+        options = SenderOptions.model_validate({"max_attempts": 4, "backoff": 0.1, "backoff_max": 1.5})
+    assert options.retry == SenderOptions(retry={"max_attempts": 4, "initial_delay": 0.1, "max_delay": 1.5}).retry

@@ -14,8 +14,6 @@ from redis_server import RedisServer, redis_server_available
 
 from ray_dispatch.core.stores.failures import FailureStore, MemoryFailureStore
 from ray_dispatch.core.stores.redis_failures import RedisFailureStore
-from ray_dispatch.core.stores.redis_routing import RedisStore
-from ray_dispatch.core.stores.routing import MemoryStore, RoutingStore
 
 STORE_KINDS = ["memory", "redis"]
 
@@ -45,21 +43,6 @@ def own_redis() -> Iterator[RedisServer]:
 def prefix() -> str:
     """A key prefix no other test uses."""
     return f"test-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture(params=STORE_KINDS)
-async def routing_store(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[RoutingStore]:
-    """A ``MemoryStore`` and a ``RedisStore``, in turn."""
-    store: RoutingStore
-    if request.param == "memory":
-        store = MemoryStore()
-    else:
-        server: RedisServer = request.getfixturevalue("redis_server")
-        store = RedisStore(server.url, prefix=prefix)
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture(params=STORE_KINDS)

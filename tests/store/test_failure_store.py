@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -12,10 +13,10 @@ import redis.asyncio as aioredis
 from redis_server import RedisServer
 
 from ray_dispatch.core.errors import StoreUnavailable
-from ray_dispatch.core.message import TransportEvent, TransportUserMessage
-from ray_dispatch.core.stores.failures import FailureRecord, FailureStore, MemoryFailureStore
+from ray_dispatch.core.message import TransportUserMessage
+from ray_dispatch.core.stores.failures import Direction, FailureRecord, FailureStore, MemoryFailureStore
 from ray_dispatch.core.stores.redis_failures import RedisFailureStore
-from ray_dispatch.testing import make_ack, make_inbound
+from ray_dispatch.testing import check_failure_store, make_inbound
 
 
 def record(direction: str = "inbound", endpoint: str | None = "sms", **fields: Any) -> FailureRecord:
@@ -23,60 +24,23 @@ def record(direction: str = "inbound", endpoint: str | None = "sms", **fields: A
     return FailureRecord(reason="no route", direction=direction, endpoint=endpoint, message=message, **fields)  # type: ignore[arg-type]
 
 
-# -- the contract, both implementations ----------------------------------------
+# -- the contract (ray_dispatch.testing.check_failure_store), both implementations ---
 
 
-async def test_add_get_and_count(failure_store: FailureStore) -> None:
-    added = await failure_store.add(record(error_type="NoRoute", stage="route"))
-    got = await failure_store.get(added.failure_id)
-    assert got.to_dict() == added.to_dict()
-    assert isinstance(got.message, TransportUserMessage)
-    assert got.message.message_id == added.message.message_id
-    assert await failure_store.count() == 1
+async def test_memory_failure_store_keeps_the_contract() -> None:
+    await check_failure_store(lambda: MemoryFailureStore(max_records=5), max_records=5)
 
 
-async def test_get_of_unknown_id_raises_key_error(failure_store: FailureStore) -> None:
-    with pytest.raises(KeyError, match="no failure record with id 'nope'"):
-        await failure_store.get("nope")
+async def test_redis_failure_store_keeps_the_contract(redis_server: RedisServer) -> None:
+    await check_failure_store(
+        lambda: RedisFailureStore(redis_server.url, prefix=f"test-{uuid.uuid4().hex[:12]}", max_records=5),
+        max_records=5,
+    )
 
 
-async def test_list_is_oldest_first_and_filters(failure_store: FailureStore) -> None:
-    a = await failure_store.add(record("inbound", "sms"))
-    b = await failure_store.add(record("outbound", "app1"))
-    c = await failure_store.add(record("inbound", "ussd"))
-    d = await failure_store.add(record("event", "sms", message=make_ack("m1")))
-    ids = lambda records: [r.failure_id for r in records]  # noqa: E731
-    assert ids(await failure_store.list()) == ids([a, b, c, d])
-    assert ids(await failure_store.list(direction="inbound")) == ids([a, c])
-    assert ids(await failure_store.list(endpoint="sms")) == ids([a, d])
-    assert ids(await failure_store.list(direction="inbound", endpoint="sms")) == ids([a])
-    assert ids(await failure_store.list(limit=2)) == ids([a, b])
-    assert await failure_store.list(direction="outbound", endpoint="sms") == []
-    assert isinstance((await failure_store.list(direction="event"))[0].message, TransportEvent)
-
-
-async def test_adding_the_same_id_replaces_in_place(failure_store: FailureStore) -> None:
-    first = await failure_store.add(record())
-    second = await failure_store.add(record())
-    first.attempts = 3
-    await failure_store.add(first)
-    listed = await failure_store.list()
-    assert [(r.failure_id, r.attempts) for r in listed] == [(first.failure_id, 3), (second.failure_id, 1)]
-
-
-async def test_remove_and_purge(failure_store: FailureStore) -> None:
-    kept = [await failure_store.add(record()) for _ in range(4)]
-    assert await failure_store.remove([kept[0].failure_id, kept[2].failure_id, "unknown"]) == 2
-    assert [r.failure_id for r in await failure_store.list()] == [kept[1].failure_id, kept[3].failure_id]
-    assert await failure_store.remove([]) == 0
-    assert await failure_store.purge() == 2
-    assert await failure_store.list() == []
-    assert await failure_store.count() == 0
-
-
-async def test_bound_drops_the_oldest(failure_store: FailureStore) -> None:
-    added = [await failure_store.add(record()) for _ in range(7)]  # the fixtures keep 5
-    assert [r.failure_id for r in await failure_store.list()] == [r.failure_id for r in added[2:]]
+async def test_the_bound_counts_what_it_dropped(failure_store: FailureStore) -> None:
+    for _ in range(7):  # the fixtures keep 5
+        await failure_store.add(record())
     if isinstance(failure_store, MemoryFailureStore):
         assert failure_store.dropped == 2
     else:
@@ -84,23 +48,26 @@ async def test_bound_drops_the_oldest(failure_store: FailureStore) -> None:
         assert await failure_store.dropped() == 2
 
 
-@pytest.mark.parametrize(
-    "payload",
-    [
-        b"\xff\xfe not utf-8",
-        {1: "int key", (2, 3): "tuple key", "ok": float("nan")},
-        ["a", "list", None],
-        "x" * 100_000,
-        12345,
-    ],
-    ids=["bytes", "odd-keys", "list", "long-str", "int"],
-)
-async def test_hostile_raw_payloads_are_kept_inspectable(failure_store: FailureStore, payload: Any) -> None:
-    added = await failure_store.add(record(message=payload, stage="validate"))
-    got = await failure_store.get(added.failure_id)
-    assert got.to_dict()["message_kind"] == "raw"
-    assert json.dumps(got.to_dict())  # JSON all the way down
-    assert got.to_dict()["message"] == added.to_dict()["message"]
+class IgnoresFilters(MemoryFailureStore):
+    """Lists every record, whatever was asked."""
+
+    async def list(
+        self, direction: Direction | None = None, endpoint: str | None = None, *, limit: int | None = None
+    ) -> list[FailureRecord]:
+        return await super().list()
+
+
+async def test_a_failure_store_that_ignores_list_filters_is_named() -> None:
+    with pytest.raises(AssertionError) as info:
+        await check_failure_store(IgnoresFilters)
+    assert str(info.value).startswith(
+        "1 of 7 failure store rules broken: list is oldest first and filters: list(direction='inbound'): expected"
+    )
+
+
+async def test_a_failure_store_without_its_bound_is_named() -> None:
+    with pytest.raises(AssertionError, match=r"bound drops the oldest: list after 7 adds to a store of 5: expected"):
+        await check_failure_store(lambda: MemoryFailureStore(max_records=10), max_records=5)
 
 
 # -- records -------------------------------------------------------------------

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -147,7 +148,9 @@ async def test_store_recovers_when_redis_comes_back_after_an_outage(own_redis: R
 async def test_a_hung_server_gives_store_unavailable_within_the_operation_timeout(
     own_redis: RedisServer, prefix: str
 ) -> None:
-    store = RedisStore(own_redis.url, prefix=prefix, operation_timeout=0.5, socket_timeout=0.2, retries=1)
+    store = RedisStore(
+        own_redis.url, prefix=prefix, operation_timeout=0.5, socket_timeout=0.2, retry={"max_attempts": 2}
+    )
     assert own_redis.pid is not None
     try:
         await store.set("k", "v")
@@ -218,7 +221,9 @@ async def test_wrong_password_is_unavailable_without_showing_either(
 ) -> None:
     monkeypatch.setenv("RAY_DISPATCH_TEST_REDIS_PASSWORD", "wrong-" + PASSWORD)
     with RedisServer(password=PASSWORD) as server:
-        store = RedisStore(server.url, prefix=prefix, password_env="RAY_DISPATCH_TEST_REDIS_PASSWORD", retries=0)
+        store = RedisStore(
+            server.url, prefix=prefix, password_env="RAY_DISPATCH_TEST_REDIS_PASSWORD", retry={"max_attempts": 1}
+        )
         try:
             with pytest.raises(StoreUnavailable, match="AuthenticationError") as info:
                 await store.get("k")
@@ -279,7 +284,8 @@ async def test_dispatcher_config_store_block_builds_a_redis_store(redis_server: 
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
-        ({"retries": -1}, "retries"),
+        ({"retry": {"max_attempts": 0}}, "retry.max_attempts"),
+        ({"retry": {"jitter": 2}}, "retry.jitter"),
         ({"operation_timeout": 0}, "operation_timeout"),
         ({"prefix": ""}, "prefix"),
         ({"url": 6379}, "url"),
@@ -295,3 +301,67 @@ def test_bad_store_options_are_config_errors_naming_the_key(options: dict[str, A
 def test_unknown_store_option_is_refused() -> None:
     with pytest.raises(ConfigError, match="retrys"):
         RedisStore("redis://127.0.0.1:1/0", retrys=3)
+
+
+# -- retries ------------------------------------------------------------------
+
+
+class _HangUpServer:
+    """A loopback TCP server that counts connections and closes each at once (a broken Redis)."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            writer.close()
+
+        self.server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"redis://127.0.0.1:{port}/0"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("options", "tries"),
+    [
+        ({"retry": {"max_attempts": 4, "initial_delay": 0.01, "jitter": 0}}, 4),
+        ({"retry": {"max_attempts": 1}}, 1),
+        ({"retries": 2, "backoff_base": 0.005}, 3),  # the old keys: 2 retries after the first try
+    ],
+)
+async def test_a_command_is_tried_retry_max_attempts_times(options: dict[str, Any], tries: int, prefix: str) -> None:
+    peer = _HangUpServer()
+    async with peer as url:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            store = RedisStore(url, prefix=prefix, **options)
+        try:
+            with pytest.raises(StoreUnavailable):
+                await store.get("k")
+        finally:
+            await store.close()
+    assert peer.connections == tries
+
+
+def test_old_retry_keys_map_into_the_retry_block_with_a_warning() -> None:
+    with pytest.warns(FutureWarning, match="'retries' is deprecated; write 'retry: {max_attempts: 5}'"):
+        store = RedisStore("redis://127.0.0.1:1/0", retries=4, backoff_base=0.1, backoff_cap=1.0)
+    retry = store.connection.options.retry
+    assert (retry.max_attempts, retry.initial_delay, retry.max_delay, retry.jitter) == (5, 0.2, 1.0, 1.0)
+
+
+def test_a_partial_retry_block_keeps_the_stores_other_defaults() -> None:
+    retry = RedisStore("redis://127.0.0.1:1/0", retry={"max_attempts": 5}).connection.options.retry
+    assert (retry.max_attempts, retry.initial_delay, retry.max_delay, retry.jitter) == (5, 0.1, 0.5, 1.0)
+
+
+def test_an_old_retry_key_beside_its_new_one_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"'retries' is the old name of 'retry\.max_attempts'"):
+        RedisStore("redis://127.0.0.1:1/0", retries=4, retry={"max_attempts": 2})

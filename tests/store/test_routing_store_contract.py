@@ -1,154 +1,82 @@
-"""The RoutingStore contract, run against MemoryStore and RedisStore alike."""
+"""The RoutingStore contract (``ray_dispatch.testing.check_routing_store``): MemoryStore and RedisStore keep it,
+and the check names what a broken store breaks."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import Any
+import uuid
 
 import pytest
+from redis_server import RedisServer
 
-from ray_dispatch.core.stores.routing import RoutingStore
-
-JSON_VALUES: list[Any] = [
-    "sms-app",
-    "",
-    "ünïcødé ✓",
-    0,
-    -17,
-    2**62,
-    3.25,
-    True,
-    False,
-    [1, "two", [3.0], {"four": None}],
-    {"nested": {"list": [1, 2], "flag": False}, "empty": {}},
-]
+from ray_dispatch.core.stores.redis_routing import RedisStore
+from ray_dispatch.core.stores.routing import JSONValue, MemoryStore
+from ray_dispatch.testing import check_routing_store
 
 
-async def wait_until_absent(store: RoutingStore, key: str, limit: float = 3.0) -> float:
-    """Poll until ``key`` is gone; return how long it took (fail after ``limit`` seconds)."""
-    start = time.monotonic()
-    while await store.get(key, "absent") != "absent":
-        if time.monotonic() - start > limit:
-            pytest.fail(f"key {key!r} still present after {limit} s")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
+class FakeClock:
+    """A clock the check moves forward (no real waiting, no race with the machine's load)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
-async def test_absent_key_gives_default(routing_store: RoutingStore) -> None:
-    assert await routing_store.get("nothing") is None
-    assert await routing_store.get("nothing", "fallback") == "fallback"
+async def test_memory_store_keeps_the_contract() -> None:
+    clock = FakeClock()
+    await check_routing_store(lambda: MemoryStore(clock), advance=clock.advance)
 
 
-@pytest.mark.parametrize("value", JSON_VALUES, ids=repr)
-async def test_values_round_trip(routing_store: RoutingStore, value: Any) -> None:
-    await routing_store.set("k", value)
-    assert await routing_store.get("k") == value
-    assert type(await routing_store.get("k")) is type(value)
+async def test_redis_store_keeps_the_contract(redis_server: RedisServer) -> None:
+    await check_routing_store(lambda: RedisStore(redis_server.url, prefix=f"test-{uuid.uuid4().hex[:12]}"))
 
 
-async def test_stored_none_is_not_the_default(routing_store: RoutingStore) -> None:
-    await routing_store.set("k", None)
-    assert await routing_store.get("k", "fallback") is None
+class ForgetsTtl(MemoryStore):
+    """Keeps every value forever."""
+
+    async def set(self, key: str, value: JSONValue, ttl: float | None = None) -> None:
+        await super().set(key, value, None if ttl is None or ttl > 0 else ttl)
 
 
-async def test_set_overwrites(routing_store: RoutingStore) -> None:
-    await routing_store.set("k", "first")
-    await routing_store.set("k", {"second": 2})
-    assert await routing_store.get("k") == {"second": 2}
+class SharesValues(MemoryStore):
+    """Hands out the stored objects themselves."""
+
+    async def get(self, key: str, default: JSONValue = None) -> JSONValue:
+        item = self._live(key)
+        return default if item is None else item[0]
 
 
-async def test_values_are_independent_of_the_caller_objects(routing_store: RoutingStore) -> None:
-    value = {"groups": ["a"]}
-    await routing_store.set("k", value)
-    value["groups"].append("mutated after set")
-    read = await routing_store.get("k")
-    read["groups"].append("mutated after get")
-    assert await routing_store.get("k") == {"groups": ["a"]}
+async def test_a_store_that_forgets_ttls_is_named_for_each_ttl_rule() -> None:
+    clock = FakeClock()
+    with pytest.raises(AssertionError) as info:
+        await check_routing_store(lambda: ForgetsTtl(clock), advance=clock.advance, wait_limit=5)
+    assert str(info.value) == (
+        "3 of 13 routing store rules broken:"
+        " ttl expires the value: 'short' is still there long after its ttl of 1.0 s;"
+        " set without ttl removes an earlier ttl: 'sentinel' is still there long after its ttl of 1.0 s;"
+        " incr keeps the ttl: 'n' is still there long after its ttl of 1.0 s"
+    )
 
 
-async def test_delete_reports_whether_key_existed(routing_store: RoutingStore) -> None:
-    await routing_store.set("k", 1)
-    assert await routing_store.delete("k") is True
-    assert await routing_store.get("k", "gone") == "gone"
-    assert await routing_store.delete("k") is False
+async def test_a_store_that_shares_its_values_with_callers_is_named() -> None:
+    with pytest.raises(AssertionError, match=r"^1 of 13 .*values are copies: stored value after the caller changed"):
+        clock = FakeClock()
+        await check_routing_store(lambda: SharesValues(clock), advance=clock.advance)
 
 
-@pytest.mark.parametrize("key", ["a:b:c", "with space", "glob*?[x]", "ключ", "return_route:" + "f" * 32])
-async def test_keys_with_unusual_characters(routing_store: RoutingStore, key: str) -> None:
-    await routing_store.set(key, key)
-    await routing_store.set(key + "-other", "other")
-    assert await routing_store.get(key) == key
-    assert await routing_store.delete(key) is True
-    assert await routing_store.get(key + "-other") == "other"
+async def test_a_store_that_raises_is_reported_with_the_exception_and_an_async_factory_works() -> None:
+    class NoIncr(MemoryStore):
+        async def incr(self, key: str, amount: int = 1) -> int:
+            raise NotImplementedError("incr is not done yet")
 
+    async def make() -> MemoryStore:
+        return NoIncr()
 
-async def test_ttl_expires_value(routing_store: RoutingStore) -> None:
-    await routing_store.set("short", "v", ttl=0.2)
-    await routing_store.set("long", "v", ttl=60)
-    assert await routing_store.get("short") == "v"
-    waited = await wait_until_absent(routing_store, "short")
-    assert 0.1 <= waited <= 3.0
-    assert await routing_store.get("long") == "v"
-
-
-async def test_set_without_ttl_removes_an_earlier_ttl(routing_store: RoutingStore) -> None:
-    await routing_store.set("k", "expiring", ttl=0.15)
-    await routing_store.set("k", "kept")
-    await asyncio.sleep(0.3)
-    assert await routing_store.get("k") == "kept"
-
-
-@pytest.mark.parametrize("ttl", [0, -1.5])
-async def test_non_positive_ttl_removes_value_at_once(routing_store: RoutingStore, ttl: float) -> None:
-    await routing_store.set("k", "old")
-    await routing_store.set("k", "new", ttl=ttl)
-    assert await routing_store.get("k", "gone") == "gone"
-
-
-async def test_incr_of_absent_key_starts_at_zero(routing_store: RoutingStore) -> None:
-    assert await routing_store.incr("n") == 1
-    assert await routing_store.incr("n", 10) == 11
-    assert await routing_store.incr("n", -12) == -1
-    assert await routing_store.get("n") == -1
-
-
-async def test_incr_continues_a_set_integer(routing_store: RoutingStore) -> None:
-    await routing_store.set("n", 41)
-    assert await routing_store.incr("n") == 42
-
-
-async def test_incr_keeps_the_ttl(routing_store: RoutingStore) -> None:
-    await routing_store.set("n", 5, ttl=0.25)
-    assert await routing_store.incr("n") == 6
-    await wait_until_absent(routing_store, "n")
-    assert await routing_store.incr("n") == 1  # starts over, now without a TTL
-    await asyncio.sleep(0.3)
-    assert await routing_store.get("n") == 1
-
-
-@pytest.mark.parametrize("value", ["5", 2.5, True, [1], {"n": 1}, None])
-async def test_incr_of_non_integer_raises_type_error(routing_store: RoutingStore, value: Any) -> None:
-    await routing_store.set("k", value)
-    with pytest.raises(TypeError, match="'k'"):
-        await routing_store.incr("k")
-    assert await routing_store.get("k") == value
-
-
-@pytest.mark.parametrize("amount", ["1", 1.5, True])
-async def test_incr_by_non_integer_amount_raises_type_error(routing_store: RoutingStore, amount: Any) -> None:
-    with pytest.raises(TypeError, match="amount"):
-        await routing_store.incr("k", amount)
-    assert await routing_store.get("k") is None
-
-
-async def test_incr_is_atomic_under_concurrent_tasks(routing_store: RoutingStore) -> None:
-    tasks, per_task = 50, 20
-
-    async def bump() -> list[int]:
-        return [await routing_store.incr("counter") for _ in range(per_task)]
-
-    results = await asyncio.gather(*(bump() for _ in range(tasks)))
-    seen = sorted(n for batch in results for n in batch)
-    assert seen == list(range(1, tasks * per_task + 1))  # every value handed out exactly once
-    assert await routing_store.get("counter") == tasks * per_task
+    with pytest.raises(AssertionError) as info:
+        await check_routing_store(make, ttl=0.05)
+    assert "incr counts from zero: raised NotImplementedError: incr is not done yet" in str(info.value)
+    assert "4 of 13" in str(info.value) and "incr is atomic: raised NotImplementedError" in str(info.value)

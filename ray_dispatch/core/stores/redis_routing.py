@@ -29,16 +29,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import AbstractBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ray_dispatch.core.errors import ConfigError, StoreError, StoreUnavailable
+from ray_dispatch.core.retry import OldKeys, RetryPolicy, fill_retry_block
 from ray_dispatch.core.router import format_validation_error
 from ray_dispatch.core.stores.routing import JSONValue, RoutingStore
 
@@ -47,6 +48,16 @@ __all__ = ["RedisConnection", "RedisOptions", "RedisStore", "mask_url"]
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 MASK = "***"
 T = TypeVar("T")
+
+REDIS_RETRY = RetryPolicy(initial_delay=0.1, max_delay=0.5, jitter=1.0, max_attempts=3)
+"""A Redis store's retries of one command unless ``retry:`` says otherwise."""
+
+OLD_RETRY_KEYS: OldKeys = {
+    "retries": ("max_attempts", lambda n: n + 1),
+    "backoff_base": ("initial_delay", lambda s: 2 * s),  # redis-py's first wait was up to 2 * base
+    "backoff_cap": "max_delay",
+}
+"""The store keys from before ``retry:`` and how each maps into it."""
 
 
 def mask_url(url: str) -> str:
@@ -81,8 +92,11 @@ class RedisOptions(BaseModel):
         password_file: path of a file holding the password (trailing newline ignored).
         connect_timeout: seconds to wait for a TCP connect.
         socket_timeout: seconds to wait for a reply.
-        retries: reconnect attempts after a connection error or timeout.
-        backoff_base / backoff_cap: jittered exponential backoff between them, in seconds.
+        retry: tries of one command after a connection error or timeout, and the
+            waits between them (``RetryPolicy``; default 3 tries, full jitter on
+            0.1 s doubling up to 0.5 s). The old keys ``retries`` (retries after
+            the first try), ``backoff_base`` (half the first wait) and
+            ``backoff_cap`` still work, with a warning.
         operation_timeout: overall deadline of one operation, retries included.
         max_connections: size of the connection pool.
         pool_timeout: seconds to wait for a free pooled connection.
@@ -95,12 +109,25 @@ class RedisOptions(BaseModel):
     password_file: str | None = Field(None, min_length=1)
     connect_timeout: float = Field(1.0, gt=0)
     socket_timeout: float = Field(2.0, gt=0)
-    retries: int = Field(2, ge=0, le=20)
-    backoff_base: float = Field(0.05, gt=0)
-    backoff_cap: float = Field(0.5, gt=0)
+    retry: RetryPolicy = REDIS_RETRY
     operation_timeout: float = Field(5.0, gt=0)
     max_connections: int = Field(32, ge=1)
     pool_timeout: float = Field(2.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _complete_retry_block(cls, data: Any) -> Any:
+        return fill_retry_block(data, REDIS_RETRY, "store", OLD_RETRY_KEYS)
+
+
+class _PolicyBackoff(AbstractBackoff):
+    """redis-py's backoff interface over a ``RetryPolicy`` (redis-py counts the failures)."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+
+    def compute(self, failures: int) -> float:
+        return self.policy.delay(failures)
 
 
 def _read_password(options: RedisOptions, what: str) -> str | None:
@@ -185,7 +212,7 @@ class RedisConnection:
                 timeout=opts.pool_timeout,
                 socket_connect_timeout=opts.connect_timeout,
                 socket_timeout=opts.socket_timeout,
-                retry=Retry(ExponentialWithJitterBackoff(base=opts.backoff_base, cap=opts.backoff_cap), opts.retries),
+                retry=Retry(_PolicyBackoff(opts.retry), opts.retry.max_attempts - 1),
                 **extra,
             )
             self._client, self._loop = Redis.from_pool(pool), loop
@@ -265,7 +292,7 @@ class RedisStore(RoutingStore):
         url: Redis URL (default ``redis://127.0.0.1:6379/0``); a password in it is masked everywhere.
         prefix: key namespace, one per deployment (default ``ray_dispatch``).
         **options: the other ``RedisOptions`` (``password_env``, ``password_file``,
-            timeouts, ``retries``, backoff, ``operation_timeout``, pool size).
+            timeouts, ``retry``, ``operation_timeout``, pool size).
 
     Raises:
         ConfigError: on construction, an invalid option (named).
