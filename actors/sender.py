@@ -30,35 +30,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from ray_dispatch.core.batching import BatchingOptions as SenderOptions  # declared once, with the config
 from ray_dispatch.core.errors import DeliveryError
 
 ErrorKind = Literal["transient", "dead", "permanent"]
-
-
-class SenderOptions(BaseModel):
-    """Batching, backpressure and retry settings of one destination.
-
-    Attributes:
-        max_batch: most items per call.
-        max_wait: seconds an item may wait to be coalesced while a call is in flight.
-        max_in_flight: most outstanding calls.
-        max_queued: most items waiting to be sent; ``send`` blocks beyond it.
-        max_attempts: tries per batch for transient errors before giving up.
-        backoff: first retry delay in seconds (doubles each time).
-        backoff_max: longest retry delay in seconds.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_batch: int = Field(1000, ge=1)
-    max_wait: float = Field(0.002, ge=0)
-    max_in_flight: int = Field(4, ge=1)
-    max_queued: int = Field(20_000, ge=1)
-    max_attempts: int = Field(8, ge=1)
-    backoff: float = Field(0.05, gt=0)
-    backoff_max: float = Field(2.0, gt=0)
 
 
 @dataclass

@@ -189,7 +189,7 @@ def test_middleware_list_accepts_both_vumi_forms() -> None:
         ([{"log": {"consume_priority": 1}}], "entry 'log' must be a class path or a mapping with a 'class' key"),
         ([{"log": 5}], "entry 'log' must be a class path or a mapping with a 'class' key (got 5)"),
         ([{"log": {"class": "x.Y", "consume_priority": "high"}}], "middleware.0.consume_priority"),
-        ([{"log": {"class": "x.Y", "consume_prority": 1}}], "middleware.0.consume_prority: Extra inputs"),
+        ([{"log": {"class": "x.Y", "consume_prority": 1}}], "unknown key; did you mean 'consume_priority'?"),
         ([{"log": "x.Y"}, {"log": "x.Z"}], "middleware names must be unique"),
     ],
 )
