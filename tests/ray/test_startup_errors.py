@@ -1,4 +1,4 @@
-"""Errors raised inside actors reach the user as themselves: one line from ``run``, the original type from ``deploy``."""
+"""Errors raised inside actors reach the user as themselves: one line from ``run``, the original type from deploy."""
 
 from __future__ import annotations
 
