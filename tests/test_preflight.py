@@ -154,3 +154,10 @@ def test_validate_run_and_deploy_refuse_a_bad_config_alike_without_starting_ray(
         assert result["validate"] == [2, stderr], case
         assert result["deploy"] == ["ConfigError", line.removeprefix("error: ")], case
         assert result["ray_started"] is False, case
+
+
+async def test_preflight_works_inside_a_running_event_loop_as_in_a_notebook() -> None:
+    """Jupyter runs an event loop: the router's setup and teardown then run beside it, not in it."""
+    assert preflight(GOOD).router_class == "routers.SimpleDispatchRouter"
+    with pytest.raises(ConfigError, match="route_mappings"):
+        preflight({**GOOD, "route_mappings": {"sms": "nobody"}})
