@@ -39,7 +39,7 @@ from ray_dispatch.core.config import (
     check_endpoint_config,
     load_config,
 )
-from ray_dispatch.core.errors import ConfigError, DispatchError
+from ray_dispatch.core.errors import ConfigError, DispatchError, one_line
 from ray_dispatch.preflight import ROLE_BASES, endpoint_class, preflight
 from ray_dispatch.tools.draw import Topology, draw
 from ray_dispatch.tools.recent import LiveExplanation
@@ -371,7 +371,7 @@ class Deployment:
             try:
                 dispatchers.append(ray.get(handle.status.remote(), timeout=timeout))
             except Exception as exc:
-                dispatchers.append({"dispatcher": index, "alive": False, "error": f"{type(exc).__name__}: {exc}"})
+                dispatchers.append({"dispatcher": index, "alive": False, "error": one_line(original_error(exc))})
         endpoints: dict[str, Any] = {}
         for endpoint in self.spec.endpoints:
             replicas = {}
@@ -380,7 +380,7 @@ class Deployment:
                     info = ray.get(self.endpoint(endpoint, rid).ping.remote(), timeout=timeout)
                     replicas[rid] = {"alive": True, **info}
                 except Exception as exc:
-                    replicas[rid] = {"alive": False, "error": f"{type(exc).__name__}: {exc}"}
+                    replicas[rid] = {"alive": False, "error": one_line(original_error(exc))}
             endpoints[endpoint] = {"role": self.config.role(endpoint), "replicas": replicas}
         return {"name": self.name, "namespace": self.namespace, "dispatchers": dispatchers, "endpoints": endpoints}
 

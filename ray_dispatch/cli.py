@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ray_dispatch.core.errors import ConfigError, DispatchError, InvalidMessage
+from ray_dispatch.core.errors import ConfigError, DispatchError, InvalidMessage, one_line
 from ray_dispatch.tools import cli as experiments_cli
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,7 +58,7 @@ def clean_errors(func: F) -> F:
                 sys.exit(1)
             if isinstance(exc, ConnectionError):
                 _fail(f"cannot reach the Ray cluster: {exc}", 1)
-            _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}", 1)
+            _fail(one_line(exc), 1)
 
     return wrapper  # type: ignore[return-value]
 

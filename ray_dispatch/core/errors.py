@@ -94,6 +94,11 @@ NEVER_SHOWN = frozenset({"extra_forbidden", "secret_inline"})
 """pydantic error types whose input is never shown (an unknown key's value may be anything, a secret's is one)."""
 
 
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` of ``exc`` on one line (a multi-line message's lines joined)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 def in_file(source: str | Path | None, error: ConfigError) -> ConfigError:
     """Return ``error`` with ``source: `` (the config file) in front; unchanged if it already starts so, or no file."""
     if not source:

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 import ray_dispatch
 from actors.builtin import MemoryTransport
-from ray_dispatch.api import _get
+from ray_dispatch.api import _get, original_error
 from ray_dispatch.cli import main
-from ray_dispatch.core.errors import ConfigError
+from ray_dispatch.core.errors import ConfigError, one_line
 
 pytestmark = pytest.mark.ray
 
@@ -66,9 +66,12 @@ def test_an_error_raised_in_an_actor_constructor_comes_back_as_itself(ray_sessio
     try:
         with pytest.raises(ConfigError) as info:
             _get(handle.ping.remote(), timeout=60)
+        with pytest.raises(ray.exceptions.ActorDiedError) as died:
+            ray.get(handle.ping.remote(), timeout=60)
     finally:
         ray.kill(handle)
     assert type(info.value) is ConfigError
     text = str(info.value)
     assert text.startswith("invalid config of transport endpoint 'sms' (MemoryTransport): auto_ak: unknown key")
     assert "\n" not in text and "Traceback" not in text
+    assert one_line(original_error(died.value)) == f"ConfigError: {text}", "as status shows a dead replica"
