@@ -176,33 +176,11 @@ def _mapping_or_empty(value: Any) -> Any:
     return {} if value is None else value
 
 
-class EndpointSpec(BaseModel):
-    """How one endpoint name is backed by actors (the ``endpoints:`` entry; see the module docstring)."""
+class ActorSpec(BaseModel):
+    """What the ``endpoints:`` entries and the ``dispatcher:`` section share: actor options and batching."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    class_path: str | None = Field(None, alias="class")
-    replicas: int = Field(1, ge=0)
-    policy: Policy = "round_robin"
-    actor_options: dict[str, Any] = Field(default_factory=dict)
-    batching: BatchingOptions = Field(default_factory=BatchingOptions)
-    rate_limit: float | None = Field(None, gt=0)
-    config: dict[str, Any] = Field(default_factory=dict)
-
-    _actor_options = field_validator("actor_options")(_check_actor_options)
-    _empty = field_validator("actor_options", "batching", "config", mode="before")(_mapping_or_empty)
-
-    def options(self) -> dict[str, Any]:
-        """Ray actor options: the defaults overridden by ``actor_options``."""
-        return {**DEFAULT_ACTOR_OPTIONS, **self.actor_options}
-
-
-class DispatcherSpec(BaseModel):
-    """The ``dispatcher:`` section: how many dispatcher actors, their options, and batching towards them."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    replicas: int = Field(1, ge=1)
     actor_options: dict[str, Any] = Field(default_factory=dict)
     batching: BatchingOptions = Field(default_factory=BatchingOptions)
 
@@ -212,6 +190,27 @@ class DispatcherSpec(BaseModel):
     def options(self) -> dict[str, Any]:
         """Ray actor options: the defaults overridden by ``actor_options``."""
         return {**DEFAULT_ACTOR_OPTIONS, **self.actor_options}
+
+
+class EndpointSpec(ActorSpec):
+    """How one endpoint name is backed by actors (the ``endpoints:`` entry; see the module docstring).
+
+    ``batching`` is for the dispatcher's sends to this endpoint.
+    """
+
+    class_path: str | None = Field(None, alias="class")
+    replicas: int = Field(1, ge=0)
+    policy: Policy = "round_robin"
+    rate_limit: float | None = Field(None, gt=0)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    _empty_config = field_validator("config", mode="before")(_mapping_or_empty)
+
+
+class DispatcherSpec(ActorSpec):
+    """The ``dispatcher:`` section: how many dispatcher actors; ``batching`` is for the endpoints' sends to them."""
+
+    replicas: int = Field(1, ge=1)
 
 
 class DispatcherConfig(BaseModel):
