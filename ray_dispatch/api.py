@@ -124,7 +124,6 @@ class Deployment:
             DispatchError: a deployment with this name already runs.
         """
         loaded = preflight(config, allowed_class_prefixes)
-        spec = loaded
         ensure_ray(address, namespace)
         if dispatcher_names(name, namespace):
             raise DispatchError(f"a deployment named {name!r} already runs in namespace {namespace!r}")
@@ -132,7 +131,7 @@ class Deployment:
         remote: Any = ray.remote(DispatcherActor)
         dispatchers = [
             remote.options(
-                name=dispatcher_actor_name(name, i), namespace=namespace, **lifetime, **spec.dispatcher.options()
+                name=dispatcher_actor_name(name, i), namespace=namespace, **lifetime, **loaded.dispatcher.options()
             ).remote(  # type: ignore[attr-defined]
                 loaded.raw,
                 name,
@@ -140,12 +139,12 @@ class Deployment:
                 allowed_class_prefixes=allowed_class_prefixes,
                 health_interval=health_interval,
             )
-            for i in range(spec.dispatcher.replicas)
+            for i in range(loaded.dispatcher.replicas)
         ]
         deployment = cls(name, namespace, loaded, dispatchers, detached=detached)
         try:
             _get([d.start.remote() for d in dispatchers], timeout=timeout)
-            for endpoint, endpoint_spec in spec.endpoints.items():
+            for endpoint, endpoint_spec in loaded.endpoints.items():
                 if endpoint_spec.class_path and endpoint_spec.replicas:
                     deployment._spawn(endpoint, endpoint_spec, endpoint_spec.replicas, timeout)
         except BaseException:
