@@ -28,6 +28,9 @@ import ray
 
 from actors.gc_tuning import tune_gc_for_throughput
 from actors.metrics import DispatcherMetrics
+from actors.naming import dispatcher_actor_name as dispatcher_actor_name  # re-exported: their old home
+from actors.naming import endpoint_actor_name as endpoint_actor_name
+from actors.naming import find_dispatchers as find_dispatchers
 from actors.ordering import SeenIds, SenderOrder
 from actors.pool import ReplicaPool
 from actors.ray_calls import classify_ray_error, current_node_id, receive_call
@@ -44,27 +47,6 @@ from ray_dispatch.tools.recent import LiveExplanation, explain_recorded
 log = logging.getLogger(__name__)
 
 DISPATCHER_SOURCE = "dispatcher"
-
-
-def endpoint_actor_name(deployment: str, endpoint: str, replica_id: str) -> str:
-    """The Ray actor name of one endpoint replica."""
-    return f"{deployment}:{endpoint}:{replica_id}"
-
-
-def dispatcher_actor_name(deployment: str, index: int) -> str:
-    """The Ray actor name of one dispatcher replica."""
-    return f"{deployment}:dispatcher:{index}"
-
-
-def find_dispatchers(deployment: str, namespace: str | None = None) -> list[Any]:
-    """Handles of a deployment's dispatcher actors, by name, in index order."""
-    prefix = f"{deployment}:dispatcher:"
-    names = sorted(
-        (e["name"], e["namespace"])
-        for e in ray.util.list_named_actors(all_namespaces=True)
-        if e["name"].startswith(prefix) and (namespace is None or e["namespace"] == namespace)
-    )
-    return [ray.get_actor(name, namespace=ns) for name, ns in names]
 
 
 @dataclass

@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -27,17 +29,18 @@ from typing import Any
 
 import ray
 
-from actors.dispatcher import DispatcherActor, dispatcher_actor_name, endpoint_actor_name
-from actors.endpoint import ApplicationActor, EndpointActor, TransportActor
-from ray_dispatch.core.config import DispatcherConfig, load_config, resolve_class
-from ray_dispatch.core.deployment import (
+from actors.dispatcher import DispatcherActor
+from actors.endpoint import EndpointActor
+from actors.naming import dispatcher_actor_name, dispatcher_names, endpoint_actor_name, replica_ids
+from ray_dispatch.core.config import (
     DEFAULT_ACTOR_OPTIONS,
-    DeploymentSpec,
+    DispatcherConfig,
     EndpointSpec,
     check_endpoint_config,
-    deployment_spec,
+    load_config,
 )
-from ray_dispatch.core.errors import ConfigError, DispatchError
+from ray_dispatch.core.errors import ConfigError, DispatchError, one_line
+from ray_dispatch.preflight import ROLE_BASES, endpoint_class, preflight
 from ray_dispatch.tools.draw import Topology, draw
 from ray_dispatch.tools.recent import LiveExplanation
 
@@ -67,10 +70,6 @@ def ensure_ray(address: str | None = None, namespace: str = DEFAULT_NAMESPACE, *
         )
 
 
-def _role_base(config: DispatcherConfig, endpoint: str) -> type[EndpointActor]:
-    return TransportActor if endpoint in config.transport_names else ApplicationActor
-
-
 class Deployment:
     """A running dispatcher deployment (see the module docstring).
 
@@ -89,7 +88,7 @@ class Deployment:
         self.name = name
         self.namespace = namespace
         self.config = config
-        self.spec: DeploymentSpec = deployment_spec(config)
+        self.spec: DispatcherConfig = config  # its ``dispatcher`` and ``endpoints`` sections (older name)
         self.dispatchers = dispatchers
         self.detached = detached
         # Handles of the replicas this driver started. ``ray.get_actor`` handles are
@@ -116,29 +115,23 @@ class Deployment:
     ) -> Deployment:
         """Start the dispatcher(s) and every endpoint the config describes.
 
+        The config is checked first (``preflight``, without Ray), so a bad one
+        starts nothing. An error an actor raises while starting is raised here
+        as itself (the original exception type and message).
+
         Raises:
-            ConfigError: the config is invalid (checked before anything starts).
+            ConfigError: the config is invalid (the same line ``ray-dispatch validate`` prints).
             DispatchError: a deployment with this name already runs.
         """
-        loaded = load_config(config)
-        spec = deployment_spec(loaded)
-        for endpoint, endpoint_spec in spec.endpoints.items():
-            if endpoint_spec.class_path:
-                endpoint_class = resolve_class(
-                    endpoint_spec.class_path,
-                    f"endpoints.{endpoint}.class",
-                    _role_base(loaded, endpoint),
-                    allowed_class_prefixes,
-                )
-                check_endpoint_config(endpoint, endpoint_class, endpoint_spec.config)
+        loaded = preflight(config, allowed_class_prefixes)
         ensure_ray(address, namespace)
-        if _find_dispatchers(name, namespace):
+        if dispatcher_names(name, namespace):
             raise DispatchError(f"a deployment named {name!r} already runs in namespace {namespace!r}")
         lifetime = {"lifetime": "detached"} if detached else {}
         remote: Any = ray.remote(DispatcherActor)
         dispatchers = [
             remote.options(
-                name=dispatcher_actor_name(name, i), namespace=namespace, **lifetime, **spec.dispatcher.options()
+                name=dispatcher_actor_name(name, i), namespace=namespace, **lifetime, **loaded.dispatcher.options()
             ).remote(  # type: ignore[attr-defined]
                 loaded.raw,
                 name,
@@ -146,12 +139,12 @@ class Deployment:
                 allowed_class_prefixes=allowed_class_prefixes,
                 health_interval=health_interval,
             )
-            for i in range(spec.dispatcher.replicas)
+            for i in range(loaded.dispatcher.replicas)
         ]
         deployment = cls(name, namespace, loaded, dispatchers, detached=detached)
         try:
-            ray.get([d.start.remote() for d in dispatchers], timeout=timeout)
-            for endpoint, endpoint_spec in spec.endpoints.items():
+            _get([d.start.remote() for d in dispatchers], timeout=timeout)
+            for endpoint, endpoint_spec in loaded.endpoints.items():
                 if endpoint_spec.class_path and endpoint_spec.replicas:
                     deployment._spawn(endpoint, endpoint_spec, endpoint_spec.replicas, timeout)
         except BaseException:
@@ -169,7 +162,7 @@ class Deployment:
             DeploymentNotFound: no deployment of that name runs there.
         """
         ensure_ray(address, namespace)
-        found = _find_dispatchers(name, namespace)
+        found = dispatcher_names(name, namespace)
         if not found:
             raise DeploymentNotFound(f"no deployment named {name!r} runs in namespace {namespace!r}")
         dispatchers: list[Any] = [ray.get_actor(n, namespace=namespace) for n in found]
@@ -215,10 +208,14 @@ class Deployment:
         self, endpoint: str, spec: EndpointSpec, count: int, timeout: float, cls: type | None = None
     ) -> list[str]:
         if cls is None:
-            cls = resolve_class(str(spec.class_path), f"endpoints.{endpoint}.class", _role_base(self.config, endpoint))
-        elif not issubclass(cls, _role_base(self.config, endpoint)):
-            raise ConfigError(f"endpoint {endpoint!r} needs a {_role_base(self.config, endpoint).__name__} subclass")
-        check_endpoint_config(endpoint, cls, spec.config)
+            cls = endpoint_class(self.config, endpoint, spec)
+            if cls is None:
+                raise ConfigError(f"endpoints.{endpoint}.class: not configured; use spawn() with a class")
+        else:
+            base = ROLE_BASES[self.config.role(endpoint)]
+            if not issubclass(cls, base):
+                raise ConfigError(f"endpoint {endpoint!r} needs a {base.__name__} subclass")
+            check_endpoint_config(endpoint, cls, spec.config)
         existing = self.replica_ids(endpoint)
         start = max((int(r) for r in existing if r.isdigit()), default=-1) + 1
         ids = [str(start + i) for i in range(count)]
@@ -234,14 +231,14 @@ class Deployment:
                 endpoint,
                 spec.config,
                 replica_id=rid,
-                sender=self.spec.dispatcher.batching,
+                sender=self.config.dispatcher.batching.model_dump(),
                 deployment=self.name,
                 namespace=self.namespace,
             )
             for rid in ids
         ]
         try:
-            ray.get([h.start.remote() for h in handles], timeout=timeout)
+            _get([h.start.remote() for h in handles], timeout=timeout)
         except Exception:
             for handle in handles:
                 ray.kill(handle)
@@ -255,9 +252,7 @@ class Deployment:
 
     def replica_ids(self, endpoint: str) -> list[str]:
         """Replica ids of ``endpoint`` now running (by actor name), sorted."""
-        prefix = f"{self.name}:{endpoint}:"
-        names = [e["name"] for e in ray.util.list_named_actors(all_namespaces=True) if e["namespace"] == self.namespace]
-        return sorted((n[len(prefix) :] for n in names if n.startswith(prefix)), key=lambda r: (len(r), r))
+        return replica_ids(self.name, endpoint, self.namespace)
 
     def endpoint(self, endpoint: str, replica: str | int = 0) -> Any:
         """The actor handle of one replica of ``endpoint`` (e.g. a MemoryTransport to inject into).
@@ -312,11 +307,7 @@ class Deployment:
             self._handles.pop((endpoint, replica_id), None)
 
     def _check_endpoint(self, endpoint: str) -> None:
-        if endpoint not in self.spec.endpoints:
-            raise ConfigError(
-                f"unknown endpoint {endpoint!r}: not in transport_names {self.config.transport_names}"
-                f" or exposed_names {self.config.exposed_names}"
-            )
+        self.config.role(endpoint)  # raises ConfigError naming an unknown endpoint
 
     # -- messages -----------------------------------------------------------------------
 
@@ -345,8 +336,7 @@ class Deployment:
             GetTimeoutError: no dispatcher answered within ``timeout``.
         """
         self._check_endpoint(endpoint)
-        is_transport = endpoint in self.config.transport_names
-        direction = direction or ("inbound" if is_transport else "outbound")
+        direction = direction or ("inbound" if self.config.is_transport(endpoint) else "outbound")
         if direction == "event":
             payload = {"message_type": "event", "transport_name": endpoint, **fields}
         else:
@@ -380,7 +370,7 @@ class Deployment:
             try:
                 dispatchers.append(ray.get(handle.status.remote(), timeout=timeout))
             except Exception as exc:
-                dispatchers.append({"dispatcher": index, "alive": False, "error": f"{type(exc).__name__}: {exc}"})
+                dispatchers.append({"dispatcher": index, "alive": False, "error": one_line(original_error(exc))})
         endpoints: dict[str, Any] = {}
         for endpoint in self.spec.endpoints:
             replicas = {}
@@ -389,9 +379,8 @@ class Deployment:
                     info = ray.get(self.endpoint(endpoint, rid).ping.remote(), timeout=timeout)
                     replicas[rid] = {"alive": True, **info}
                 except Exception as exc:
-                    replicas[rid] = {"alive": False, "error": f"{type(exc).__name__}: {exc}"}
-            role = "transport" if endpoint in self.config.transport_names else "application"
-            endpoints[endpoint] = {"role": role, "replicas": replicas}
+                    replicas[rid] = {"alive": False, "error": one_line(original_error(exc))}
+            endpoints[endpoint] = {"role": self.config.role(endpoint), "replicas": replicas}
         return {"name": self.name, "namespace": self.namespace, "dispatchers": dispatchers, "endpoints": endpoints}
 
     def explain(self, message_id: str, timeout: float = 30.0) -> LiveExplanation:
@@ -518,27 +507,18 @@ class Deployment:
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop transports (no new input), drain the dispatchers, stop applications, kill every actor."""
-        ordered = [*self.config.transport_names, *self.config.exposed_names]
-        handles = {(e, r): self._handle_or_none(e, r) for e in ordered for r in self.replica_ids(e)}
-        _quietly(
-            lambda: ray.get(
-                [h.stop.remote() for (e, _), h in handles.items() if h and e in self.config.transport_names],
-                timeout=timeout,
-            )
-        )
+        handles = {(e, r): self._handle_or_none(e, r) for e in self.config.endpoint_names for r in self.replica_ids(e)}
+        transports = [h for (e, _), h in handles.items() if h and self.config.is_transport(e)]
+        applications = [h for (e, _), h in handles.items() if h and not self.config.is_transport(e)]
+        _quietly(lambda: ray.get([h.stop.remote() for h in transports], timeout=timeout))
         _quietly(lambda: ray.get([d.drain.remote(timeout) for d in self.dispatchers], timeout=timeout + 5))
-        _quietly(
-            lambda: ray.get(
-                [h.stop.remote() for (e, _), h in handles.items() if h and e not in self.config.transport_names],
-                timeout=timeout,
-            )
-        )
+        _quietly(lambda: ray.get([h.stop.remote() for h in applications], timeout=timeout))
         _quietly(lambda: ray.get([d.stop.remote(5) for d in self.dispatchers], timeout=10))
         for handle in [*handles.values(), *self.dispatchers]:
             if handle is not None:
                 _quietly(lambda h=handle: ray.kill(h))
         deadline = time.monotonic() + 10
-        while _find_dispatchers(self.name, self.namespace) and time.monotonic() < deadline:
+        while dispatcher_names(self.name, self.namespace) and time.monotonic() < deadline:
             time.sleep(0.05)
         self._handles.clear()
 
@@ -559,18 +539,56 @@ class Deployment:
 
 
 def _get(ref: Any, timeout: float | None = None) -> Any:
-    """``ray.get`` that re-raises our own errors (and ``KeyError``) raised in an actor as themselves.
+    """``ray.get`` that raises an error an actor raised as itself (``original_error``).
 
     Ray wraps an actor's exception in a ``RayTaskError`` whose text is the
-    remote traceback; callers get the original ``InvalidMessage``,
+    remote traceback, or, when the actor's constructor raised, in an
+    ``ActorDiedError``; callers get the original ``InvalidMessage``,
     ``ConfigError``, ``KeyError``... with its one-line message instead.
     """
     try:
         return ray.get(ref, timeout=timeout)
-    except ray.exceptions.RayTaskError as exc:
-        if isinstance(exc.cause, (DispatchError, KeyError)):
-            raise exc.cause from None
-        raise
+    except ray.exceptions.RayError as exc:
+        original = original_error(exc)
+        if original is exc:
+            raise
+        raise original from None
+
+
+_EXCEPTION_LINE = re.compile(r"^(?P<cls>[A-Za-z_][\w.]*): (?P<message>.*)$")
+
+
+def original_error(exc: BaseException) -> BaseException:
+    """The exception an actor raised, when ``exc`` is Ray's wrapper of one; else ``exc`` itself.
+
+    ``RayTaskError`` (a method raised) carries the original as its ``cause``.
+    ``ActorDiedError`` of a constructor that raised carries only the remote
+    traceback's text: its last line (``module.Class: message``) is rebuilt
+    into that class when the class is an exception type loaded here.
+    """
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        cause = exc.cause
+        return original_error(cause) if isinstance(cause, Exception) else exc
+    if isinstance(exc, ray.exceptions.ActorDiedError) and exc.actor_init_failed:
+        return _creation_error(str(exc)) or exc
+    return exc
+
+
+def _creation_error(text: str) -> Exception | None:
+    """Rebuild the exception named on the last ``module.Class: message`` line of a traceback text."""
+    for line in reversed(text.strip().splitlines()):
+        found = _EXCEPTION_LINE.match(line)
+        if not found:
+            continue
+        module, _, name = found["cls"].rpartition(".")
+        cls = getattr(sys.modules.get(module or "builtins"), name, None)
+        if isinstance(cls, type) and issubclass(cls, Exception):
+            try:
+                return cls(found["message"])
+            except Exception:
+                return None
+        return None
+    return None
 
 
 def _unless_dead(ref: Any, default: Any) -> Any:
@@ -599,17 +617,12 @@ def _quietly(action: Any) -> None:
         action()
 
 
-def _find_dispatchers(name: str, namespace: str) -> list[str]:
-    prefix = f"{name}:dispatcher:"
-    return sorted(
-        e["name"]
-        for e in ray.util.list_named_actors(all_namespaces=True)
-        if e["namespace"] == namespace and e["name"].startswith(prefix)
-    )
-
-
 def deploy(config: Mapping[str, Any] | str | Path | DispatcherConfig, **kw: Any) -> Deployment:
-    """Start a deployment (``Deployment.start``): dispatcher(s) and endpoints, on a local Ray if none runs."""
+    """Start a deployment (``Deployment.start``): dispatcher(s) and endpoints, on a local Ray if none runs.
+
+    Raises:
+        ConfigError: the config is invalid (checked by ``preflight`` before Ray starts).
+    """
     return Deployment.start(config, **kw)
 
 

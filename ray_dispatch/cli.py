@@ -18,9 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ray_dispatch.core.config import load_config
-from ray_dispatch.core.deployment import deployment_spec
-from ray_dispatch.core.errors import ConfigError, DispatchError, InvalidMessage
+from ray_dispatch.core.errors import ConfigError, DispatchError, InvalidMessage, one_line
 from ray_dispatch.tools import cli as experiments_cli
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,15 +58,18 @@ def clean_errors(func: F) -> F:
                 sys.exit(1)
             if isinstance(exc, ConnectionError):
                 _fail(f"cannot reach the Ray cluster: {exc}", 1)
-            _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}", 1)
+            _fail(one_line(exc), 1)
 
     return wrapper  # type: ignore[return-value]
 
 
 def _unwrap(exc: BaseException) -> BaseException:
-    """The exception an actor raised, if ``exc`` is Ray's wrapper of one (``RayTaskError.cause``)."""
-    cause = getattr(exc, "cause", None)
-    return cause if isinstance(cause, BaseException) else exc
+    """The exception an actor raised, if ``exc`` is Ray's wrapper of one (``ray_dispatch.api.original_error``)."""
+    if "ray" not in sys.modules:  # nothing ran on Ray: nothing is wrapped (and Ray need not be imported)
+        return exc
+    from ray_dispatch.api import original_error
+
+    return original_error(exc)
 
 
 def _attach(name: str, namespace: str, address: str | None) -> Any:
@@ -148,24 +149,10 @@ def main() -> None:
 @click.argument("config", type=click.Path(dir_okay=False))
 @clean_errors
 def validate(config: str) -> None:
-    """Check CONFIG (router, middleware, endpoints) without starting anything."""
-    from actors.endpoint import ApplicationActor, TransportActor
-    from ray_dispatch.core.config import resolve_class
-    from ray_dispatch.core.deployment import check_endpoint_config
-    from ray_dispatch.core.dispatcher import Dispatcher
-    from ray_dispatch.core.harness import MemoryOutbox
+    """Check CONFIG (router, middleware, stores, endpoints) without starting anything."""
+    from ray_dispatch.preflight import preflight
 
-    loaded = load_config(config)
-    Dispatcher(loaded, MemoryOutbox())
-    spec = deployment_spec(loaded)
-    for endpoint, endpoint_spec in spec.endpoints.items():
-        if endpoint_spec.class_path:
-            base = TransportActor if endpoint in loaded.transport_names else ApplicationActor
-            cls = resolve_class(endpoint_spec.class_path, f"{config}: endpoints.{endpoint}.class", base)
-            try:
-                check_endpoint_config(endpoint, cls, endpoint_spec.config)
-            except ConfigError as exc:
-                raise ConfigError(f"{config}: {exc}") from None
+    loaded = preflight(config)
     click.echo(
         f"{config}: valid ({loaded.router_class}; transports {loaded.transport_names};"
         f" applications {loaded.exposed_names})"
@@ -181,10 +168,17 @@ def validate(config: str) -> None:
 def run(
     config: str, name: str, namespace: str, address: str | None, detach: bool, allow_prefix: tuple[str, ...]
 ) -> None:
-    """Start the deployment CONFIG describes and keep it up until Ctrl-C."""
+    """Start the deployment CONFIG describes and keep it up until Ctrl-C.
+
+    The config is checked first, as ``validate`` does: a bad one starts nothing (not even Ray).
+    """
+    from ray_dispatch.preflight import preflight
+
+    allowed = list(allow_prefix) or None
+    loaded = preflight(config, allowed)
+
     from ray_dispatch.api import Deployment, ensure_ray
 
-    loaded = load_config(config)
     if detach and not address:
         address = "auto"
     try:
@@ -197,7 +191,7 @@ def run(
             namespace=namespace,
             detached=detach,
             address=address,
-            allowed_class_prefixes=list(allow_prefix) or None,
+            allowed_class_prefixes=allowed,
         )
     except ConnectionError as exc:
         raise DispatchError(

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
-from ray_dispatch.core.errors import ConfigError
 from ray_dispatch.core.retry import Backoff, BackoffPolicy
+from ray_dispatch.core.secrets import Secret as Secret  # re-exported: transports declare their secrets with it
 
 log = logging.getLogger(__name__)
 
@@ -41,48 +39,6 @@ class BackoffConfig(BackoffPolicy):
     """
 
     connect_timeout: float = Field(10.0, gt=0)
-
-
-class Secret(BaseModel):
-    """Where a secret lives: an environment variable or a file (never the value itself).
-
-    Attributes:
-        env: name of the environment variable holding the secret.
-        file: path of a file holding the secret (surrounding whitespace is stripped).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    env: str | None = None
-    file: str | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one_source(self) -> Secret:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of 'env' or 'file'")
-        return self
-
-    def reveal(self, key: str) -> str:
-        """Read the secret's value now.
-
-        ``key`` names the config key in error messages; the value is never shown.
-
-        Raises:
-            ConfigError: the variable is unset or empty, or the file is unreadable or empty.
-        """
-        if self.env is not None:
-            value = os.environ.get(self.env, "")
-            if not value:
-                raise ConfigError(f"{key}: environment variable {self.env!r} is not set or empty")
-            return value
-        assert self.file is not None
-        try:
-            value = Path(self.file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{key}: cannot read secret file {self.file!r} ({exc.strerror})") from None
-        if not value:
-            raise ConfigError(f"{key}: secret file {self.file!r} is empty")
-        return value
 
 
 class SendWindow:

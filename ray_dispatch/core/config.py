@@ -5,20 +5,40 @@ A config is a flat mapping: the dispatcher's own keys (``router_class``,
 at the top level (as in Vumi), and one top-level block per middleware name.
 Vumi class paths (``vumi.dispatchers.SimpleDispatchRouter``, ...) resolve to
 ours so existing files work.
+
+Our additions say what a deployment runs, and are declared here too::
+
+    dispatcher:
+      replicas: 1                # dispatcher actors sharing the routing store
+      actor_options: {num_cpus: 0}
+      batching: {max_batch: 500}        # every endpoint -> the dispatchers
+    endpoints:
+      smpp_transport:
+        class: actors.MemoryTransport   # dotted path of a TransportActor / ApplicationActor
+        replicas: 2
+        policy: sticky                  # round_robin | sticky | least_loaded
+        actor_options: {num_cpus: 0.5, max_restarts: -1}
+        batching: {max_batch: 500}      # dispatcher -> this endpoint (``BatchingOptions``)
+        rate_limit: 50                  # messages per second to this endpoint (an SMSC's TPS)
+        config: {auto_ack: true}        # the endpoint's own config (its class's ``CONFIG_CLASS``)
+
+An endpoint without a ``class`` is not started by the deployment: its
+replicas are spawned from code later (``Deployment.spawn``). Unknown keys in
+these blocks are refused, naming the key and, when one is close, the key meant.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ray_dispatch.core.errors import ConfigError
-from ray_dispatch.core.router import format_validation_error
+from ray_dispatch.core.batching import BatchingOptions
+from ray_dispatch.core.errors import ConfigError, did_you_mean, format_validation_error, got, in_file
 
 DEFAULT_RETURN_ROUTE_TTL = 7 * 24 * 3600.0
 
@@ -114,6 +134,85 @@ class FailureStoreSpec(StoreSpec):
     class_path: str = Field("ray_dispatch.failures.MemoryFailureStore", alias="class")
 
 
+DISPATCHER_NAME = "dispatcher"
+"""Reserved: the dispatcher actors are named ``<deployment>:dispatcher:<index>`` (``actors.naming``)."""
+
+Policy = Literal["round_robin", "sticky", "least_loaded"]
+Role = Literal["transport", "application"]
+
+DEFAULT_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0, "max_restarts": -1}
+"""Endpoint and dispatcher actors take no CPU reservation and are restarted when they die."""
+
+ACTOR_OPTION_KEYS = frozenset(
+    {
+        "num_cpus",
+        "num_gpus",
+        "memory",
+        "resources",
+        "scheduling_strategy",
+        "runtime_env",
+        "max_restarts",
+        "max_concurrency",
+        "label_selector",
+        "accelerator_type",
+        "max_pending_calls",
+    }
+)
+"""The Ray actor options a config may set in ``actor_options``."""
+
+
+def _check_actor_options(options: dict[str, Any]) -> dict[str, Any]:
+    for key in options:
+        if key not in ACTOR_OPTION_KEYS:
+            raise ValueError(
+                f"unsupported actor option {key!r}{did_you_mean(key, ACTOR_OPTION_KEYS)}"
+                f" (allowed: {sorted(ACTOR_OPTION_KEYS)})"
+            )
+    return options
+
+
+def _mapping_or_empty(value: Any) -> Any:
+    """``None`` (an empty YAML block) as an empty mapping."""
+    return {} if value is None else value
+
+
+class ActorSpec(BaseModel):
+    """What the ``endpoints:`` entries and the ``dispatcher:`` section share: actor options and batching."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    actor_options: dict[str, Any] = Field(default_factory=dict)
+    batching: BatchingOptions = Field(default_factory=BatchingOptions)
+
+    _actor_options = field_validator("actor_options")(_check_actor_options)
+    _empty = field_validator("actor_options", "batching", mode="before")(_mapping_or_empty)
+
+    def options(self) -> dict[str, Any]:
+        """Ray actor options: the defaults overridden by ``actor_options``."""
+        return {**DEFAULT_ACTOR_OPTIONS, **self.actor_options}
+
+
+class EndpointSpec(ActorSpec):
+    """How one endpoint name is backed by actors (the ``endpoints:`` entry; see the module docstring).
+
+    ``batching`` is for the dispatcher's sends to this endpoint.
+    """
+
+    class_path: str | None = Field(None, alias="class")
+    replicas: int = Field(1, ge=0)
+    policy: Policy = "round_robin"
+    rate_limit: float | None = Field(None, gt=0)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    _empty_config = field_validator("config", mode="before")(_mapping_or_empty)
+
+
+class DispatcherSpec(ActorSpec):
+    """The ``dispatcher:`` section: how many dispatcher actors; ``batching`` is for the endpoints' sends to them."""
+
+    replicas: int = Field(1, ge=1)
+
+
 class DispatcherConfig(BaseModel):
     """The dispatcher's own config keys, validated.
 
@@ -122,7 +221,9 @@ class DispatcherConfig(BaseModel):
         transport_names: endpoints facing transports.
         exposed_names: endpoints facing applications.
         middleware: Vumi-style list of ``{name: class}`` or ``{name: {class: ..., ...}}``.
-        endpoints: per-endpoint actor specs (used by the Ray runtime).
+        endpoints: how each endpoint name is backed by actors (every name has one;
+            an empty spec starts nothing).
+        dispatcher: the dispatcher actors' replicas, actor options and batching.
         store: routing store spec (default in-memory).
         failure_store: failure store spec (default in-memory).
         return_route_ttl: seconds the dispatcher remembers which application sent
@@ -140,7 +241,8 @@ class DispatcherConfig(BaseModel):
     transport_names: list[str]
     exposed_names: list[str] = Field(default_factory=list)
     middleware: list[MiddlewareSpec] = Field(default_factory=list)
-    endpoints: dict[str, Any] = Field(default_factory=dict)
+    endpoints: dict[str, EndpointSpec] = Field(default_factory=dict)
+    dispatcher: DispatcherSpec = Field(default_factory=DispatcherSpec)
     store: StoreSpec = Field(default_factory=StoreSpec)  # type: ignore[arg-type]
     failure_store: FailureStoreSpec = Field(default_factory=FailureStoreSpec)  # type: ignore[arg-type]
     return_route_ttl: float = Field(DEFAULT_RETURN_ROUTE_TTL, gt=0)
@@ -156,6 +258,17 @@ class DispatcherConfig(BaseModel):
             raise ValueError("must be a list of endpoint names, not a single string")
         return value
 
+    @field_validator("endpoints", mode="before")
+    @classmethod
+    def _endpoint_blocks(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ValueError("must be a mapping of endpoint name to spec")
+        return {name: _mapping_or_empty(spec) for name, spec in value.items()}
+
+    _empty_dispatcher = field_validator("dispatcher", mode="before")(_mapping_or_empty)
+
     @field_validator("middleware", mode="before")
     @classmethod
     def _normalise_middleware(cls, value: Any) -> Any:
@@ -166,7 +279,7 @@ class DispatcherConfig(BaseModel):
         specs = []
         for index, entry in enumerate(value):
             if not isinstance(entry, dict) or len(entry) != 1:
-                raise ValueError(f"entry {index} must be a single {{name: class}} mapping (got {entry!r})")
+                raise ValueError(f"entry {index} must be a single {{name: class}} mapping{got(entry)}")
             ((name, spec),) = entry.items()
             if isinstance(spec, str):
                 specs.append({"name": name, "class_path": spec})
@@ -174,7 +287,7 @@ class DispatcherConfig(BaseModel):
                 extra = {k: v for k, v in spec.items() if k != "class"}
                 specs.append({"name": name, "class_path": spec["class"], **extra})
             else:
-                raise ValueError(f"entry {name!r} must be a class path or a mapping with a 'class' key (got {spec!r})")
+                raise ValueError(f"entry {name!r} must be a class path or a mapping with a 'class' key{got(spec)}")
         return specs
 
     @model_validator(mode="after")
@@ -189,30 +302,88 @@ class DispatcherConfig(BaseModel):
         both = sorted(set(self.transport_names) & set(self.exposed_names))
         if both:
             raise ValueError(f"{both} appear in both transport_names and exposed_names")
+        if DISPATCHER_NAME in self.transport_names + self.exposed_names:
+            raise ValueError(f"{DISPATCHER_NAME!r} cannot be an endpoint name: the dispatcher actors are called so")
         unknown = sorted(set(self.endpoints) - set(self.transport_names) - set(self.exposed_names))
         if unknown:
             raise ValueError(f"endpoints {unknown} are in neither transport_names nor exposed_names")
         mw_names = [m.name for m in self.middleware]
         if len(set(mw_names)) != len(mw_names):
             raise ValueError(f"middleware names must be unique (got {mw_names})")
+        for name in [*self.transport_names, *self.exposed_names]:
+            self.endpoints.setdefault(name, EndpointSpec())
         return self
+
+    def role(self, endpoint: str) -> Role:
+        """Whether ``endpoint`` faces a transport or an application.
+
+        Raises:
+            ConfigError: ``endpoint`` is in neither ``transport_names`` nor ``exposed_names``.
+        """
+        if endpoint in self.transport_names:
+            return "transport"
+        if endpoint in self.exposed_names:
+            return "application"
+        raise ConfigError(
+            f"unknown endpoint {endpoint!r}: not in transport_names {self.transport_names}"
+            f" or exposed_names {self.exposed_names}"
+        )
+
+    def is_transport(self, endpoint: str) -> bool:
+        """Whether ``endpoint`` is one of ``transport_names`` (``role`` is ``"transport"``)."""
+        return endpoint in self.transport_names
+
+    @property
+    def endpoint_names(self) -> list[str]:
+        """Every endpoint name: the transports, then the applications."""
+        return [*self.transport_names, *self.exposed_names]
+
+    def check_top_level_keys(self, router_keys: Iterable[str]) -> None:
+        """Refuse a top-level key that looks like a typo of a known one (with the key meant).
+
+        Known: the dispatcher's own keys, ``router_keys`` (the router's
+        ``CONFIG_CLASS`` fields) and the middleware names. Other unknown keys
+        pass, as Vumi configs carry keys for other components at the top level.
+
+        Raises:
+            ConfigError: names the key and the one it is close to.
+        """
+        own = set(type(self).model_fields) - {"raw", "source"}
+        known = own | set(router_keys) | {m.name for m in self.middleware}
+        for key in self.raw:
+            hint = "" if key in known else did_you_mean(key, known)
+            if hint:
+                raise self.located(ConfigError(f"{key}: unknown key{hint}"))
 
     def middleware_config(self, name: str) -> dict[str, Any]:
         """Return the top-level config block of middleware ``name`` (empty if none)."""
         block = self.raw.get(name) or {}
         if not isinstance(block, Mapping):
-            raise ConfigError(f"{self._where()}{name}: middleware config must be a mapping (got {block!r})")
+            raise self.located(ConfigError(f"{name}: middleware config must be a mapping{got(block)}"))
         return dict(block)
 
-    def _where(self) -> str:
-        return f"{self.source}: " if self.source else ""
-
     def located(self, error: ConfigError) -> ConfigError:
-        """Return ``error`` with this config's file name in front (unchanged if it already names it or none)."""
-        where = self._where()
-        if not where or str(error).startswith(where):
-            return error
-        return ConfigError(where + str(error))
+        """Return ``error`` with this config's file name in front (``in_file``)."""
+        return in_file(self.source, error)
+
+
+def check_endpoint_config(endpoint: str, cls: type, config: Mapping[str, Any]) -> None:
+    """Validate an endpoint's own ``config`` against its class's ``CONFIG_CLASS`` before any actor starts.
+
+    A bad key then fails as a ``ConfigError`` naming it, not as an actor that
+    died in its constructor.
+
+    Raises:
+        ConfigError: names ``endpoints.<endpoint>.config``, the class and the key.
+    """
+    model = getattr(cls, "CONFIG_CLASS", None)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return
+    try:
+        model.model_validate(dict(config))
+    except ValidationError as exc:
+        what = f"endpoints.{endpoint}.config ({cls.__name__})"
+        raise ConfigError(format_validation_error(exc, what, model)) from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -250,12 +421,12 @@ def load_config(source: Mapping[str, Any] | str | Path | DispatcherConfig) -> Di
         raw = dict(source)
     else:
         raise ConfigError(f"a config must be a mapping or a YAML file path (got {type(source).__name__})")
-    prefix = f"{origin}: " if origin else ""
     bad_keys = [k for k in raw if not isinstance(k, str)]
     if bad_keys:
-        raise ConfigError(f"{prefix}invalid dispatcher config: top-level key {bad_keys[0]!r} is not a string")
+        raise in_file(origin, ConfigError(f"invalid dispatcher config: top-level key {bad_keys[0]!r} is not a string"))
     try:
         config = DispatcherConfig.model_validate({**raw, "raw": raw, "source": origin})
     except ValidationError as exc:
-        raise ConfigError(prefix + format_validation_error(exc, "dispatcher config")) from None
+        text = format_validation_error(exc, "dispatcher config", DispatcherConfig)
+        raise in_file(origin, ConfigError(text)) from None
     return config

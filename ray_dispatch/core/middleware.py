@@ -67,7 +67,9 @@ class BaseMiddleware:
         try:
             self.config: Any = self.CONFIG_CLASS.model_validate(own)
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, f"config of middleware {name!r}")) from None
+            raise ConfigError(
+                format_validation_error(exc, f"config of middleware {name!r}", self.CONFIG_CLASS)
+            ) from None
 
     def setup_middleware(self) -> Awaitable[None] | None:
         """Prepare the middleware (may be async). The default does nothing."""

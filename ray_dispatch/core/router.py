@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, NamedTuple, Protocol
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
 
-from ray_dispatch.core.errors import ConfigError
+from ray_dispatch.core.errors import ConfigError, format_validation_error  # the latter re-exported: its old home
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage
 from ray_dispatch.core.stores.failures import Direction
 from ray_dispatch.core.stores.routing import RoutingStore
@@ -110,19 +110,6 @@ class RouterConfig(BaseModel):
         yield from self.__pydantic_extra__ or {}
 
 
-def format_validation_error(exc: ValidationError, what: str) -> str:
-    """Turn a pydantic error into one line naming each bad key and its value."""
-    parts = []
-    for item in exc.errors():
-        loc = [str(p) for p in item["loc"] if p != "[key]"]
-        key = ".".join(loc) or "(top level)"
-        msg = item["msg"].removeprefix("Value error, ")
-        value = item.get("input")
-        shown = "" if isinstance(value, (dict, list)) or item["type"] == "missing" else f" (got {value!r})"
-        parts.append(f"{key}: {msg}{shown}")
-    return f"invalid {what}: " + "; ".join(parts)
-
-
 def validate_router_config(
     config_class: type[RouterConfig],
     raw: Mapping[str, Any],
@@ -140,7 +127,7 @@ def validate_router_config(
             dict(raw), context={"transport_names": transport_names, "exposed_names": exposed_names}
         )
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, what)) from None
+        raise ConfigError(format_validation_error(exc, what, config_class)) from None
 
 
 class StaticRoute(NamedTuple):

@@ -158,9 +158,9 @@ def draw(
         what=f"{router_cls.__name__} config",
     )
     endpoints = set(loaded.transport_names) | set(loaded.exposed_names)
-    specs = {name: spec for name, spec in loaded.endpoints.items() if isinstance(spec, Mapping)}
-    default_replicas = {n: s["replicas"] for n, s in specs.items() if isinstance(s.get("replicas"), int)}
-    classes = {n: str(s["class"]).rpartition(".")[2] for n, s in specs.items() if isinstance(s.get("class"), str)}
+    specs = loaded.endpoints
+    default_replicas = {n: s.replicas for n, s in specs.items() if "replicas" in s.model_fields_set}
+    classes = {n: s.class_path.rpartition(".")[2] for n, s in specs.items() if s.class_path}
     return Topology(
         title=title if title is not None else (Path(loaded.source).name if loaded.source else "dispatcher config"),
         router=router_cls.__name__,

@@ -189,7 +189,7 @@ def test_middleware_list_accepts_both_vumi_forms() -> None:
         ([{"log": {"consume_priority": 1}}], "entry 'log' must be a class path or a mapping with a 'class' key"),
         ([{"log": 5}], "entry 'log' must be a class path or a mapping with a 'class' key (got 5)"),
         ([{"log": {"class": "x.Y", "consume_priority": "high"}}], "middleware.0.consume_priority"),
-        ([{"log": {"class": "x.Y", "consume_prority": 1}}], "middleware.0.consume_prority: Extra inputs"),
+        ([{"log": {"class": "x.Y", "consume_prority": 1}}], "unknown key; did you mean 'consume_priority'?"),
         ([{"log": "x.Y"}, {"log": "x.Z"}], "middleware names must be unique"),
     ],
 )
@@ -371,3 +371,59 @@ def test_store_options_the_class_refuses_are_a_config_error(tmp_path: Path) -> N
 def test_dispatcher_config_model_is_public() -> None:
     config = DispatcherConfig.model_validate({"router_class": "routers.SimpleDispatchRouter", "transport_names": ["t"]})
     assert config.exposed_names == [] and config.store.class_path == "ray_dispatch.store.MemoryStore"
+
+
+# -- the deployment sections: one typed model --------------------------------------
+
+
+def test_every_endpoint_gets_a_typed_spec_and_batching_is_a_model() -> None:
+    config = load_config(
+        simple_config(
+            endpoints={"sms": {"class": "actors.builtin.MemoryTransport", "batching": {"max_batch": 10}}, "app1": None},
+            dispatcher={"replicas": 2, "batching": None},
+        )
+    )
+    assert set(config.endpoints) == {"sms", "xmpp", "ussd", "app1", "app2"}
+    assert config.endpoints["sms"].batching.max_batch == 10 and config.endpoints["sms"].batching.max_queued == 20_000
+    assert config.endpoints["app1"].class_path is None and config.endpoints["app1"].config == {}
+    assert config.dispatcher.replicas == 2 and config.dispatcher.batching.max_batch == 1000
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"endpoints": {"sms": {"batching": {"max_queue": 5}}}},
+            "endpoints.sms.batching.max_queue: unknown key; did you mean 'max_queued'?",
+        ),
+        ({"endpoints": {"sms": {"replica": 2}}}, "endpoints.sms.replica: unknown key; did you mean 'replicas'?"),
+        (
+            {"dispatcher": {"batching": {"max_batchh": 5}}},
+            "dispatcher.batching.max_batchh: unknown key; did you mean 'max_batch'?",
+        ),
+        (
+            {"endpoints": {"sms": {"actor_options": {"num_cpu": 1}}}},
+            "unsupported actor option 'num_cpu'; did you mean 'num_cpus'?",
+        ),
+        (
+            {"endpoints": {"sms": {"batching": {"max_batch": 0}}}},
+            "endpoints.sms.batching.max_batch: Input should be greater than or equal to 1 (got 0)",
+        ),
+        ({"endpoints": ["sms"]}, "endpoints: must be a mapping of endpoint name to spec"),
+        ({"endpoints": {"nobody": {}}}, "endpoints ['nobody'] are in neither transport_names nor exposed_names"),
+        ({"exposed_names": ["dispatcher"]}, "'dispatcher' cannot be an endpoint name"),
+    ],
+)
+def test_the_deployment_sections_are_checked_on_load(change: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(simple_config(**change))
+    assert expected in str(info.value)
+
+
+def test_transport_or_application_is_asked_of_the_config() -> None:
+    config = load_config(simple_config())
+    assert [config.role(name) for name in ("sms", "app1")] == ["transport", "application"]
+    assert config.is_transport("xmpp") and not config.is_transport("app2")
+    assert config.endpoint_names == ["sms", "xmpp", "ussd", "app1", "app2"]
+    with pytest.raises(ConfigError, match="unknown endpoint 'nope'"):
+        config.role("nope")

@@ -23,9 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -38,9 +36,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ray_dispatch.core.errors import ConfigError, StoreError, StoreUnavailable
+from ray_dispatch.core.errors import ConfigError, StoreError, StoreUnavailable, format_validation_error
 from ray_dispatch.core.retry import OldKeys, RetryPolicy, fill_retry_block
-from ray_dispatch.core.router import format_validation_error
+from ray_dispatch.core.secrets import Secret, read_secret
 from ray_dispatch.core.stores.routing import JSONValue, RoutingStore
 
 __all__ = ["RedisConnection", "RedisOptions", "RedisStore", "mask_url"]
@@ -89,7 +87,7 @@ class RedisOptions(BaseModel):
     Attributes:
         prefix: namespace of every key (one per deployment): ``<prefix>:<key>``.
         password_env: name of an environment variable holding the password.
-        password_file: path of a file holding the password (trailing newline ignored).
+        password_file: path of a file holding the password (surrounding whitespace ignored).
         connect_timeout: seconds to wait for a TCP connect.
         socket_timeout: seconds to wait for a reply.
         retry: tries of one command after a connection error or timeout, and the
@@ -131,21 +129,13 @@ class _PolicyBackoff(AbstractBackoff):
 
 
 def _read_password(options: RedisOptions, what: str) -> str | None:
-    """Return the password named by ``password_env`` / ``password_file``, if either is set."""
+    """Return the password named by ``password_env`` / ``password_file`` (``read_secret``), if either is set."""
     if options.password_env and options.password_file:
         raise ConfigError(f"{what}: give password_env or password_file, not both")
     if options.password_env:
-        value = os.environ.get(options.password_env)
-        if value is None:
-            raise ConfigError(f"{what}.password_env: environment variable {options.password_env!r} is not set")
-        return value
+        return read_secret(Secret(env=options.password_env), f"{what}.password_env")
     if options.password_file:
-        try:
-            return Path(options.password_file).read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(
-                f"{what}.password_file: cannot read {options.password_file!r} ({exc.strerror or exc})"
-            ) from None
+        return read_secret(Secret(file=options.password_file), f"{what}.password_file")
     return None
 
 
@@ -172,7 +162,7 @@ class RedisConnection:
         try:
             self.options = RedisOptions.model_validate(options)
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, f"{what} options")) from None
+            raise ConfigError(format_validation_error(exc, f"{what} options", RedisOptions)) from None
         if not isinstance(url, str):
             raise ConfigError(f"{what}.url: expected a redis:// URL string, got {type(url).__name__}")
         self.url = mask_url(url)
