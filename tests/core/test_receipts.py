@@ -11,6 +11,7 @@ from ray_dispatch.core.message import Message
 from ray_dispatch.core.receipts import CONFIRMED, Refused
 from ray_dispatch.core.stores.failures import Direction
 from ray_dispatch.testing import MemoryOutbox, RouterHarness, make_inbound
+from ray_dispatch.tools.explain import Explanation
 
 
 class PendingOutbox:
@@ -81,12 +82,15 @@ async def test_a_late_refusal_is_recorded_at_stage_deliver_when_settled(config: 
 async def test_a_late_refusal_in_the_harness_takes_the_same_path(config: dict[str, Any]) -> None:
     async with RouterHarness(config) as h:
         h.outbox.refuse("app2", ConnectionError("app2 took it and crashed"))
-        outcome = await h.dispatch_inbound(make_inbound("fan", transport_name="xmpp"))
+        outcome = await h.dispatch_inbound(make_inbound("fan", transport_name="xmpp"), trace=True)
     (record,) = h.failures
     assert (record.stage, record.destination, record.reason) == ("deliver", "app2", "app2 took it and crashed")
     assert outcome.failures == [record] and outcome.destinations == ["app1", "app2"]
     assert [m.content for m in h.inbound_to("app1")] == ["fan"] and h.inbound_to("app2") == []
     assert h.dispatcher.stats.to_dict()["published"] == {"inbound:app1": 1}
+    explained = Explanation.from_outcome(outcome)
+    assert explained.destinations == ["inbound:app1"]
+    assert explained.result.endswith("failed at deliver (to 'app2'): app2 took it and crashed")
 
 
 async def test_published_is_counted_once_however_often_an_outcome_is_settled(config: dict[str, Any]) -> None:
