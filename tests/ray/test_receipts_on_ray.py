@@ -51,7 +51,7 @@ def test_a_refusal_after_hand_over_is_a_deliver_failure_and_never_counts_as_publ
     assert ray.get(dep.endpoint("picky_app").taken_ids.remote())[-1] == taken["message_id"]
     records = [f for f in dep.failures() if f["message"]["message_id"] == refused["message_id"]]
     assert [(r["stage"], r["endpoint"], r["destination"]) for r in records] == [("deliver", "sms", "picky_app")]
-    assert "'picky_app' refused it: ValueError: will not take 'refuse me'" in records[0]["reason"]
+    assert records[0]["reason"] == "'picky_app[0]' refused it: ValueError: will not take 'refuse me'"
 
     recorded = dep.explain(refused["message_id"]).recorded  # explain by id sees what settling found
     assert recorded.destinations == ["inbound:picky_app"] and recorded.delivered == []
