@@ -3,10 +3,12 @@
 Data path: endpoint actors send batches to ``receive(source, batch)``; the
 actor rebuilds each message, runs it through the core (middleware, router,
 return routes, failure records), and hands each routed copy to the replica
-pool of its destination endpoint, which batches, bounds, confirms and retries.
-``receive`` returns only when every resulting delivery is confirmed or has
-become a failure record, so a sender that got no answer (dispatcher died)
-sends again and nothing is lost; receivers drop the duplicates.
+pool of its destination endpoint, which batches, bounds, confirms and retries;
+the pool's confirmation is the copy's receipt. Once the whole batch is routed,
+the core settles it (``Dispatcher.settle``: counts what was confirmed, records
+what was refused), so ``receive`` returns only when every resulting delivery
+is confirmed or has become a failure record: a sender that got no answer
+(dispatcher died) sends again and nothing is lost; receivers drop the duplicates.
 
 The actor finds its endpoint replicas by name (``<deployment>:<endpoint>:<replica>``
 named actors in its namespace) when it starts, when told to ``refresh``, and
@@ -20,8 +22,6 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -32,16 +32,17 @@ from actors.naming import dispatcher_actor_name as dispatcher_actor_name  # re-e
 from actors.naming import endpoint_actor_name as endpoint_actor_name
 from actors.naming import find_dispatchers as find_dispatchers
 from actors.ordering import SeenIds, SenderOrder
-from actors.pool import ReplicaPool
+from actors.pool import ReplicaPool, sticky_key
 from actors.ray_calls import classify_ray_error, current_node_id, receive_call
 from actors.sender import Order, SenderOptions
 from actors.wire import WireItem, checked_from_wire, to_wire
 from ray_dispatch.core.deployment import deployment_spec
-from ray_dispatch.core.dispatcher import Dispatcher
+from ray_dispatch.core.dispatcher import Dispatcher, DispatchOutcome
 from ray_dispatch.core.errors import InvalidMessage
 from ray_dispatch.core.message import Message, message_from_dict
+from ray_dispatch.core.receipts import Receipt
 from ray_dispatch.core.recent import RecentOutcomes
-from ray_dispatch.core.stores.failures import DIRECTIONS, Direction, FailureRecord
+from ray_dispatch.core.stores.failures import DIRECTIONS, Direction
 from ray_dispatch.tools.recent import LiveExplanation, explain_recorded
 
 log = logging.getLogger(__name__)
@@ -49,38 +50,22 @@ log = logging.getLogger(__name__)
 DISPATCHER_SOURCE = "dispatcher"
 
 
-@dataclass
-class _Batch:
-    source: str
-    confirmations: list[tuple[asyncio.Future[Any], Direction, str, Message]] = field(default_factory=list)
-
-
-_batch: ContextVar[_Batch | None] = ContextVar("ray_dispatch_batch", default=None)
-
-
-def _user_key(direction: str, message: Message) -> str | None:
-    key = message.get("from_addr") if direction == "inbound" else message.get("to_addr")
-    if direction == "event":
-        key = message.get("user_message_id")
-    return key if isinstance(key, str) else None
-
-
 class RayOutbox:
-    """The core's ``Outbox`` on Ray: routed copies go to replica pools, confirmations are tracked."""
+    """The core's ``Outbox`` on Ray: routed copies go to replica pools; their confirmations are the receipts."""
 
     def __init__(self, pools: dict[str, ReplicaPool]) -> None:
         self.pools = pools
 
-    async def deliver(self, direction: Direction, endpoint: str, message: Message) -> None:
-        """Queue ``message`` for a replica of ``endpoint`` (waits when the pool is full).
+    async def deliver(self, direction: Direction, endpoint: str, message: Message) -> Receipt:
+        """Queue ``message`` for a replica of ``endpoint`` (waits when the pool is full); return its receipt.
+
+        The receipt settles when the replica confirmed the message, and fails
+        when the pool gives up on it (``DeliveryError``) or the replica refused it.
 
         Raises:
             DeliveryError: the endpoint has no replicas.
         """
-        future = await self.pools[endpoint].send((direction, to_wire(message)), _user_key(direction, message))
-        batch = _batch.get()
-        if batch is not None:
-            batch.confirmations.append((future, direction, endpoint, message))
+        return await self.pools[endpoint].send((direction, to_wire(message)), sticky_key(direction, message))
 
 
 class DispatcherActor:
@@ -219,18 +204,15 @@ class DispatcherActor:
         """
         await self._ready()
         started = time.monotonic()
-        ctx = _Batch(source)
-        token = _batch.set(ctx)
-        try:
-            async with self._order.turn(order), self._route_lock:
-                await self._route_batch(source, batch)
-        finally:
-            _batch.reset(token)
-        await self._confirm(ctx)
+        async with self._order.turn(order), self._route_lock:
+            outcomes = await self._route_batch(source, batch)
+        await self.core.settle(*outcomes)  # outside the lock: the next batch is routed meanwhile
         self.metrics.batch_done(source, batch, started)
         return []
 
-    async def _route_batch(self, source: str, batch: list[WireItem]) -> None:
+    async def _route_batch(self, source: str, batch: list[WireItem]) -> list[DispatchOutcome]:
+        """Route each new item of ``batch``; return the outcomes, not yet settled."""
+        outcomes: list[DispatchOutcome] = []
         for item in batch:
             if not (isinstance(item, (tuple, list)) and len(item) == 2 and item[0] in DIRECTIONS):
                 await self._record_malformed(source, item)
@@ -240,9 +222,12 @@ class DispatcherActor:
             if key is not None and key in self._seen:
                 continue
             message = self._rebuild(payload)
-            self.recent.add(direction, source, message, await self.core.dispatch(direction, message, source))
+            outcome = await self.core.route(direction, message, source)
+            self.recent.add(direction, source, message, outcome)
+            outcomes.append(outcome)
             if key is not None:
                 self._seen.add(key)
+        return outcomes
 
     @staticmethod
     def _dedupe_key(direction: str, payload: Any) -> str | None:
@@ -269,23 +254,6 @@ class DispatcherActor:
         guessed: Direction = "outbound" if source in self.core.exposed_names else "inbound"
         await self.core.record_failure(reason, guessed, str(source), item, stage="validate")
 
-    async def _confirm(self, ctx: _Batch) -> list[FailureRecord]:
-        """Wait for the batch's deliveries; record each that failed; return those records."""
-        if not ctx.confirmations:
-            return []
-        results = await asyncio.gather(*(c[0] for c in ctx.confirmations), return_exceptions=True)
-        records = []
-        for result, (_, direction, endpoint, message) in zip(results, ctx.confirmations):
-            if isinstance(result, BaseException):
-                self.core.stats.published[direction, endpoint] -= 1
-                records.append(
-                    await self.core.record_failure(
-                        str(result), direction, ctx.source, message, error=result, stage="deliver", destination=endpoint
-                    )
-                )
-                self.recent.add_late_failure(direction, message, records[-1])
-        return records
-
     async def inject(
         self, direction: Direction, endpoint: str, payload: dict[str, Any], trace: bool = False
     ) -> dict[str, Any]:
@@ -301,20 +269,13 @@ class DispatcherActor:
         if direction not in ("inbound", "event", "outbound"):
             raise InvalidMessage(f"direction must be inbound, event or outbound (got {direction!r})")
         message = message_from_dict(payload)
-        ctx = _Batch(endpoint)
-        token = _batch.set(ctx)
-        try:
-            outcome = await self.core.dispatch(direction, message, endpoint, trace=trace)
-        finally:
-            _batch.reset(token)
+        outcome = await self.core.route(direction, message, endpoint, trace=trace)
         self.recent.add(direction, endpoint, message, outcome)
-        late = await self._confirm(ctx)
-        failures = [*outcome.failures, *late]
-        failed = {f.destination for f in late}
+        await self.core.settle(outcome)
         return {
             "message_id": message.get("message_id") or message.get("event_id"),
-            "destinations": [f"{d.direction}:{d.endpoint}" for d in outcome.deliveries if d.endpoint not in failed],
-            "failures": [{"failure_id": f.failure_id, "reason": f.reason, "stage": f.stage} for f in failures],
+            "destinations": _confirmed_destinations(outcome),
+            "failures": [{"failure_id": f.failure_id, "reason": f.reason, "stage": f.stage} for f in outcome.failures],
             "dropped": outcome.dropped,
             "trace": outcome.trace,
         }
@@ -357,17 +318,8 @@ class DispatcherActor:
         Raises:
             KeyError: no record has that id.
         """
-        ctx = _Batch(endpoint or "")
-        token = _batch.set(ctx)
-        try:
-            outcome = await self.core.replay_failure(failure_id, endpoint)
-        finally:
-            _batch.reset(token)
-        late = await self._confirm(ctx)
-        return {
-            "destinations": [f"{d.direction}:{d.endpoint}" for d in outcome.deliveries],
-            "failures": [f.reason for f in [*outcome.failures, *late]],
-        }
+        outcome = await self.core.replay_failure(failure_id, endpoint)  # settled: confirmed or recorded
+        return {"destinations": _confirmed_destinations(outcome), "failures": [f.reason for f in outcome.failures]}
 
     async def purge_failures(self, failure_ids: list[str] | None = None) -> int:
         """Remove the given failure records (all when None); return how many were removed."""
@@ -421,3 +373,8 @@ class DispatcherActor:
                     except Exception as exc:
                         if classify_ray_error(exc) == "dead":
                             await pool.evict(replica.replica_id, exc)
+
+
+def _confirmed_destinations(outcome: DispatchOutcome) -> list[str]:
+    """``"direction:endpoint"`` of the settled outcome's deliveries that were confirmed."""
+    return [f"{d.direction}:{d.endpoint}" for d in outcome.deliveries if d.failure is None]

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from actors import metrics
 from actors.gc_tuning import tune_gc_for_throughput
 from actors.ordering import SeenIds, SenderOrder
-from actors.pool import ReplicaPool
+from actors.pool import ReplicaPool, sticky_key
 from actors.sender import Order, SenderOptions
 from actors.wire import WireItem, from_wire, message_key, to_wire
 from ray_dispatch.core.errors import ConfigError, DeliveryError, InvalidMessage
@@ -107,9 +107,8 @@ class RayDispatcherLink:
             self.pool.add(replica_id, handle)
 
     async def send(self, direction: Direction, message: Message) -> asyncio.Future[Any]:
-        """Queue ``message`` for a dispatcher chosen by its user."""
-        key = message.get("from_addr") if direction == "inbound" else message.get("to_addr")
-        return await self.pool.send((direction, to_wire(message)), key if isinstance(key, str) else None)
+        """Queue ``message`` for a dispatcher chosen by its user (``sticky_key``)."""
+        return await self.pool.send((direction, to_wire(message)), sticky_key(direction, message))
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait until the dispatchers confirmed everything sent."""

@@ -3,7 +3,8 @@
 Policies:
     round_robin (default): each message to the next replica.
     sticky: one user's messages always reach the same replica (rendezvous
-        hashing, so adding or removing a replica moves only its own users).
+        hashing, so adding or removing a replica moves only its own users);
+        ``sticky_key`` says who a message's user is.
     least_loaded: the replica with the fewest unconfirmed messages.
 
 When a replica is found dead, its unconfirmed messages are sent again, in
@@ -22,9 +23,26 @@ from typing import Any, Literal
 from actors.sender import BatchSender, ErrorKind, Order, Pending, SenderOptions
 from actors.throttle import TokenBucket
 from ray_dispatch.core.errors import DeliveryError
+from ray_dispatch.core.message import Message
 
 Policy = Literal["round_robin", "sticky", "least_loaded"]
 POLICIES: tuple[Policy, ...] = ("round_robin", "sticky", "least_loaded")
+
+
+def sticky_key(direction: str, message: Message) -> str | None:
+    """The key that keeps a message with its user's other messages under the ``sticky`` policy.
+
+    Inbound messages go by the sender (``from_addr``), outbound ones by the
+    recipient (``to_addr``), events by the message they are about
+    (``user_message_id``). None (no such string field) lets the policy pick freely.
+    """
+    if direction == "inbound":
+        key = message.get("from_addr")
+    elif direction == "event":
+        key = message.get("user_message_id")
+    else:
+        key = message.get("to_addr")
+    return key if isinstance(key, str) else None
 
 
 def _weight(key: str, replica_id: str) -> int:

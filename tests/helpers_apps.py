@@ -58,3 +58,21 @@ class TaggingApp(ApplicationActor):
 
 class NotAnApplication(TransportActor):
     """A transport class, for checking that an application endpoint refuses it."""
+
+
+class RefusingApp(ApplicationActor):
+    """Refuses every user message whose content starts with ``refuse`` (its receipt fails); takes the rest."""
+
+    def __init__(self, endpoint_name: str, config: Any = None, **kw: Any) -> None:
+        super().__init__(endpoint_name, config, **kw)
+        self.taken: list[str] = []
+
+    async def consume_user_message(self, message: TransportUserMessage) -> None:
+        """Raise for ``refuse...`` content (the dispatcher's receipt for it fails); remember the others."""
+        if str(message.content).startswith("refuse"):
+            raise ValueError(f"will not take {message.content!r}")
+        self.taken.append(message.message_id)
+
+    async def taken_ids(self) -> list[str]:
+        """Ids of the messages taken, in order."""
+        return list(self.taken)

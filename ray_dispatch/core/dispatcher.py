@@ -8,12 +8,18 @@ actor calls on Ray). It imports no Ray.
 For each message: validate it, check the source endpoint and the hop limit,
 run consume middleware, ask the router (which calls ``publish_*``), apply the
 return-route memory for events, then for each publish: check the destination,
-copy, run publish middleware, hand to the outbox. Anything that goes wrong
-becomes a ``FailureRecord``; nothing raises out of ``dispatch_*``.
+copy, run publish middleware, hand to the outbox, which returns a receipt
+(``ray_dispatch.core.receipts``). ``settle`` then awaits the receipts: a
+confirmed copy counts as published, a refused one becomes a failure record
+at stage ``deliver``. ``dispatch_*`` do both; ``route`` only hands over, for a
+caller that routes many messages before it waits (the Ray shell settles a
+whole batch at once). Anything that goes wrong becomes a ``FailureRecord``;
+nothing raises out of ``dispatch_*``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -26,6 +32,7 @@ from ray_dispatch.core.config import DispatcherConfig, load_config, resolve_clas
 from ray_dispatch.core.errors import ConfigError, DropMessage, InvalidMessage, NoRoute, RoutingLoop, UnknownEndpoint
 from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage
 from ray_dispatch.core.middleware import BaseMiddleware, MiddlewareStack
+from ray_dispatch.core.receipts import CONFIRMED, Receipt
 from ray_dispatch.core.router import BaseDispatchRouter
 from ray_dispatch.core.stores.failures import Direction, FailureRecord, FailureStore
 from ray_dispatch.core.stores.routing import RoutingStore
@@ -46,8 +53,15 @@ _PUBLISH_METHOD: dict[str, str] = {
 class Outbox(Protocol):
     """Where the dispatcher hands messages it has routed."""
 
-    async def deliver(self, direction: Direction, endpoint: str, message: Message) -> None:
-        """Deliver ``message`` to ``endpoint``; raise if it cannot be taken."""
+    async def deliver(self, direction: Direction, endpoint: str, message: Message) -> Receipt | None:
+        """Hand ``message`` over for ``endpoint``; return its receipt (None: confirmed already).
+
+        The receipt settles when the destination confirmed the message, or
+        raises why it did not (see ``ray_dispatch.core.receipts``).
+
+        Raises:
+            Exception: the message cannot be taken at all (recorded at stage ``deliver``).
+        """
 
 
 class TraceStep(str):
@@ -79,11 +93,22 @@ TRACE_KINDS = ("middleware", "router", "return_route", "publish", "drop", "failu
 
 @dataclass
 class Delivery:
-    """One message handed to the outbox."""
+    """One message handed to the outbox, with the receipt the outbox returned.
+
+    Attributes:
+        direction: ``inbound``, ``event`` or ``outbound``.
+        endpoint: the destination.
+        message: the copy handed over.
+        receipt: settles when the destination confirmed the copy (may be shared
+            by the deliveries of one destination batch).
+        failure: the failure record, once ``Dispatcher.settle`` found the receipt refused.
+    """
 
     direction: Direction
     endpoint: str
     message: Message
+    receipt: Receipt = CONFIRMED
+    failure: FailureRecord | None = None
 
 
 @dataclass
@@ -92,6 +117,9 @@ class DispatchOutcome:
 
     ``trace`` is None unless the message was dispatched with ``trace=True``;
     then it lists ``TraceStep`` lines (each a ``str`` with a ``kind``) in order.
+    ``settled`` turns True when ``Dispatcher.settle`` takes the outcome; from
+    then on, ``failures`` also holds the deliveries that were refused after
+    hand-over (stage ``deliver``), and each such ``Delivery`` has its ``failure``.
     """
 
     direction: Direction
@@ -100,6 +128,7 @@ class DispatchOutcome:
     failures: list[FailureRecord] = field(default_factory=list)
     dropped: str | None = None
     trace: list[str] | None = None
+    settled: bool = False
 
     @property
     def destinations(self) -> list[str]:
@@ -288,26 +317,98 @@ class Dispatcher:
     async def dispatch_inbound_message(
         self, msg: Message | dict[str, Any], endpoint: str | None = None, *, trace: bool = False
     ) -> DispatchOutcome:
-        """Route a user message that arrived from transport ``endpoint`` (default its ``transport_name``)."""
-        return await self._dispatch("inbound", msg, endpoint, trace)
+        """Route a user message that arrived from transport ``endpoint`` (default its ``transport_name``); settle it."""
+        return await self.dispatch("inbound", msg, endpoint, trace=trace)
 
     async def dispatch_inbound_event(
         self, event: Message | dict[str, Any], endpoint: str | None = None, *, trace: bool = False
     ) -> DispatchOutcome:
-        """Route an event that arrived from transport ``endpoint`` (default its ``transport_name``)."""
-        return await self._dispatch("event", event, endpoint, trace)
+        """Route an event that arrived from transport ``endpoint`` (default its ``transport_name``); settle it."""
+        return await self.dispatch("event", event, endpoint, trace=trace)
 
     async def dispatch_outbound_message(
         self, msg: Message | dict[str, Any], endpoint: str, *, trace: bool = False
     ) -> DispatchOutcome:
-        """Route a user message that arrived from application ``endpoint``."""
-        return await self._dispatch("outbound", msg, endpoint, trace)
+        """Route a user message that arrived from application ``endpoint``; settle it."""
+        return await self.dispatch("outbound", msg, endpoint, trace=trace)
 
     async def dispatch(
         self, direction: Direction, msg: Message | dict[str, Any], endpoint: str | None, *, trace: bool = False
     ) -> DispatchOutcome:
-        """Route a message by direction name: ``inbound``, ``event`` or ``outbound``."""
+        """Route a message by direction name (``inbound``, ``event`` or ``outbound``), then ``settle`` it.
+
+        Returns once every copy is confirmed or has become a failure record.
+        """
+        outcome = await self._dispatch(direction, msg, endpoint, trace)
+        if outcome.deliveries:
+            await self.settle(outcome)
+        else:
+            outcome.settled = True
+        return outcome
+
+    async def route(
+        self, direction: Direction, msg: Message | dict[str, Any], endpoint: str | None, *, trace: bool = False
+    ) -> DispatchOutcome:
+        """Route a message and hand its copies to the outbox, without waiting for their receipts.
+
+        For a caller that routes many messages before it waits (the Ray shell
+        settles a whole batch at once). The outcome is not settled: pass it to
+        ``settle``, which counts what was published and records what was refused.
+        """
         return await self._dispatch(direction, msg, endpoint, trace)
+
+    async def settle(self, *outcomes: DispatchOutcome) -> list[FailureRecord]:
+        """Await the receipts of the outcomes' deliveries; count and record what they say.
+
+        Each confirmed copy counts once in ``stats.published``; each refused one
+        becomes a failure record at stage ``deliver`` (its reason the receipt's
+        error), added to the outcome's ``failures``, to its ``Delivery.failure``
+        and to the failure store. An outcome is settled once: settling it again
+        does nothing. A receipt shared by several deliveries is awaited for each.
+
+        Returns:
+            The failure records made for refused deliveries, in order.
+        """
+        records: list[FailureRecord] = []
+        published = self.stats.published
+        for outcome in outcomes:
+            if outcome.settled:
+                continue
+            outcome.settled = True
+            for delivery in outcome.deliveries:
+                receipt = delivery.receipt
+                if receipt is not CONFIRMED:
+                    try:
+                        await receipt
+                    except asyncio.CancelledError as exc:
+                        task = asyncio.current_task()
+                        if task is not None and task.cancelling():
+                            raise  # this settle is being cancelled, not the receipt
+                        records.append(await self._refused(outcome, delivery, exc))
+                        continue
+                    except Exception as exc:
+                        records.append(await self._refused(outcome, delivery, exc))
+                        continue
+                published[delivery.direction, delivery.endpoint] += 1
+        return records
+
+    async def _refused(self, outcome: DispatchOutcome, delivery: Delivery, error: BaseException) -> FailureRecord:
+        """Record a delivery whose receipt failed, on the outcome and in the failure store."""
+        reason = str(error) or type(error).__name__
+        record = await self.record_failure(
+            reason,
+            delivery.direction,
+            outcome.endpoint,
+            delivery.message,
+            error=error,
+            stage="deliver",
+            destination=delivery.endpoint,
+        )
+        delivery.failure = record
+        outcome.failures.append(record)
+        if outcome.trace is not None:
+            outcome.trace.append(TraceStep(f"failure delivering to {delivery.endpoint!r}: {reason}", "failure"))
+        return record
 
     # -- the router-facing interface -----------------------------------------
 
@@ -516,7 +617,7 @@ class Dispatcher:
             if middleware:
                 msg = await self.middleware.apply("publish", direction, msg, destination, ctx.trace)
             stage = "deliver"
-            await self.outbox.deliver(direction, destination, msg)
+            receipt = await self.outbox.deliver(direction, destination, msg)
         except DropMessage as exc:
             reason = str(exc) or type(exc).__name__
             self.stats.dropped[reason] += 1
@@ -532,8 +633,7 @@ class Dispatcher:
             outcome.failures.append(record)
             self._trace(ctx, f"failure publishing to {destination!r}: {reason}", "failure")
             return
-        self.stats.published[direction, destination] += 1
-        outcome.deliveries.append(Delivery(direction, destination, msg))
+        outcome.deliveries.append(Delivery(direction, destination, msg, CONFIRMED if receipt is None else receipt))
         self._trace(ctx, f"published {direction} to {destination!r}", "publish")
 
     @staticmethod
@@ -561,6 +661,7 @@ class Dispatcher:
         ``endpoint`` (default: where it first arrived). The old record is
         removed; if the message fails again, the new records carry
         ``attempts`` one higher, so repeated replays never pile up duplicates.
+        The outcome is settled: this returns once every copy is confirmed or recorded.
 
         Raises:
             KeyError: no failure record has that id.
@@ -582,6 +683,7 @@ class Dispatcher:
             if isinstance(message, Message):
                 message.routing_metadata.pop("hops", None)
             outcome = await self._dispatch(record.direction, message, endpoint or record.endpoint, False)
+        await self.settle(outcome)
         await self.failures.remove([failure_id])
         for new in outcome.failures:
             new.attempts = record.attempts + 1

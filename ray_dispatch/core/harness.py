@@ -23,6 +23,7 @@ from typing import Any
 from ray_dispatch.core.config import DispatcherConfig
 from ray_dispatch.core.dispatcher import Dispatcher, DispatchOutcome
 from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage, clone_json
+from ray_dispatch.core.receipts import CONFIRMED, Receipt, Refused
 from ray_dispatch.core.router import BaseDispatchRouter
 from ray_dispatch.core.stores.failures import Direction, FailureRecord, MemoryFailureStore
 from ray_dispatch.core.stores.routing import RoutingStore
@@ -31,14 +32,38 @@ __all__ = ["MemoryOutbox", "RouterHarness", "make_ack", "make_delivery_report", 
 
 
 class MemoryOutbox:
-    """An ``Outbox`` that keeps every delivered message in per-endpoint lists."""
+    """An ``Outbox`` that keeps every delivered message in per-endpoint lists.
+
+    Its receipts are already settled: ``CONFIRMED`` (the list has the message
+    when ``deliver`` returns), or ``Refused`` for an endpoint told to ``refuse``.
+    ``Dispatcher.settle`` runs on them exactly as on Ray.
+    """
 
     def __init__(self) -> None:
         self.delivered: dict[tuple[Direction, str], list[Message]] = defaultdict(list)
+        self.refusing: dict[str, BaseException] = {}
 
-    async def deliver(self, direction: Direction, endpoint: str, message: Message) -> None:
-        """Append ``message`` to the list for (direction, endpoint)."""
+    async def deliver(self, direction: Direction, endpoint: str, message: Message) -> Receipt:
+        """Append ``message`` to the list for (direction, endpoint); return its receipt.
+
+        The receipt is ``CONFIRMED``, or ``Refused`` (and nothing is kept) when ``endpoint`` refuses.
+        """
+        refusal = self.refusing.get(endpoint)
+        if refusal is not None:
+            return Refused(refusal)
         self.delivered[direction, endpoint].append(message)
+        return CONFIRMED
+
+    def refuse(self, endpoint: str, error: BaseException | str | None = "refused") -> None:
+        """Make deliveries to ``endpoint`` fail after hand-over, with ``error`` (None: accept them again).
+
+        Simulates a destination that took the message but never confirmed it:
+        the dispatcher records each such copy at stage ``deliver`` when it settles.
+        """
+        if error is None:
+            self.refusing.pop(endpoint, None)
+        else:
+            self.refusing[endpoint] = error if isinstance(error, BaseException) else ConnectionError(error)
 
     def clear(self) -> None:
         """Forget every delivered message."""

@@ -3,8 +3,10 @@
 A dispatcher keeps a ``RecentOutcomes`` ring of the last N messages it
 routed (the ``recent_outcomes`` config key, default 10,000; 0 turns it off).
 Recording costs a deque append per message: references to the message and
-to the ``DispatchOutcome`` the core returned anyway. The readable
-``RecordedOutcome`` is built only when someone asks.
+to the ``DispatchOutcome`` the core returned anyway. Deliveries refused
+after hand-over reach the same outcome when the core settles it
+(``Dispatcher.settle``), so they are part of what happened without being
+recorded twice. The readable ``RecordedOutcome`` is built only when someone asks.
 ``ray_dispatch.tools.recent`` re-runs a recorded message, traced, to explain it.
 """
 
@@ -18,7 +20,7 @@ from typing import Any
 
 from ray_dispatch.core.dispatcher import DispatchOutcome
 from ray_dispatch.core.message import Message
-from ray_dispatch.core.stores.failures import Direction, FailureRecord
+from ray_dispatch.core.stores.failures import Direction
 from ray_dispatch.core.stores.routing import JSONValue, MemoryStore, RoutingStore
 
 
@@ -81,31 +83,20 @@ class RecentOutcomes:
         self._clock = clock
         self._entries: deque[_Entry] = deque(maxlen=capacity)
         self._append = self._entries.append
-        self._late: dict[str, list[FailureRecord]] = {}
 
     def add(self, direction: Direction, endpoint: str, message: Any, outcome: DispatchOutcome) -> None:
-        """Remember what became of ``message``, which arrived on ``endpoint`` (forgets the oldest beyond capacity)."""
-        self._append((direction, endpoint, message, outcome, self._clock()))
+        """Remember what became of ``message``, which arrived on ``endpoint`` (forgets the oldest beyond capacity).
 
-    def add_late_failure(self, direction: Direction, message: Any, record: FailureRecord) -> None:
-        """Note that ``message``, a copy the dispatcher routed and handed over, could not be delivered (``record``).
-
-        Kept for the latest ``capacity`` message ids that had such failures.
+        ``outcome`` may still be unsettled: the delivery failures ``Dispatcher.settle``
+        adds to it later show in ``get``.
         """
-        key = message_id_of(direction, message)
-        if key is None or not self.capacity:
-            return
-        self._late.setdefault(key, []).append(record)
-        if len(self._late) > self.capacity:
-            del self._late[next(iter(self._late))]
+        self._append((direction, endpoint, message, outcome, self._clock()))
 
     def get(self, message_id: str) -> RecordedOutcome | None:
         """What became of the message (or event) with this id, if it is among the remembered ones."""
         for direction, endpoint, message, outcome, seen_at in reversed(self._entries):
             if message_id_of(direction, message) == message_id:
-                delivered = [d.message for d in outcome.deliveries]  # this dispatch's copies, not a replay's
-                late = [r for r in self._late.get(message_id, []) if any(r.message is m for m in delivered)]
-                return RecordedOutcome.from_outcome(message_id, direction, endpoint, message, outcome, seen_at, late)
+                return RecordedOutcome.from_outcome(message_id, direction, endpoint, message, outcome, seen_at)
         return None
 
     def ids(self) -> list[str]:
@@ -164,12 +155,11 @@ class RecordedOutcome:
         message: Any,
         outcome: DispatchOutcome,
         seen_at: float,
-        late_failures: list[FailureRecord] | tuple[()] = (),
     ) -> RecordedOutcome:
-        """Build the record from what the dispatcher kept (and failures that came after delivery)."""
+        """Build the record from what the dispatcher kept (with the delivery failures settling found)."""
         failures = [
             {"failure_id": f.failure_id, "stage": f.stage, "reason": f.reason, "destination": f.destination}
-            for f in [*outcome.failures, *late_failures]
+            for f in outcome.failures
         ]
         trace = None if outcome.trace is None else [Step(getattr(s, "kind", "router"), str(s)) for s in outcome.trace]
         return cls(

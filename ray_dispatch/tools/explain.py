@@ -81,7 +81,7 @@ class Explanation:
             endpoint=outcome.endpoint,
             message=message,
             steps=steps,
-            destinations=[f"{d.direction}:{d.endpoint}" for d in outcome.deliveries],
+            destinations=[f"{d.direction}:{d.endpoint}" for d in outcome.deliveries if d.failure is None],
             failures=list(outcome.failures),
             dropped=outcome.dropped,
         )

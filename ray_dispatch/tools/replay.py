@@ -22,6 +22,7 @@ from typing import Any
 from ray_dispatch.core.config import load_config
 from ray_dispatch.core.dispatcher import Dispatcher
 from ray_dispatch.core.message import Message
+from ray_dispatch.core.receipts import CONFIRMED, Receipt
 from ray_dispatch.core.stores.failures import Direction, MemoryFailureStore
 
 from ._render import html_table, text_table
@@ -35,10 +36,11 @@ BAD_LINE_PREFIX = "bad line: "
 
 
 class DiscardOutbox:
-    """An ``Outbox`` that takes every message and keeps none (the dispatcher's stats count them)."""
+    """An ``Outbox`` that takes every message and keeps none (the dispatcher's stats count them when settled)."""
 
-    async def deliver(self, direction: Direction, endpoint: str, message: Message) -> None:
-        """Accept ``message`` and forget it."""
+    async def deliver(self, direction: Direction, endpoint: str, message: Message) -> Receipt:
+        """Accept ``message`` and forget it; return the ``CONFIRMED`` receipt."""
+        return CONFIRMED
 
 
 @dataclass

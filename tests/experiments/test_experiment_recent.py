@@ -36,8 +36,9 @@ class Live:
     async def send(self, direction: Any, message: Any, endpoint: str, trace: bool = False) -> Any:
         if not self.core.started:
             await self.core.start()
-        outcome = await self.core.dispatch(direction, message, endpoint, trace=trace)
-        self.recent.add(direction, endpoint, message, outcome)
+        outcome = await self.core.route(direction, message, endpoint, trace=trace)
+        self.recent.add(direction, endpoint, message, outcome)  # as on Ray: remembered before it settles
+        await self.core.settle(outcome)
         return outcome
 
     async def explain(self, message_id: str) -> Any:
@@ -88,15 +89,17 @@ async def test_ring_keeps_only_the_last_capacity_and_zero_keeps_none(simple_conf
 
 async def test_ring_answers_with_the_latest_outcome_and_its_late_failures_only(simple_config):
     now = time.time()
-    clock = iter([now - 10, now + 10]).__next__  # routed, (a delivery fails now), replayed
+    clock = iter([now - 10, now + 10]).__next__  # routed (its delivery fails), replayed
     recent = RecentOutcomes(10, clock=clock)
-    core = Dispatcher(simple_config, MemoryOutbox())
+    outbox = MemoryOutbox()
+    core = Dispatcher(simple_config, outbox)
     await core.start()
     message = make_inbound("again", transport_name="sms")
+    outbox.refuse("app1", "replica gone")
     first = await core.dispatch("inbound", message, "sms")
     recent.add("inbound", "sms", message, first)
-    late = await core.record_failure("replica gone", "inbound", "sms", message, stage="deliver", destination="app1")
-    recent.add_late_failure("inbound", message, late)
+    assert [(f.stage, f.reason) for f in first.failures] == [("deliver", "replica gone")]
+    outbox.refuse("app1", None)
     second = await core.dispatch("inbound", message.copy(), "sms")
     recent.add("inbound", "sms", message, second)
     latest = recent.get(message.message_id)
@@ -106,12 +109,9 @@ async def test_ring_answers_with_the_latest_outcome_and_its_late_failures_only(s
 
 async def test_a_delivery_failure_after_routing_is_part_of_what_happened(simple_config):
     live = Live(simple_config)
+    live.core.outbox.refuse("app1", ConnectionError("ActorDiedError: gone"))
     message = make_inbound("x", transport_name="sms")
-    outcome = await live.send("inbound", message, "sms")
-    record = await live.core.record_failure(
-        "ActorDiedError: gone", "inbound", "sms", outcome.deliveries[0].message, stage="deliver", destination="app1"
-    )
-    live.recent.add_late_failure("inbound", outcome.deliveries[0].message, record)
+    await live.send("inbound", message, "sms")
     recorded = live.recent.get(message.message_id)
     assert recorded is not None and recorded.destinations == ["inbound:app1"] and recorded.delivered == []
     assert "failed at deliver (to 'app1'): ActorDiedError: gone" in recorded.result
