@@ -18,6 +18,9 @@ from ray_dispatch.core.stores.redis_routing import RedisStore
 from ray_dispatch.core.stores.routing import MemoryStore, RoutingStore
 
 STORE_KINDS = ["memory", "redis"]
+UNHURRIED = {"connect_timeout": 10.0, "socket_timeout": 10.0, "pool_timeout": 30.0, "operation_timeout": 30.0}
+"""Redis client timeouts for the contract tests: a loaded machine must not turn a slow answer into a failure
+(50 concurrent INCRs on 32 pooled connections waited past the default 2 s ``pool_timeout`` here)."""
 
 
 def _require_redis() -> None:
@@ -55,7 +58,7 @@ async def routing_store(request: pytest.FixtureRequest, prefix: str) -> AsyncIte
         store = MemoryStore()
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
-        store = RedisStore(server.url, prefix=prefix)
+        store = RedisStore(server.url, prefix=prefix, **UNHURRIED)
     try:
         yield store
     finally:
