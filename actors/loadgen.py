@@ -349,6 +349,7 @@ class SinkApplication(ApplicationActor):
         self.latency = LatencyReservoir(self.config.latency_samples)
         self.ack_latency = LatencyReservoir(self.config.latency_samples)
         self.acks = 0
+        self.ack_ids = IdCounter()  # by the acked reply's id: an ack that arrives twice counts once
         self.other_events = 0
         self.replies = 0
         self.first_at: float | None = None
@@ -374,6 +375,7 @@ class SinkApplication(ApplicationActor):
     async def consume_ack(self, event: TransportEvent) -> None:
         """Count an ack of one of this application's replies; note the inbound-to-ack latency."""
         self.acks += 1
+        self.ack_ids.add(event.user_message_id)
         now = time.time()
         self.last_at = now
         sent_at = event.transport_metadata.get(SENT_AT)
@@ -390,12 +392,18 @@ class SinkApplication(ApplicationActor):
         self.other_events += 1
 
     async def results(self) -> dict[str, Any]:
-        """Counts (``unique``, ``duplicates``, ``per_prefix``, ``acks``, ``replies``), latencies, arrival times."""
+        """Counts (``unique``, ``duplicates``, ``per_prefix``, ``acks``, ``replies``), latencies, arrival times.
+
+        ``acks`` counts every ack; ``acks_unique`` the distinct replies acked and
+        ``ack_duplicates`` the acks of a reply already acked.
+        """
         return {
             "unique": self.ids.unique,
             "duplicates": self.ids.duplicates,
             "per_prefix": self.ids.per_prefix(),
             "acks": self.acks,
+            "acks_unique": self.ack_ids.unique,
+            "ack_duplicates": self.ack_ids.duplicates,
             "other_events": self.other_events,
             "replies": self.replies,
             "latency_ms": self.latency.summary(),
@@ -413,13 +421,14 @@ class SinkApplication(ApplicationActor):
         self.ids.clear()
         self.latency.clear()
         self.ack_latency.clear()
+        self.ack_ids.clear()
         self.acks = self.other_events = self.replies = 0
         self.first_at = self.last_at = None
 
     async def wait_for(self, unique: int, acks: int = 0, timeout: float = 30.0) -> dict[str, Any]:
-        """Wait (bounded) until ``unique`` distinct messages and ``acks`` acks arrived; return ``results``."""
+        """Wait (bounded) until ``unique`` distinct messages and ``acks`` distinct acks arrived; return ``results``."""
         deadline = time.monotonic() + timeout
-        while self.ids.unique < unique or self.acks < acks:
+        while self.ids.unique < unique or self.ack_ids.unique < acks:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break

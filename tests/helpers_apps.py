@@ -35,6 +35,23 @@ class SlowSink(EchoApplication):
         await super().consume_user_message(message)
 
 
+class GatedSink(EchoApplication):
+    """An ``EchoApplication`` that holds every user message until ``release`` is called (busy while a test needs)."""
+
+    def __init__(self, endpoint_name: str, config: Any = None, **kw: Any) -> None:
+        super().__init__(endpoint_name, config, **kw)
+        self._gate = asyncio.Event()
+
+    async def consume_user_message(self, message: TransportUserMessage) -> None:
+        """Wait for ``release``, then remember (and optionally echo) the message."""
+        await self._gate.wait()
+        await super().consume_user_message(message)
+
+    async def release(self) -> None:
+        """Let the held messages, and every later one, through."""
+        self._gate.set()
+
+
 class TaggingAppConfig(EndpointConfig):
     """Config of ``TaggingApp``: the ``tag`` put in front of every reply."""
 

@@ -44,6 +44,7 @@ def test_replies_flow_out_and_every_ack_returns_to_the_application(flow: Deploym
     assert result["unique"] == 150 and result["replies"] == 150
     assert transport["outbound_received"] == 150
     assert result["acks"] == 150 and result["other_events"] == 0
+    assert result["acks_unique"] == 150 and result["ack_duplicates"] == 0
 
 
 def test_paced_generation_and_dispatcher_status_report_rates_and_latency(flow: Deployment) -> None:
@@ -79,12 +80,17 @@ def test_bench_json_has_every_key_and_loses_nothing(ray_session: None) -> None:
         "targets",
         "scenarios",
         "notes",
+        "complete",
     ):
         assert key in result, key
+    assert result["complete"] is True
     assert result["machine"]["cpus"] and result["machine"]["date"]
     scenarios = result["scenarios"]
     assert set(scenarios) == {"a_baseline", "b_dispatch", "c_keyword", "d_light_load", "e_overload"}
     assert scenarios["a_baseline"]["received_unique"] == scenarios["a_baseline"]["sent"]
+    for flow in (*scenarios["b_dispatch"].values(), scenarios["c_keyword"]):
+        assert (flow["complete"], flow["missing"], flow["duplicates"]) == (True, 0, 0), flow
+        assert flow["routed_msgs_per_s"] > 0 and flow["routed"] in (flow["messages"], 3 * flow["messages"])
     with_acks = scenarios["b_dispatch"]["with_acks"]
     assert with_acks["received_unique"] == with_acks["messages"] and with_acks["acks"] == with_acks["messages"]
     keyword = scenarios["c_keyword"]

@@ -1,4 +1,10 @@
-"""Kill an application replica in the middle of 10,000 messages: none is lost."""
+"""Kill an application replica in the middle of 10,000 messages: none is lost.
+
+The application endpoint is rate-limited so the stream lasts seconds whatever the
+data path's speed; the test checks that the kill landed mid-stream (count at the
+kill) and that the dispatcher handled it (it retried the replica or marked it dead,
+and the restarted replica handled only part of its share).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 N = 10_000
 USERS = 200
+RATE = 2_000  # messages per second to the application: 10,000 take >= 4 s after the first burst
 
 
 def config(ledger: str, namespace: str) -> dict[str, Any]:
@@ -31,6 +38,7 @@ def config(ledger: str, namespace: str) -> dict[str, Any]:
                 "policy": "sticky",
                 "config": {"ledger": ledger, "namespace": namespace, "delay": 0.002},
                 "batching": {"max_batch": 100, "backoff": 0.05},
+                "rate_limit": RATE,
             },
         },
     }
@@ -48,14 +56,27 @@ def test_killing_an_app_replica_mid_stream_loses_nothing(ledger: Any, ledger_nam
         sending = sms.inject_many.remote(_messages())
         assert wait_for(lambda: len(ray.get(ledger.ids.remote())) > N // 4, 60), "traffic did not start"
         victim = dep.endpoint("app", "0")
+        pid_before = ray.get(victim.ping.remote(), timeout=60)["pid"]
         ray.kill(victim, no_restart=False)
+        at_kill = len(set(ray.get(ledger.ids.remote())))  # read after the kill: an upper bound of the count at it
         sent_ids = ray.get(sending, timeout=180)
         received = ray.get(ledger.ids.remote())
         lost = set(sent_ids) - set(received)
         assert not lost, f"{len(lost)} of {N} messages lost"
         assert len(sent_ids) == N
+        assert at_kill < N, f"the kill came after the stream had ended ({at_kill} of {N} already delivered)"
         failures = dep.failures()
         assert failures == [], failures[:3]
+
+        after = ray.get(victim.ping.remote(), timeout=60)
+        assert after["pid"] != pid_before, "Ray did not restart the killed replica"
+        recorded_by_victim = ray.get(ledger.replicas.remote())["app:0"]
+        assert after["counters"].get("inbound_received", 0) < recorded_by_victim, "the restart came after its share"
+        status = ray.get(dep.dispatchers[0].status.remote(), timeout=60)
+        retries = status["endpoints"]["app"].get("0", {}).get("retries", 0)
+        marked_dead = [d for d in status["dead_replicas"] if (d["endpoint"], d["replica_id"]) == ("app", "0")]
+        # Ray reports calls to a restarting actor as unavailable (retried) or its death (evicted, then re-added).
+        assert retries > 0 or marked_dead, f"the dispatcher never noticed the kill: {status['endpoints']['app']}"
     finally:
         dep.shutdown()
 

@@ -17,7 +17,8 @@ import ray
 import ray_dispatch
 from actors.builtin import EchoApplication
 from ray_dispatch.api import Deployment
-from tests.helpers_apps import NotAnApplication, SlowSink, TaggingApp
+from tests.helpers_apps import GatedSink, NotAnApplication, TaggingApp
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -107,14 +108,15 @@ def test_sticky_keeps_each_user_on_one_replica_and_removal_moves_only_its_users(
 
 
 def test_least_loaded_sends_to_idle_replicas_while_one_is_busy(dep: Deployment) -> None:
-    assert dep.spawn("ll_app", SlowSink, 1, config={"delay": 2.0}) == ["0"]
+    assert dep.spawn("ll_app", GatedSink, 1, config={"reply": False}) == ["0"]
     assert dep.spawn("ll_app", EchoApplication, 2, config={"reply": False}) == ["1", "2"]
-    # All idle: the first message goes to the first replica, the slow one, and keeps it busy.
+    # All idle: the first message goes to the first replica, which holds it until released: busy.
     busy = dep.dispatchers[0].inject.remote("inbound", "ll_in", _inbound("ll_in", "slow one"))
-    deadline = time.monotonic() + 10
-    while ray.get(dep.dispatchers[0].status.remote())["endpoints"]["ll_app"]["0"]["pending"] == 0:
-        assert time.monotonic() < deadline, "the first message never reached the slow replica"
-        time.sleep(0.02)
+
+    def held() -> bool:
+        return bool(ray.get(dep.dispatchers[0].status.remote())["endpoints"]["ll_app"]["0"]["pending"])
+
+    assert wait_for(held, 60), "the first message never reached the busy replica"
     quick = [dep.send("ll_in", f"quick {i}")["message_id"] for i in range(12)]
     fast = [
         m["message_id"]
@@ -122,7 +124,8 @@ def test_least_loaded_sends_to_idle_replicas_while_one_is_busy(dep: Deployment) 
         for m in ray.get(dep.endpoint("ll_app", rid).received.remote())["messages"]
     ]
     assert sorted(fast) == sorted(quick)
-    assert ray.get(busy, timeout=15)["destinations"] == ["inbound:ll_app"]
+    ray.get(dep.endpoint("ll_app", "0").release.remote(), timeout=60)
+    assert ray.get(busy, timeout=60)["destinations"] == ["inbound:ll_app"]
     assert [m["content"] for m in _messages(dep, "ll_app", "0")] == ["slow one"]
 
 

@@ -41,6 +41,16 @@ async def test_to_addr_and_prefix_must_both_match(router_config):
         assert h.inbound_to("app2") == []
 
 
+async def test_prefix_matches_only_at_the_start_of_from_addr(router_config):
+    rules = [{"app": "app2", "keyword": "foo", "prefix": "256"}]
+    async with RouterHarness(keyword_config(router_config, rules=rules, fallback_application="fallback")) as h:
+        await h.dispatch_inbound(make_inbound("foo start", from_addr="256771"))
+        await h.dispatch_inbound(make_inbound("foo inside", from_addr="27256771"))  # 256 inside, not at the start
+        await h.dispatch_inbound(make_inbound("foo end", from_addr="771256"))
+        assert [m.content for m in h.inbound_to("app2")] == ["foo start"]
+        assert [m.content for m in h.inbound_to("fallback")] == ["foo inside", "foo end"]
+
+
 async def test_keyword_mappings_add_simple_rules_case_insensitively(router_config):
     config = keyword_config(router_config, rules=[], keyword_mappings={"app2": "Quiz"})
     async with RouterHarness(config) as h:

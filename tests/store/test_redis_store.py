@@ -21,6 +21,8 @@ from ray_dispatch.core.stores.redis_routing import RedisStore, mask_url
 from ray_dispatch.testing import MemoryOutbox
 
 PASSWORD = "s3cret-Pa55word"
+HANG_LIMIT = 30.0
+"""Seconds after which a store call counts as hung (what ends it is asserted from its error, not timed)."""
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], limit: float = 5.0) -> Any:
@@ -98,7 +100,7 @@ async def test_non_json_value_is_refused_naming_the_key(redis_server: RedisServe
 async def test_operations_raise_store_unavailable_promptly_while_redis_is_down(
     own_redis: RedisServer, prefix: str
 ) -> None:
-    store = RedisStore(own_redis.url, prefix=prefix)
+    store = RedisStore(own_redis.url, prefix=prefix, operation_timeout=60)
     try:
         await store.set("k", "before")
         own_redis.stop(keep_dir=True)
@@ -109,12 +111,12 @@ async def test_operations_raise_store_unavailable_promptly_while_redis_is_down(
             lambda: store.delete("k"),
         ]
         for call in calls:
-            start = time.monotonic()
             with pytest.raises(StoreUnavailable) as info:
-                await call()
-            assert time.monotonic() - start < 3.0
+                await asyncio.wait_for(call(), HANG_LIMIT)  # a TimeoutError here means it hung
             assert own_redis.url in str(info.value)
             assert "'k'" in str(info.value) or "'n'" in str(info.value)
+            # Prompt: the refused connection ended it after the bounded retries, not the 60 s deadline.
+            assert "no answer within" not in str(info.value) and "ConnectionError" in str(info.value)
     finally:
         await store.close()
 
@@ -148,18 +150,17 @@ async def test_store_recovers_when_redis_comes_back_after_an_outage(own_redis: R
 async def test_a_hung_server_gives_store_unavailable_within_the_operation_timeout(
     own_redis: RedisServer, prefix: str
 ) -> None:
+    # Only the operation deadline can end the call before HANG_LIMIT: each socket read may take 60 s.
     store = RedisStore(
-        own_redis.url, prefix=prefix, operation_timeout=0.5, socket_timeout=0.2, retry={"max_attempts": 2}
+        own_redis.url, prefix=prefix, operation_timeout=0.5, socket_timeout=60, retry={"max_attempts": 2}
     )
     assert own_redis.pid is not None
     try:
         await store.set("k", "v")
         os.kill(own_redis.pid, signal.SIGSTOP)
         try:
-            start = time.monotonic()
-            with pytest.raises(StoreUnavailable, match="is unavailable"):
-                await store.get("k")
-            assert time.monotonic() - start < 2.0
+            with pytest.raises(StoreUnavailable, match=r"is unavailable .*no answer within 0\.5 s"):
+                await asyncio.wait_for(store.get("k"), HANG_LIMIT)  # a TimeoutError here means it hung
         finally:
             os.kill(own_redis.pid, signal.SIGCONT)
         assert await eventually(lambda: store.get("k")) == "v"

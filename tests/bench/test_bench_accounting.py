@@ -1,0 +1,56 @@
+"""The benchmark's accounting: a flow reports a rate only if every message (and ack) arrived exactly once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.run_bench import account_flow, best_round
+
+
+def sink(unique: int, duplicates: int = 0, acks_unique: int = 0, ack_duplicates: int = 0) -> dict[str, Any]:
+    """What a ``SinkApplication.results()`` says, reduced to the counts the accounting reads."""
+    return {"unique": unique, "duplicates": duplicates, "acks_unique": acks_unique, "ack_duplicates": ack_duplicates}
+
+
+def test_a_complete_flow_with_replies_counts_three_routed_messages_each() -> None:
+    result = account_flow(100, True, [sink(60, acks_unique=60), sink(40, acks_unique=40)], seconds=2.0)
+    assert result["complete"] is True and result["missing"] == 0 and result["duplicates"] == 0
+    assert result["routed"] == 300 and result["routed_msgs_per_s"] == 150 and result["conversations_per_s"] == 50
+
+
+def test_a_stalled_flow_says_what_is_missing_and_reports_no_rate() -> None:
+    # The deadline passed with 3 messages never delivered and 5 replies never acked.
+    result = account_flow(100, True, [sink(97, acks_unique=95)], seconds=60.0)
+    assert result["complete"] is False and result["missing"] == 8
+    assert result["routed"] is None and result["routed_msgs_per_s"] is None and result["conversations_per_s"] is None
+
+
+def test_duplicate_acks_do_not_stand_in_for_missing_ones() -> None:
+    # 105 acks arrived, but 10 of them repeat a reply already acked: only 95 replies were acked.
+    result = account_flow(100, True, [sink(100, acks_unique=95, ack_duplicates=10)], seconds=1.0)
+    assert (result["complete"], result["missing"], result["duplicates"]) == (False, 5, 10)
+    assert result["routed_msgs_per_s"] is None
+
+
+def test_duplicates_alone_make_a_flow_incomplete() -> None:
+    result = account_flow(100, False, [sink(100, duplicates=2)], seconds=1.0)
+    assert (result["complete"], result["missing"], result["duplicates"]) == (False, 0, 2)
+    assert result["routed_msgs_per_s"] is None
+
+
+def test_inbound_only_ignores_acks() -> None:
+    result = account_flow(100, False, [sink(100)], seconds=0.5)
+    assert result["complete"] is True and result["routed"] == 100 and result["routed_msgs_per_s"] == 200
+
+
+def test_the_best_round_is_the_fastest_complete_one() -> None:
+    fast_but_lossy = account_flow(100, False, [sink(90)], seconds=0.1)
+    slow = account_flow(100, False, [sink(100)], seconds=1.0)
+    quick = account_flow(100, False, [sink(100)], seconds=0.5)
+    best = best_round([fast_but_lossy, slow, quick])
+    assert best["routed_msgs_per_s"] == 200 and best["rounds_msgs_per_s"] == [None, 100, 200]
+
+
+def test_with_no_complete_round_the_best_says_so_and_has_no_rate() -> None:
+    best = best_round([account_flow(100, False, [sink(50)], seconds=1.0)])
+    assert best["complete"] is False and best["missing"] == 50 and best["routed_msgs_per_s"] is None
