@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from bench import run_bench
 from bench.run_bench import account_flow, best_round
 
 
@@ -54,3 +57,32 @@ def test_the_best_round_is_the_fastest_complete_one() -> None:
 def test_with_no_complete_round_the_best_says_so_and_has_no_rate() -> None:
     best = best_round([account_flow(100, False, [sink(50)], seconds=1.0)])
     assert best["complete"] is False and best["missing"] == 50 and best["routed_msgs_per_s"] is None
+
+
+def test_the_whole_run_says_incomplete_and_skips_overload_without_a_complete_inbound_round(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stalled = best_round([account_flow(100, False, [sink(97)], seconds=60.0)])
+    lossy = best_round([account_flow(100, True, [sink(100, acks_unique=99)], seconds=1.0)])
+    latency = {"p50": 1.0, "p99": 2.0}
+    canned = {
+        "run_baseline": {"1000": {"msgs_per_s": 1000}, "light_load_latency_ms": latency},
+        "run_dispatch": {"with_acks": lossy, "inbound_only": stalled},
+        "run_keyword": account_flow(100, True, [sink(100, acks_unique=100)], seconds=1.0),
+        "run_light_load": {"latency_ms": latency},
+    }
+    for name, value in canned.items():
+        monkeypatch.setattr(run_bench, name, lambda _sizes, value=value: value)
+
+    def no_overload(*_: Any) -> dict[str, Any]:
+        raise AssertionError("overload ran against an unknown capacity")
+
+    monkeypatch.setattr(run_bench, "run_overload", no_overload)
+    monkeypatch.setattr(run_bench.ray, "is_initialized", lambda: True)
+    result = run_bench.run_bench(run_bench.BenchSizes.tiny())
+    assert result["complete"] is False
+    assert result["dispatch_msgs_per_s"] is None and result["ratio"] is None
+    assert result["inbound_only_msgs_per_s"] is None and result["keyword_msgs_per_s"] == 300
+    assert result["overload_lost"] is None and result["overload_peak_rss_mb"] is None
+    assert "skipped" in result["scenarios"]["e_overload"]
+    assert not any(result["targets"][key]["met"] for key in ("dispatch_msgs_per_s", "ratio", "overload_lost"))

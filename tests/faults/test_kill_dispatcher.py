@@ -2,8 +2,8 @@
 
 The applications are rate-limited so the stream lasts seconds whatever the data
 path's speed: the kill must land while messages are still undelivered, and the
-test checks that it did (count at the kill, the restarted dispatcher routed only
-the rest, the transport retried) instead of passing vacuously on a fast path.
+test checks that it did (count at the kill, the restarted dispatcher routed part
+of the stream, the transport retried) instead of passing vacuously on a fast path.
 """
 
 from __future__ import annotations
@@ -66,8 +66,9 @@ def test_killing_the_dispatcher_mid_stream_loses_nothing(ledger: Any) -> None:
         assert not lost, f"{len(lost)} of {N} messages lost"
 
         assert wait_for(lambda: _restarted(dep, pid_before), 60), "Ray did not restart the dispatcher"
-        routed_after_restart = _inbound_received(dep)
-        assert 0 < routed_after_restart < N, f"the restarted dispatcher routed {routed_after_restart} of {N}"
+        # The restarted dispatcher routed the rest of the stream, and what the transport sent again: up to all
+        # of it, since a batch is confirmed only when every message in it is (those share app batches with later ones).
+        assert _inbound_received(dep) > 0, "the restarted dispatcher routed nothing: the stream had ended"
         link = _link_stats(sms)
         assert link["retries"] > 0 or link["rejoined"] > 0, f"the transport never sent a batch again: {link}"
     finally:
