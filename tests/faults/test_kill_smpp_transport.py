@@ -12,8 +12,8 @@ import ray
 
 import ray_dispatch
 from ray_dispatch.api import Deployment
-from tests.peers.net import free_port
 from tests.peers.smsc import SmscPeer
+from tests.transports.ray_support import echo_deployment_config
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -28,38 +28,25 @@ def control(smsc: SmscPeer, cmd: str, **args: Any) -> Any:
 
 @pytest.fixture
 def smsc(tmp_path: Path) -> Iterator[SmscPeer]:
-    peer = SmscPeer(free_port(), free_port(), tmp_path / "smsc.log")
-    peer.start()
-    try:
+    with SmscPeer.running(tmp_path) as peer:
         yield peer
-    finally:
-        peer.stop()
 
 
 def _config(smsc: SmscPeer, ledger: str, namespace: str, app_delay: float = 0.0) -> dict[str, Any]:
-    return {
-        "router_class": "routers.SimpleDispatchRouter",
-        "transport_names": ["sms"],
-        "exposed_names": ["app"],
-        "route_mappings": {"sms": "app"},
-        "endpoints": {
-            "sms": {
-                "class": "actors.transports.smpp.SmppTransport",
-                "config": {
-                    "port": smsc.port,
-                    "system_id": "esme1",
-                    "backoff": {"initial_delay": 0.2, "max_delay": 1.0, "connect_timeout": 5},
-                    "enquire_link_interval": 2,
-                    "enquire_link_timeout": 2,
-                },
-            },
-            "app": {
-                "class": "actors.testing.LedgerApplication",
-                "config": {"ledger": ledger, "namespace": namespace, "delay": app_delay},
-            },
-        },
-        "dispatcher": {"batching": {"max_queued": 100}},
+    smpp = {
+        "port": smsc.port,
+        "system_id": "esme1",
+        "backoff": {"initial_delay": 0.2, "max_delay": 1.0, "connect_timeout": 5},
+        "enquire_link_interval": 2,
+        "enquire_link_timeout": 2,
     }
+    config = echo_deployment_config("sms", "actors.transports.smpp.SmppTransport", smpp)
+    config["endpoints"]["app"] = {
+        "class": "actors.testing.LedgerApplication",
+        "config": {"ledger": ledger, "namespace": namespace, "delay": app_delay},
+    }
+    config["dispatcher"] = {"batching": {"max_queued": 100}}
+    return config
 
 
 def _accepted(smsc: SmscPeer) -> list[int]:

@@ -39,6 +39,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run as a script: make ``peers`` importable
     sys.path.insert(0, str(HERE.parent))
 
-from peers.net import start_python_peer, stop_process, wait_for_port  # noqa: E402
+from peers.net import free_port, start_python_peer, stop_process, wait_for_port  # noqa: E402
 
 
 class SmscPeer:
@@ -57,6 +59,17 @@ class SmscPeer:
         self.control_port = control_port
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    @contextmanager
+    def running(cls, log_dir: Path) -> Iterator[SmscPeer]:
+        """An SMSC on free loopback ports, logging to ``log_dir/smsc.log``, stopped on leaving."""
+        peer = cls(free_port(), free_port(), log_dir / "smsc.log")
+        peer.start()
+        try:
+            yield peer
+        finally:
+            peer.stop()
 
     def start(self) -> None:
         """Start the SMSC process and wait (bounded) until it listens on both ports."""

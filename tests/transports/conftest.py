@@ -17,7 +17,6 @@ from ray_dispatch.core.message import Message, TransportEvent, TransportUserMess
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from peers.net import free_port
 from peers.smsc import SmscPeer
 
 from actors.transports.smpp import SmppTransport
@@ -85,12 +84,8 @@ def link() -> RecordingLink:
 @pytest.fixture
 def smsc(tmp_path: Path) -> Iterator[SmscPeer]:
     """A test SMSC process on free loopback ports (stopped after the test)."""
-    peer = SmscPeer(free_port(), free_port(), tmp_path / "smsc.log")
-    peer.start()
-    try:
+    with SmscPeer.running(tmp_path) as peer:
         yield peer
-    finally:
-        peer.stop()
 
 
 @pytest.fixture
