@@ -198,12 +198,8 @@ async def test_window_bounds_outstanding_submits(link: Any, smsc: SmscPeer, make
         assert len(await smsc.wait_for_submits(2)) == 2
         assert len(await smsc.wait_for_submits(3, timeout=0.5)) == 2  # the window holds the third back
         assert not sending.done()
-        assert await smsc.command("release") == 2
-        assert len(await smsc.wait_for_submits(4)) == 4
-        await smsc.command("release")
+        assert await smsc.command("release") == 2  # and no more holding: the rest go through the window
         await asyncio.wait_for(sending, 10)
-        await smsc.wait_for_submits(5)
-        await smsc.command("release")
         await link.wait_until(lambda: all(link.events_about(m.message_id, "ack") for m in messages))
         submits = await smsc.command("submits")
         assert sorted(gsm_decode(bytes.fromhex(s["short_message"])) for s in submits) == [m.content for m in messages]
