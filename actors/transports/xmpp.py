@@ -19,12 +19,21 @@ At most ``window_size`` messages await a session or a confirmation at once; a
 message waits up to ``outbound_timeout`` seconds in all (for room in the
 window, a session and the server's confirmation) rather than fail, then is
 nacked. Stopping the transport nacks what is still unconfirmed after 5 s.
+
+A body with a character XML 1.0 cannot carry (U+0000-U+0008, U+000B, U+000C,
+U+000E-U+001F, lone surrogates, U+FFFE, U+FFFF) is nacked at once naming the
+character, or sent without such characters with ``xml_invalid_characters:
+strip``: a server drops the whole stream on one. A message whose connection
+dropped before the server confirmed it is sent again at most ``max_resends``
+times, then nacked, so one message the server keeps refusing cannot cause a
+reconnect storm.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -37,6 +46,15 @@ log = logging.getLogger(__name__)
 
 _REQUEST_ACK = '<r xmlns="urn:xmpp:sm:3"/>'
 """XEP-0198 ack request."""
+
+XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""A character outside XML 1.0's ``Char`` production."""
+
+
+def first_xml_invalid_character(text: str) -> tuple[int, str] | None:
+    """The index and character of the first character XML 1.0 cannot carry in ``text``, or None."""
+    found = XML_INVALID.search(text)
+    return None if found is None else (found.start(), found.group())
 
 
 class XmppTransportConfig(EndpointConfig):
@@ -60,6 +78,10 @@ class XmppTransportConfig(EndpointConfig):
             confirmation at once (default 100); more wait for room.
         outbound_timeout: seconds an outbound message may wait for room in the window,
             a session and the server's confirmation before it is nacked (default 30).
+        xml_invalid_characters: ``refuse`` (default: nack a body with a character XML 1.0
+            cannot carry, naming it) or ``strip`` (send the body without such characters).
+        max_resends: how many times a message whose connection dropped before the server
+            confirmed it is sent again before it is nacked (default 3).
         transport_type: the ``transport_type`` of inbound messages (default ``xmpp``).
         remember_sent: how many sent stanza ids to remember for receipts and errors (default 100000).
         backoff: delays between connection attempts.
@@ -79,6 +101,8 @@ class XmppTransportConfig(EndpointConfig):
     stream_management: bool = True
     window_size: int = Field(100, ge=1, le=10_000)
     outbound_timeout: float = Field(30.0, ge=0)
+    xml_invalid_characters: Literal["refuse", "strip"] = "refuse"
+    max_resends: int = Field(3, ge=0)
     transport_type: str = "xmpp"
     remember_sent: int = Field(100_000, ge=1)
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
@@ -294,6 +318,18 @@ class XmppTransport(TransportActor):
         if not message.to_addr:
             await self._nack(message, "xmpp messages need a to_addr (a JID)")
             return
+        invalid = first_xml_invalid_character(message.content or "")
+        if invalid is not None and self.config.xml_invalid_characters == "strip":
+            message.content = XML_INVALID.sub("", message.content or "")
+            self.counters["outbound_stripped"] += 1
+        elif invalid is not None:
+            index, char = invalid
+            await self._nack(
+                message,
+                f"content has U+{ord(char):04X} at index {index}, which XML 1.0 cannot carry "
+                "(xml_invalid_characters: strip sends the text without such characters)",
+            )
+            return
         deadline = asyncio.get_running_loop().time() + self.config.outbound_timeout
         if not await self._window.reserve(self.config.outbound_timeout):
             await self._nack(message, f"no room in the send window within {self.config.outbound_timeout}s")
@@ -304,6 +340,7 @@ class XmppTransport(TransportActor):
         """Send until the server has it (once, without stream management); then ack, or nack at ``deadline``."""
         assert self._supervisor is not None
         loop = asyncio.get_running_loop()
+        resends = 0
         try:
             while True:
                 if not await self._supervisor.wait_connected(max(0.0, deadline - loop.time())):
@@ -319,6 +356,14 @@ class XmppTransport(TransportActor):
                     break
                 if not session.gone.is_set():
                     await self._nack(message, f"the server did not confirm it within {self.config.outbound_timeout}s")
+                    return
+                resends += 1
+                if resends > self.config.max_resends:
+                    await self._nack(
+                        message,
+                        f"the connection dropped {resends} times before the server confirmed it; not sent "
+                        f"again (max_resends: {self.config.max_resends})",
+                    )
                     return
                 self.counters["outbound_resent"] += 1
                 log.info("xmpp transport %r: resending %s (connection dropped)", self.endpoint_name, message.message_id)
