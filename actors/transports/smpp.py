@@ -200,7 +200,7 @@ class SmppTransportConfig(EndpointConfig):
 
 @dataclass
 class BindState:
-    """What one bind is doing: ``connecting``, ``bound``, ``refused`` or ``down``, why, since when.
+    """What one bind is doing: ``connecting`` (first attempt), ``bound``, ``refused`` or ``down``, why, since when.
 
     ``since`` is wall-clock seconds; ``attempts`` counts bind attempts since the last success;
     ``refusal`` is the SMSC's command_status when it refused the bind.
@@ -361,8 +361,7 @@ class SmppTransport(TransportActor):
 
     async def _bind(self, bind_type: str, state: BindState) -> SmppSession:
         cfg = self.config
-        state.attempts += 1
-        state.enter("connecting", state.reason, state.refusal)
+        state.attempts += 1  # the state stays what the last attempt left (refused, down) until this one ends
         try:
             session = await SmppSession.open(
                 cfg.host,

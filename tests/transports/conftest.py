@@ -76,6 +76,26 @@ class RecordingLink:
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
 
 
+class HoldingLink(RecordingLink):
+    """A link that records what it is given and confirms it only on ``release``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unconfirmed: list[asyncio.Future[Any]] = []
+
+    async def send(self, direction: str, message: Message) -> asyncio.Future[Any]:
+        await super().send(direction, message)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.unconfirmed.append(future)
+        return future
+
+    def release(self) -> None:
+        """Confirm everything sent so far."""
+        for future in self.unconfirmed:
+            if not future.done():
+                future.set_result(None)
+
+
 @pytest.fixture
 def link() -> RecordingLink:
     return RecordingLink()

@@ -10,32 +10,11 @@ from peers.smsc import SmscPeer
 
 from actors.transports.smpp import SmppTransport
 from ray_dispatch.core.errors import ConfigError
-from ray_dispatch.core.message import Message
-from tests.transports.conftest import RecordingLink
+from tests.transports.conftest import HoldingLink
 
 from .smpp_support import eventually_status, gsm_hex, outbound
 
 ESME_RTHROTTLED, ESME_RX_T_APPN = 0x58, 0x64
-
-
-class HoldingLink(RecordingLink):
-    """A link that records what it is given and confirms it only on ``release``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.unconfirmed: list[asyncio.Future[Any]] = []
-
-    async def send(self, direction: str, message: Message) -> asyncio.Future[Any]:
-        await super().send(direction, message)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.unconfirmed.append(future)
-        return future
-
-    def release(self) -> None:
-        """Confirm everything sent so far."""
-        for future in self.unconfirmed:
-            if not future.done():
-                future.set_result(None)
 
 
 @pytest.fixture
