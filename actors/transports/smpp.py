@@ -83,6 +83,7 @@ from actors.transports.smpp_pdu import (
     ESME_ROK,
     ESME_RTHROTTLED,
     ESME_RX_T_APPN,
+    PERMANENT_BIND_REFUSALS,
     SUBMIT_SM,
     BindRequest,
     Pdu,
@@ -147,6 +148,8 @@ class SmppTransportConfig(EndpointConfig):
         remember_sent: how many SMSC message ids to remember for receipts (default 100000).
         inbound_part_timeout: seconds to keep parts of an incomplete long inbound message (default 300).
         backoff: delays between bind attempts (``connect_timeout`` bounds one attempt).
+        permanent_refusal_delay: seconds before a bind refused with ``ESME_RINVPASWD``,
+            ``ESME_RINVSYSID`` or ``ESME_RINVSYSTYP`` is tried again (default 300).
     """
 
     host: str = "127.0.0.1"
@@ -184,6 +187,7 @@ class SmppTransportConfig(EndpointConfig):
     remember_sent: int = Field(100_000, ge=1)
     inbound_part_timeout: float = Field(300.0, gt=0)
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
+    permanent_refusal_delay: float = Field(300.0, gt=0)
 
     @field_validator("registered_delivery", mode="before")
     @classmethod
@@ -203,7 +207,8 @@ class BindState:
     """What one bind is doing: ``connecting`` (first attempt), ``bound``, ``refused`` or ``down``, why, since when.
 
     ``since`` is wall-clock seconds; ``attempts`` counts bind attempts since the last success;
-    ``refusal`` is the SMSC's command_status when it refused the bind.
+    ``refusal`` is the SMSC's command_status when it refused the bind; ``next_attempt`` (wall-clock)
+    is when a bind refused for good is tried again.
     """
 
     name: str
@@ -212,6 +217,7 @@ class BindState:
     since: float = field(default_factory=time.time)
     attempts: int = 0
     refusal: int | None = None
+    next_attempt: float | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def enter(self, state: str, reason: str | None = None, refusal: int | None = None) -> None:
@@ -225,7 +231,7 @@ class BindState:
     @property
     def refused_for_good(self) -> bool:
         """Whether the SMSC refused the last bind for a reason retrying cannot fix."""
-        return self.state == "refused" and self.refusal is not None and BindRefused("", self.refusal).permanent
+        return self.state == "refused" and self.refusal in PERMANENT_BIND_REFUSALS
 
     def to_dict(self) -> dict[str, Any]:
         """The state as plain data (for status and ``ping``)."""
@@ -235,6 +241,7 @@ class BindState:
             "reason": self.reason,
             "since": self.since,
             "attempts": self.attempts,
+            "next_attempt": self.next_attempt,
         }
 
 
@@ -254,6 +261,10 @@ class _InboundParts:
     total: int
     first_seen: float
     texts: dict[int, str] = field(default_factory=dict)
+
+
+def _clock(wall_time: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(wall_time))
 
 
 class _Refused(Exception):
@@ -361,6 +372,9 @@ class SmppTransport(TransportActor):
 
     async def _bind(self, bind_type: str, state: BindState) -> SmppSession:
         cfg = self.config
+        if state.refused_for_good and state.next_attempt is not None and time.time() < state.next_attempt:
+            earlier = f"the bind earlier (not tried again before {_clock(state.next_attempt)})"
+            raise BindRefused(earlier, state.refusal or 0)
         state.attempts += 1  # the state stays what the last attempt left (refused, down) until this one ends
         try:
             session = await SmppSession.open(
@@ -378,7 +392,13 @@ class SmppTransport(TransportActor):
         except BindRefused as exc:
             state.enter("refused", str(exc), exc.status)
             if exc.permanent:
-                log.error("smpp transport %r: %s; retrying cannot fix this: check the config", self.endpoint_name, exc)
+                state.next_attempt = time.time() + cfg.permanent_refusal_delay
+                log.error(
+                    "smpp transport %r: %s; retrying cannot fix this: check the config (next attempt at %s)",
+                    self.endpoint_name,
+                    exc,
+                    _clock(state.next_attempt),
+                )
             raise
         except asyncio.CancelledError:
             state.enter("down", f"no bind response within {cfg.backoff.connect_timeout}s")
@@ -387,6 +407,7 @@ class SmppTransport(TransportActor):
             state.enter("down", f"{type(exc).__name__}: {exc}")
             raise
         state.attempts = 0
+        state.next_attempt = None
         state.enter("bound")
         return session
 

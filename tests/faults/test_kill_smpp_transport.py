@@ -37,8 +37,8 @@ def _config(smsc: SmscPeer, ledger: str, namespace: str, app_delay: float = 0.0)
         "port": smsc.port,
         "system_id": "esme1",
         "backoff": {"initial_delay": 0.2, "max_delay": 1.0, "connect_timeout": 5},
-        "enquire_link_interval": 2,
-        "enquire_link_timeout": 2,
+        "enquire_link_interval": 5,
+        "enquire_link_timeout": 5,
     }
     config = echo_deployment_config("sms", "actors.transports.smpp.SmppTransport", smpp)
     config["endpoints"]["app"] = {

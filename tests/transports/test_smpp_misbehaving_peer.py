@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -44,8 +45,11 @@ async def test_a_bind_refused_for_good_nacks_waiting_messages_naming_the_status(
     assert nack.event_type == "nack"
     assert f"{name} (0x{status:08X})" in nack.nack_reason
     [state] = transport.connection_state()
-    assert state["state"] == "refused" and name in state["reason"] and state["attempts"] >= 1
+    assert state["state"] == "refused" and name in state["reason"] and state["attempts"] == 1
+    assert state["next_attempt"] - time.time() > 200  # permanent_refusal_delay: 300 s by default
     assert not transport.is_bound()
+    with pytest.raises(AssertionError):  # the backoff's retries (every 0.5 s at most) do not bind again
+        await eventually_status(smsc, lambda status: status["bind_refusals"] > 1, timeout=2)
 
 
 async def test_a_temporary_bind_refusal_is_retried_and_named_in_a_nack(
