@@ -56,6 +56,7 @@ from pydantic import Field, field_validator
 
 from actors.endpoint import EndpointConfig, TransportActor
 from actors.transports.common import BackoffConfig, BoundedMap, ConnectionSupervisor, Secret, SendWindow
+from actors.transports.connection_state import ConnectionState
 from actors.transports.smpp_codec import (
     ESM_CLASS_DELIVERY_RECEIPT,
     ESM_CLASS_INTERMEDIATE_NOTIFICATION,
@@ -203,49 +204,6 @@ class SmppTransportConfig(EndpointConfig):
 
 
 @dataclass
-class BindState:
-    """What one bind is doing: ``connecting`` (first attempt), ``bound``, ``refused`` or ``down``, why, since when.
-
-    ``since`` is wall-clock seconds; ``attempts`` counts bind attempts since the last success;
-    ``refusal`` is the SMSC's command_status when it refused the bind; ``next_attempt`` (wall-clock)
-    is when a bind refused for good is tried again.
-    """
-
-    name: str
-    state: str = "connecting"
-    reason: str | None = None
-    since: float = field(default_factory=time.time)
-    attempts: int = 0
-    refusal: int | None = None
-    next_attempt: float | None = None
-    changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-
-    def enter(self, state: str, reason: str | None = None, refusal: int | None = None) -> None:
-        """Move to ``state`` (the time is noted when the state itself changes)."""
-        if state != self.state:
-            self.since = time.time()
-        self.state, self.reason, self.refusal = state, reason, refusal
-        self.changed.set()
-        self.changed = asyncio.Event()
-
-    @property
-    def refused_for_good(self) -> bool:
-        """Whether the SMSC refused the last bind for a reason retrying cannot fix."""
-        return self.state == "refused" and self.refusal in PERMANENT_BIND_REFUSALS
-
-    def to_dict(self) -> dict[str, Any]:
-        """The state as plain data (for status and ``ping``)."""
-        return {
-            "bind": self.name,
-            "state": self.state,
-            "reason": self.reason,
-            "since": self.since,
-            "attempts": self.attempts,
-            "next_attempt": self.next_attempt,
-        }
-
-
-@dataclass
 class _LongMessage:
     """Delivery state of a message sent in several parts."""
 
@@ -261,6 +219,11 @@ class _InboundParts:
     total: int
     first_seen: float
     texts: dict[int, str] = field(default_factory=dict)
+
+
+def _refused_for_good(state: ConnectionState) -> bool:
+    """Whether the SMSC refused the last bind for a reason retrying cannot fix."""
+    return state.state == "refused" and state.refusal in PERMANENT_BIND_REFUSALS
 
 
 def _clock(wall_time: float) -> str:
@@ -283,7 +246,7 @@ class SmppTransport(TransportActor):
         self._password = ""
         self._transmitter: ConnectionSupervisor[SmppSession] | None = None
         self._receiver: ConnectionSupervisor[SmppSession] | None = None
-        self._bind_states: dict[str, BindState] = {}
+        self._bind_states: dict[str, ConnectionState] = {}
         self._window = SendWindow(cfg.window_size)
         self._pacer = SendPacer(cfg.tps, cfg.throttle_delay, cfg.throttle_max_delay)
         self._references = itertools.cycle(range(1, 256 if cfg.long_messages == "udh" else 65536))
@@ -325,7 +288,7 @@ class SmppTransport(TransportActor):
         await asyncio.gather(*(bind.start_and_wait() for bind in binds))
 
     def _supervisor(self, name: str, bind_type: str) -> ConnectionSupervisor[SmppSession]:
-        state = self._bind_states[bind_type] = BindState(bind_type)
+        state = self._bind_states[bind_type] = ConnectionState(bind_type)
 
         async def connect() -> SmppSession:
             return await self._bind(bind_type, state)
@@ -359,8 +322,9 @@ class SmppTransport(TransportActor):
     def connection_state(self) -> list[dict[str, Any]]:
         """Each bind's state: ``connecting``, ``bound``, ``refused`` (with the SMSC's reason) or ``down``.
 
-        Every entry has ``bind`` (``TRX``, ``TX`` or ``RX``), ``state``, ``reason``,
-        ``since`` (wall-clock seconds) and ``attempts`` (bind attempts since the last success).
+        Every entry has ``connection`` (the bind: ``TRX``, ``TX`` or ``RX``), ``state``, ``reason``,
+        ``since`` (wall-clock seconds), ``attempts`` (bind attempts since the last success) and
+        ``next_attempt`` (see ``ConnectionState``).
         """
         return [state.to_dict() for state in self._bind_states.values()]
 
@@ -370,9 +334,9 @@ class SmppTransport(TransportActor):
         results = await asyncio.gather(*(b.wait_connected(timeout) for b in binds))
         return bool(results) and all(results)
 
-    async def _bind(self, bind_type: str, state: BindState) -> SmppSession:
+    async def _bind(self, bind_type: str, state: ConnectionState) -> SmppSession:
         cfg = self.config
-        if state.refused_for_good and state.next_attempt is not None and time.time() < state.next_attempt:
+        if _refused_for_good(state) and state.next_attempt is not None and time.time() < state.next_attempt:
             earlier = f"the bind earlier (not tried again before {_clock(state.next_attempt)})"
             raise BindRefused(earlier, state.refusal or 0)
         state.attempts += 1  # the state stays what the last attempt left (refused, down) until this one ends
@@ -671,12 +635,15 @@ class SmppTransport(TransportActor):
             session = self._transmitter.connection
             if self._transmitter.connected and session is not None and session.is_open:
                 return session
-            if state.refused_for_good:
+            if _refused_for_good(state):
                 raise _Refused(f"not sent: {state.reason}")
-            changed = state.changed
-            connecting = loop.create_task(self._transmitter.wait_connected(deadline - loop.time()))
-            await asyncio.wait({connecting, loop.create_task(changed.wait())}, timeout=deadline - loop.time())
-            connecting.cancel()
+            waits = {
+                loop.create_task(self._transmitter.wait_connected(deadline - loop.time())),
+                loop.create_task(state.changed.wait()),
+            }
+            await asyncio.wait(waits, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
         return None
 
     def _bind_trouble(self) -> str:

@@ -50,13 +50,17 @@ def transport_config(prosody: ProsodyServer, secret_file: Path, **extra: Any) ->
 
 
 @contextlib.asynccontextmanager
-async def connected_transport(link: Any, config: dict[str, Any]) -> AsyncIterator[XmppTransport]:
-    """An XmppTransport with ``config`` recording into ``link``, connected inside the block, stopped after it."""
+async def connected_transport(
+    link: Any, config: dict[str, Any], connected: bool = True
+) -> AsyncIterator[XmppTransport]:
+    """An XmppTransport with ``config`` recording into ``link``, started (and with ``connected``,
+    connected) inside the block, stopped after it."""
     transport = XmppTransport("xmpp", config)
     transport.use_link(link)
     await transport.start()
     try:
-        assert await transport.wait_connected(10)
+        if connected:
+            assert await transport.wait_connected(10)
         yield transport
     finally:
         await transport.stop()
@@ -253,16 +257,11 @@ async def test_no_session_within_the_timeout_is_a_nack(link: Any, tmp_path: Path
     port = free_port()  # nothing listens here
     config = transport_config(ProsodyServer(tmp_path / "unused", port), tmp_path / "password", outbound_timeout=0.5)
     config["backoff"] = {"initial_delay": 0.1, "max_delay": 0.2, "connect_timeout": 1.0}
-    transport = XmppTransport("xmpp", config)
-    transport.use_link(link)
-    await transport.start()
-    try:
+    async with connected_transport(link, config, connected=False) as transport:
         message = outbound("alice@localhost", "lost cause")
         await transport.handle_outbound_message(message)
         [nack] = await link.wait_until(lambda: link.events_about(message.message_id))
         assert nack.event_type == "nack" and "no XMPP session" in nack.nack_reason
-    finally:
-        await transport.stop()
 
 
 def test_config_errors_name_the_key() -> None:
@@ -313,3 +312,17 @@ async def test_a_stanza_the_server_keeps_dropping_the_stream_for_is_resent_at_mo
         assert nack.event_type == "nack" and "dropped 3 times" in nack.nack_reason
         assert "max_resends: 2" in nack.nack_reason
         assert transport.counters["outbound_resent"] == 2
+
+
+async def test_a_refused_login_names_the_servers_condition_in_state_and_nacks(
+    link: Any, prosody: ProsodyServer, tmp_path: Path
+) -> None:
+    config = transport_config(prosody, tmp_path / "password", outbound_timeout=2)
+    (tmp_path / "password").write_text("wrong-secret\n")
+    async with connected_transport(link, config, connected=False) as transport:
+        message = outbound("alice@localhost", "locked out")
+        await transport.handle_outbound_message(message)
+        [nack] = await link.wait_until(lambda: link.events_about(message.message_id), timeout=15)
+        assert "not-authorized" in nack.nack_reason
+        [state] = transport.connection_state()
+        assert state["state"] == "refused" and "not-authorized" in state["reason"] and state["attempts"] >= 1
