@@ -4,8 +4,11 @@ The transport runs an aiohttp server on the actor's own event loop:
 
 - ``POST {path_prefix}/messages``: a JSON object of message fields (at least
   ``from_addr``, ``to_addr``, ``content``) becomes an inbound user message.
-  Answers ``200 {"message_id": ...}`` once the dispatcher took it, or ``400``
-  naming the invalid field.
+  Answers ``200 {"message_id": ...}`` only once the dispatcher confirmed it;
+  ``400`` naming the invalid, unknown or reserved field; ``413`` when the body
+  is over ``max_body_bytes``; ``503`` (with ``Retry-After``) when no dispatcher
+  confirmed it within ``inbound_timeout`` or none is reachable — the client
+  should send it again (it may then arrive twice: at least once).
 - ``POST {path_prefix}/events``: the peer reports what became of a message this
   transport sent: ``{"event_type": "ack" | "nack" | "delivery_report",
   "user_message_id" or "sent_message_id", ...}``; becomes an ack, nack or
@@ -26,6 +29,7 @@ import base64
 import hmac
 import json
 import logging
+from collections.abc import Awaitable
 from typing import Any, ClassVar, Literal
 
 import aiohttp
@@ -34,12 +38,16 @@ from pydantic import Field, model_validator
 
 from actors.endpoint import EndpointConfig, TransportActor
 from actors.transports.common import Backoff, BackoffConfig, BoundedMap, ConnectionSupervisor, Secret
-from ray_dispatch.core.errors import InvalidMessage
-from ray_dispatch.core.message import TransportUserMessage
+from ray_dispatch.core.errors import DeliveryError, InvalidMessage
+from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage
 
 log = logging.getLogger(__name__)
 
 RETRIED_STATUSES = frozenset({408, 425, 429})
+RESERVED_FIELDS = frozenset({"transport_name", "message_type", "message_version", "routing_metadata"})
+"""Fields the transport or the dispatcher sets; a peer may not give them."""
+MESSAGE_FIELDS = frozenset(TransportUserMessage.model_fields) - RESERVED_FIELDS
+EVENT_FIELDS = frozenset(TransportEvent.model_fields) - RESERVED_FIELDS
 
 
 class HttpAuthConfig(EndpointConfig):
@@ -94,7 +102,9 @@ class HttpTransportConfig(EndpointConfig):
         outbound_timeout: seconds one outbound message may take, retries included (default 60).
         request_timeout: seconds one webhook POST may take (default 10).
         backoff: delays between webhook attempts, and between attempts to start the server.
-        max_body_bytes: largest request body accepted (default 1 MiB).
+        max_body_bytes: largest request body accepted (default 1 MiB); larger ones get a JSON 413.
+        inbound_timeout: seconds a POST waits for the dispatcher's confirmation before it is
+            answered 503 (default 30).
         remember_sent: how many peer message ids to remember for ``/events`` (default 100000).
     """
 
@@ -110,6 +120,7 @@ class HttpTransportConfig(EndpointConfig):
     request_timeout: float = Field(10.0, gt=0)
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
     max_body_bytes: int = Field(1 << 20, ge=1024)
+    inbound_timeout: float = Field(30.0, gt=0)
     remember_sent: int = Field(100_000, ge=1)
 
 
@@ -203,6 +214,9 @@ class HttpTransport(TransportActor):
             return _error(401, "missing or wrong credentials", {"WWW-Authenticate": self._challenge()})
         try:
             body = await request.json()
+        except web.HTTPRequestEntityTooLarge:
+            self.counters["http_too_large"] += 1
+            return _error(413, f"body is larger than max_body_bytes ({self.config.max_body_bytes} bytes)")
         except (ValueError, UnicodeDecodeError) as exc:
             return _error(400, f"body is not valid JSON ({exc})")
         if not isinstance(body, dict):
@@ -217,21 +231,19 @@ class HttpTransport(TransportActor):
         body = await self._read_object(request)
         if isinstance(body, web.Response):
             return body
-        for fixed in ("transport_name", "message_type", "wait"):
-            if fixed in body:
-                return _error(400, f"field {fixed!r} is set by the transport and may not be given")
-        body.setdefault("transport_type", self.config.transport_type)
-        try:
-            message = await self.publish_message(wait=True, **body)
-        except InvalidMessage as exc:
-            self.counters["http_invalid"] += 1
-            return _error(400, str(exc))
-        return web.json_response({"message_id": message.message_id})
+        refused = _refuse_fields(body, MESSAGE_FIELDS)
+        if refused is not None:
+            return refused
+        fields = {"transport_type": self.config.transport_type, **body}
+        return await self._publish_confirmed(self.publish_message(wait=True, **fields), "message_id")
 
     async def _post_event(self, request: web.Request) -> web.Response:
         body = await self._read_object(request)
         if isinstance(body, web.Response):
             return body
+        refused = _refuse_fields(body, EVENT_FIELDS)
+        if refused is not None:
+            return refused
         user_message_id = body.pop("user_message_id", None)
         if user_message_id is None and isinstance(body.get("sent_message_id"), str):
             user_message_id = self._sent_ids.get(body["sent_message_id"])
@@ -241,15 +253,21 @@ class HttpTransport(TransportActor):
             return _error(400, "field 'user_message_id' or 'sent_message_id' is required")
         if body.get("event_type") == "ack":
             body.setdefault("sent_message_id", user_message_id)
-        for fixed in ("transport_name", "message_type", "wait"):
-            if fixed in body:
-                return _error(400, f"field {fixed!r} is set by the transport and may not be given")
+        fields = {**body, "user_message_id": user_message_id}
+        return await self._publish_confirmed(self.publish_event(wait=True, **fields), "event_id")
+
+    async def _publish_confirmed(self, publishing: Awaitable[Message], id_field: str) -> web.Response:
+        """Answer 200 with the id once the dispatcher confirmed; 400 if invalid; 503 if not confirmed in time."""
         try:
-            event = await self.publish_event(wait=True, user_message_id=user_message_id, **body)
+            published = await asyncio.wait_for(publishing, self.config.inbound_timeout)
         except InvalidMessage as exc:
             self.counters["http_invalid"] += 1
             return _error(400, str(exc))
-        return web.json_response({"event_id": event.event_id})
+        except (TimeoutError, DeliveryError, RuntimeError) as exc:
+            self.counters["http_unconfirmed"] += 1
+            why = f"not confirmed within {self.config.inbound_timeout}s" if isinstance(exc, TimeoutError) else str(exc)
+            return _error(503, f"the dispatcher did not take it ({why}); send it again", {"Retry-After": "1"})
+        return web.json_response({id_field: published[id_field]})
 
     async def _get_openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi_document(self.endpoint_name, self.config))
@@ -327,6 +345,19 @@ def _peer_message_id(text: str) -> str | None:
     return None
 
 
+def _refuse_fields(body: dict[str, Any], known: frozenset[str]) -> web.Response | None:
+    """A 400 naming the reserved or unknown fields of ``body``, or None when there are none."""
+    reserved = sorted(RESERVED_FIELDS.intersection(body))
+    if reserved:
+        names = ", ".join(repr(name) for name in reserved)
+        return _error(400, f"field(s) {names} are set by the transport and may not be given")
+    unknown = sorted(set(body) - known)
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        return _error(400, f"unknown field(s) {names}; known: {', '.join(sorted(known))}")
+    return None
+
+
 def _error(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": text}, status=status, headers=headers)
 
@@ -338,6 +369,12 @@ def openapi_document(endpoint_name: str, config: HttpTransportConfig) -> dict[st
     responses = {
         "400": {"description": "invalid body; the text names the field", "content": _json(error)},
         "401": {"description": "missing or wrong credentials", "content": _json(error)},
+        "413": {"description": "body larger than max_body_bytes", "content": _json(error)},
+        "503": {
+            "description": "no dispatcher confirmed it within inbound_timeout, or none is reachable: send it again",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+            "content": _json(error),
+        },
     }
     security: list[dict[str, list[str]]] = []
     schemes: dict[str, Any] = {}
@@ -355,7 +392,10 @@ def openapi_document(endpoint_name: str, config: HttpTransportConfig) -> dict[st
                     "summary": "Send a user message into the dispatcher",
                     "requestBody": {"required": True, "content": _json({"$ref": "#/components/schemas/Message"})},
                     "responses": {
-                        "200": {"description": "routed", "content": _json(_object({"message_id": {"type": "string"}}))},
+                        "200": {
+                            "description": "the dispatcher confirmed it",
+                            "content": _json(_object({"message_id": {"type": "string"}})),
+                        },
                         **responses,
                     },
                 }
@@ -398,13 +438,17 @@ def _schemas() -> dict[str, Any]:
             "in_reply_to": nullable,
             "session_event": {"type": "string", "enum": ["new", "resume", "close"], "nullable": True},
             "group": nullable,
+            "provider": nullable,
+            "to_addr_type": nullable,
+            "from_addr_type": nullable,
+            "timestamp": text,
             "transport_type": text,
             "helper_metadata": {"type": "object"},
             "transport_metadata": {"type": "object"},
         },
         ["from_addr", "to_addr"],
     )
-    message["additionalProperties"] = True
+    message["additionalProperties"] = False
     event = _object(
         {
             "event_type": {"type": "string", "enum": ["ack", "nack", "delivery_report"]},
@@ -412,8 +456,14 @@ def _schemas() -> dict[str, Any]:
             "sent_message_id": {"type": "string", "description": "the id the webhook answered with"},
             "nack_reason": text,
             "delivery_status": {"type": "string", "enum": ["pending", "failed", "delivered"]},
+            "event_id": text,
+            "timestamp": text,
+            "transport_type": text,
+            "helper_metadata": {"type": "object"},
+            "transport_metadata": {"type": "object"},
         },
         ["event_type"],
     )
+    event["additionalProperties"] = False
     outbound = {"description": "POSTed to outbound_url: a Vumi JSON user message", "allOf": [message]}
     return {"Message": message, "Event": event, "OutboundMessage": outbound, "Error": _object({"error": text})}

@@ -1,9 +1,14 @@
-"""SMPP 3.4 ESME transport (on smpp34: an asyncio client with a Rust core).
+"""SMPP 3.4 ESME transport (on its own asyncio session, ``smpp_session``, and PDU codec, ``smpp_pdu``).
 
 Binds as a transceiver, or as a transmitter plus a receiver (``bind_mode``),
 and keeps each bind up: a lost bind is retried with backoff while the
-transport runs; enquire_link keep-alives and the response timers run in the
-smpp34 core.
+transport runs. An enquire_link goes out every ``enquire_link_interval``
+seconds; a session that does not answer within ``enquire_link_timeout`` is
+dropped and bound again, whatever the socket says. A refused bind is reported
+with the SMSC's own command_status (``connection_state()``, the logs, and the
+nack of every message that could not go); a refusal retrying cannot fix
+(``ESME_RINVPASWD``, ``ESME_RINVSYSID``, ``ESME_RINVSYSTYP``) nacks waiting
+messages at once instead of letting them wait for ``outbound_timeout``.
 
 Outbound: each message is encoded (GSM 03.38 when it fits, else UCS-2, or as
 ``coding`` says), split into parts with a concatenation UDH or SAR TLVs when
@@ -16,7 +21,13 @@ acked (``sent_message_id`` is the SMSC's id of the first part); a part refused
 with another status nacks it. Submits within the window run concurrently, so
 they may reach the SMSC in another order (parts carry their numbers).
 
-Inbound: a deliver_sm is a user message (long ones reassembled from their UDH
+Inbound: a deliver_sm is answered only once it is safe: its deliver_sm_resp
+goes out after the dispatcher confirmed the message (or the delivery report
+made of a receipt). When that does not happen within ``inbound_timeout``, or
+the dispatcher cannot be reached, the answer is ``ESME_RX_T_APPN`` and the
+SMSC delivers it again later; beyond ``inbound_window`` deliver_sm awaiting
+confirmation, the answer is ``ESME_RTHROTTLED``. A transport that dies before
+answering leaves the message with the SMSC. A deliver_sm is a user message (long ones reassembled from their UDH
 or SAR parts), unless it is a delivery receipt (``esm_class`` 0x04 or 0x20):
 then its ``receipted_message_id`` / ``message_state`` TLVs, or else the
 receipt text (``id:... stat:...``), become a delivery report about the message
@@ -24,7 +35,11 @@ the SMSC gave that id (for long messages: delivered once every part is,
 failed as soon as one part fails).
 
 A part whose bind broke after the SMSC took it but before the answer arrived
-is sent again after the rebind: delivery is at least once.
+is sent again after the rebind: delivery is at least once. With
+``receipt_timeout``, a message acked while a final receipt was asked for
+(``registered_delivery`` bit 0) that gets none by then is reported as a
+``pending`` delivery report whose ``transport_metadata.smpp.state`` is
+``NO_RECEIPT``.
 """
 
 from __future__ import annotations
@@ -33,13 +48,15 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from actors.endpoint import EndpointConfig, TransportActor
-from actors.transports.common import Backoff, BackoffConfig, BoundedMap, ConnectionSupervisor, Secret, SendWindow
+from actors.transports.common import BackoffConfig, BoundedMap, ConnectionSupervisor, Secret, SendWindow
+from actors.transports.connection_state import ConnectionState
 from actors.transports.smpp_codec import (
     ESM_CLASS_DELIVERY_RECEIPT,
     ESM_CLASS_INTERMEDIATE_NOTIFICATION,
@@ -61,36 +78,34 @@ from actors.transports.smpp_codec import (
     parse_receipt,
     split_udh,
 )
-from ray_dispatch.core.errors import ConfigError
+from actors.transports.smpp_pacing import SendPacer
+from actors.transports.smpp_pdu import (
+    COMMAND_STATUS_NAMES,
+    ESME_ROK,
+    ESME_RTHROTTLED,
+    ESME_RX_T_APPN,
+    PERMANENT_BIND_REFUSALS,
+    SUBMIT_SM,
+    BindRequest,
+    Pdu,
+    PduError,
+    ShortMessage,
+    decode_message_id,
+    describe_status,
+)
+from actors.transports.smpp_session import BindRefused, SessionLost, SmppSession
+from ray_dispatch.core.errors import ConfigError, DeliveryError, InvalidMessage
 from ray_dispatch.core.message import TransportUserMessage
+
+__all__ = ["COMMAND_STATUS_NAMES", "SmppTransport", "SmppTransportConfig", "describe_status"]
 
 log = logging.getLogger(__name__)
 
-ESME_ROK = 0x00
-ESME_RTHROTTLED = 0x58
+ESME_RX_P_APPN = 0x65
 MAX_PASSWORD_OCTETS = 8
 MAX_ADDRESS_OCTETS = 20
-COMMAND_STATUS_NAMES = {
-    0x01: "ESME_RINVMSGLEN",
-    0x02: "ESME_RINVCMDLEN",
-    0x03: "ESME_RINVCMDID",
-    0x04: "ESME_RINVBNDSTS",
-    0x08: "ESME_RSYSERR",
-    0x0A: "ESME_RINVSRCADR",
-    0x0B: "ESME_RINVDSTADR",
-    0x0C: "ESME_RINVMSGID",
-    0x14: "ESME_RMSGQFUL",
-    0x45: "ESME_RSUBMITFAIL",
-    0x58: "ESME_RTHROTTLED",
-    0x61: "ESME_RINVSCHED",
-    0x62: "ESME_RINVEXPIRY",
-    0xFF: "ESME_RUNKNOWNERR",
-}
-
-
-def describe_status(status: int) -> str:
-    """Name an SMPP command_status: ``ESME_RINVDSTADR (0x0000000B)``."""
-    return f"{COMMAND_STATUS_NAMES.get(status, 'status')} (0x{status:08X})"
+RECEIPT_REQUESTED = 0x01
+"""``registered_delivery`` bits 0-1 = 1: a final receipt on success and failure."""
 
 
 class SmppTransportConfig(EndpointConfig):
@@ -111,17 +126,31 @@ class SmppTransportConfig(EndpointConfig):
         long_messages: split long messages with a concatenation ``udh`` (default) or ``sar`` TLVs.
         max_parts: longer messages are nacked (default 10).
         default_alphabet: what ``data_coding`` 0 means in deliver_sm: ``gsm0338``, ``latin1`` or ``ascii``.
-        registered_delivery: ask the SMSC for delivery receipts (default true).
+        registered_delivery: the submit_sm's ``registered_delivery`` (default 1: a receipt on success
+            or failure; 2: on failure only; 0: none; 0x10 adds intermediate notifications).
+            ``true`` / ``false`` mean 1 / 0.
+        receipt_timeout: seconds after the ack when a message that asked for a final receipt
+            (``registered_delivery`` bits 0-1 = 1) and got none is reported ``pending`` with state
+            ``NO_RECEIPT`` (default 86400; none: never).
         window_size: most submit_sm awaiting their response at once (default 10).
         tps: most submit_sm per second on the transmitting bind (default none: unlimited).
         throttle_delay: first pause after ESME_RTHROTTLED, in seconds; doubles per repeat (default 1).
         throttle_max_delay: longest pause after ESME_RTHROTTLED (default 30).
         outbound_timeout: seconds a message may take to be accepted, waiting for a bind included (default 60).
         request_timeout: seconds to wait for one submit_sm_resp before sending the part again (default 30).
+        enquire_link_interval: seconds between enquire_link keep-alives (default 30).
+        enquire_link_timeout: a session that does not answer one within this many seconds is
+            dropped and bound again (default 10).
+        inbound_window: most deliver_sm awaiting the dispatcher's confirmation at once; more get
+            ``ESME_RTHROTTLED`` (default 100).
+        inbound_timeout: seconds a deliver_sm may wait for the dispatcher's confirmation before it is
+            answered ``ESME_RX_T_APPN`` so the SMSC delivers it again (default 10).
         transport_type: the ``transport_type`` of inbound messages (default ``sms``).
         remember_sent: how many SMSC message ids to remember for receipts (default 100000).
         inbound_part_timeout: seconds to keep parts of an incomplete long inbound message (default 300).
         backoff: delays between bind attempts (``connect_timeout`` bounds one attempt).
+        permanent_refusal_delay: seconds before a bind refused with ``ESME_RINVPASWD``,
+            ``ESME_RINVSYSID`` or ``ESME_RINVSYSTYP`` is tried again (default 300).
     """
 
     host: str = "127.0.0.1"
@@ -143,25 +172,35 @@ class SmppTransportConfig(EndpointConfig):
     long_messages: SplitMode = "udh"
     max_parts: int = Field(10, ge=1, le=255)
     default_alphabet: Literal["gsm0338", "latin1", "ascii"] = "gsm0338"
-    registered_delivery: bool = True
+    registered_delivery: int = 1
+    receipt_timeout: float | None = Field(86400.0, gt=0)
     window_size: int = Field(10, ge=1, le=1000)
     tps: float | None = Field(None, gt=0)
     throttle_delay: float = Field(1.0, gt=0)
     throttle_max_delay: float = Field(30.0, gt=0)
     outbound_timeout: float = Field(60.0, gt=0)
     request_timeout: float = Field(30.0, gt=0)
+    enquire_link_interval: float = Field(30.0, gt=0)
+    enquire_link_timeout: float = Field(10.0, gt=0)
+    inbound_window: int = Field(100, ge=1)
+    inbound_timeout: float = Field(10.0, gt=0)
     transport_type: str = "sms"
     remember_sent: int = Field(100_000, ge=1)
     inbound_part_timeout: float = Field(300.0, gt=0)
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
+    permanent_refusal_delay: float = Field(300.0, gt=0)
 
-
-@dataclass
-class _Session:
-    """One bound SMPP session: the smpp34 client and its bound handle."""
-
-    client: Any
-    smsc: Any
+    @field_validator("registered_delivery", mode="before")
+    @classmethod
+    def _smpp_registered_delivery(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, int) and not (0 <= value <= 0x1F and value & 0x03 != 0x03):
+            raise ValueError(
+                f"{value} is not an SMPP registered_delivery (0-31; bits 0-1: 0 none, 1 receipt, "
+                "2 receipt on failure; bits 2-3 SME acks; 0x10 intermediate notifications)"
+            )
+        return value
 
 
 @dataclass
@@ -182,35 +221,13 @@ class _InboundParts:
     texts: dict[int, str] = field(default_factory=dict)
 
 
-class _SendPacer:
-    """Spaces submit_sm by ``1 / tps`` and pauses them all after ESME_RTHROTTLED."""
+def _refused_for_good(state: ConnectionState) -> bool:
+    """Whether the SMSC refused the last bind for a reason retrying cannot fix."""
+    return state.state == "refused" and state.refusal in PERMANENT_BIND_REFUSALS
 
-    def __init__(self, tps: float | None, throttle_delay: float, throttle_max_delay: float) -> None:
-        self.interval = 1.0 / tps if tps else 0.0
-        self._next_send = 0.0
-        self._paused_until = 0.0
-        self._throttle = Backoff(BackoffConfig(initial_delay=throttle_delay, max_delay=throttle_max_delay, factor=2.0))
-        self._lock = asyncio.Lock()
 
-    async def wait_turn(self) -> None:
-        """Wait until the next submit_sm may go out."""
-        async with self._lock:
-            loop = asyncio.get_running_loop()
-            start = max(loop.time(), self._next_send, self._paused_until)
-            delay = start - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self._next_send = max(loop.time(), start) + self.interval
-
-    def throttled(self) -> float:
-        """Note an ESME_RTHROTTLED: pause every sender; return the pause."""
-        delay = self._throttle.next_delay()
-        self._paused_until = max(self._paused_until, asyncio.get_running_loop().time() + delay)
-        return delay
-
-    def accepted(self) -> None:
-        """Note an accepted submit_sm: the next throttle pause starts small again."""
-        self._throttle.reset()
+def _clock(wall_time: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(wall_time))
 
 
 class _Refused(Exception):
@@ -227,15 +244,19 @@ class SmppTransport(TransportActor):
         super().__init__(endpoint_name, config, **kw)
         cfg = self.config
         self._password = ""
-        self._transmitter: ConnectionSupervisor[_Session] | None = None
-        self._receiver: ConnectionSupervisor[_Session] | None = None
+        self._transmitter: ConnectionSupervisor[SmppSession] | None = None
+        self._receiver: ConnectionSupervisor[SmppSession] | None = None
+        self._bind_states: dict[str, ConnectionState] = {}
         self._window = SendWindow(cfg.window_size)
-        self._pacer = _SendPacer(cfg.tps, cfg.throttle_delay, cfg.throttle_max_delay)
+        self._pacer = SendPacer(cfg.tps, cfg.throttle_delay, cfg.throttle_max_delay)
         self._references = itertools.cycle(range(1, 256 if cfg.long_messages == "udh" else 65536))
         self._sent_ids: BoundedMap[str, str] = BoundedMap(cfg.remember_sent)
         self._long: BoundedMap[str, _LongMessage] = BoundedMap(cfg.remember_sent)
         self._early_receipts: BoundedMap[str, tuple[Receipt, float]] = BoundedMap(1000)
+        self._awaiting_receipt: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._inbound_parts: dict[tuple[str, str, int, int], _InboundParts] = {}
+        self._inbound: set[asyncio.Task[None]] = set()
+        self._receipt_sweeper: asyncio.Task[None] | None = None
         self._closing = False
 
     # -- lifecycle ----------------------------------------------------------------
@@ -262,19 +283,35 @@ class SmppTransport(TransportActor):
             self._transmitter = self._supervisor(f"{name} TX", "TX")
             self._receiver = self._supervisor(f"{name} RX", "RX")
             binds = [self._transmitter, self._receiver]
+        if cfg.receipt_timeout is not None:
+            self._receipt_sweeper = asyncio.get_running_loop().create_task(self._sweep_receipts())
         await asyncio.gather(*(bind.start_and_wait() for bind in binds))
 
-    def _supervisor(self, name: str, bind_type: str) -> ConnectionSupervisor[_Session]:
-        async def connect() -> _Session:
-            return await self._bind(bind_type)
+    def _supervisor(self, name: str, bind_type: str) -> ConnectionSupervisor[SmppSession]:
+        state = self._bind_states[bind_type] = ConnectionState(bind_type)
 
-        return ConnectionSupervisor(name, connect, self._read_session, self._unbind, self.config.backoff)
+        async def connect() -> SmppSession:
+            return await self._bind(bind_type, state)
+
+        async def serve(session: SmppSession) -> None:
+            reason = await session.wait_closed()
+            state.enter("down", reason)
+
+        return ConnectionSupervisor(name, connect, serve, self._unbind, self.config.backoff)
 
     async def teardown_transport(self) -> None:
-        """Unbind, and nack what could not be sent (waits a few seconds for outstanding submits)."""
+        """Unbind, and nack what could not be sent (waits a few seconds for outstanding submits).
+
+        deliver_sm still awaiting the dispatcher stay unanswered: the SMSC delivers them again.
+        """
         self._closing = True
+        if self._receipt_sweeper is not None:
+            self._receipt_sweeper.cancel()
         for bind in {id(b): b for b in (self._transmitter, self._receiver) if b is not None}.values():
             await bind.stop()
+        for task in list(self._inbound):
+            task.cancel()
+        await asyncio.gather(*self._inbound, return_exceptions=True)
         await self._window.close()
 
     def is_bound(self) -> bool:
@@ -282,61 +319,109 @@ class SmppTransport(TransportActor):
         binds = [b for b in (self._transmitter, self._receiver) if b is not None]
         return bool(binds) and all(b.connected for b in binds)
 
+    def connection_state(self) -> list[dict[str, Any]]:
+        """Each bind's state: ``connecting``, ``bound``, ``refused`` (with the SMSC's reason) or ``down``.
+
+        Every entry has ``connection`` (the bind: ``TRX``, ``TX`` or ``RX``), ``state``, ``reason``,
+        ``since`` (wall-clock seconds), ``attempts`` (bind attempts since the last success) and
+        ``next_attempt`` (see ``ConnectionState``).
+        """
+        return [state.to_dict() for state in self._bind_states.values()]
+
     async def wait_bound(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for every bind to be up; return whether they are."""
         binds = {id(b): b for b in (self._transmitter, self._receiver) if b is not None}.values()
         results = await asyncio.gather(*(b.wait_connected(timeout) for b in binds))
         return bool(results) and all(results)
 
-    async def _bind(self, bind_type: str) -> _Session:
-        import smpp34
-
+    async def _bind(self, bind_type: str, state: ConnectionState) -> SmppSession:
         cfg = self.config
-        client = smpp34.Client(
-            host=cfg.host,
-            port=cfg.port,
-            system_id=cfg.system_id,
-            password=self._password,
-            bind_type=bind_type,
-            system_type=cfg.system_type,
-            addr_ton=cfg.addr_ton,
-            addr_npi=cfg.addr_npi,
-            address_range=cfg.address_range,
-            window_size=cfg.window_size,
-            connect_timeout_ms=max(1, int(cfg.backoff.connect_timeout * 1000) - 100),
-        )
+        if _refused_for_good(state) and state.next_attempt is not None and time.time() < state.next_attempt:
+            earlier = f"the bind earlier (not tried again before {_clock(state.next_attempt)})"
+            raise BindRefused(earlier, state.refusal or 0)
+        state.attempts += 1  # the state stays what the last attempt left (refused, down) until this one ends
         try:
-            smsc = await client.connect()
-        except BaseException:
-            await client.stop()
+            session = await SmppSession.open(
+                cfg.host,
+                cfg.port,
+                bind_type,
+                BindRequest(
+                    cfg.system_id, self._password, cfg.system_type, cfg.addr_ton, cfg.addr_npi, cfg.address_range
+                ),
+                on_deliver_sm=self._deliver_sm_arrived,
+                enquire_link_interval=cfg.enquire_link_interval,
+                enquire_link_timeout=cfg.enquire_link_timeout,
+                bind_timeout=cfg.backoff.connect_timeout,
+            )
+        except BindRefused as exc:
+            state.enter("refused", str(exc), exc.status)
+            if exc.permanent:
+                state.next_attempt = time.time() + cfg.permanent_refusal_delay
+                log.error(
+                    "smpp transport %r: %s; retrying cannot fix this: check the config (next attempt at %s)",
+                    self.endpoint_name,
+                    exc,
+                    _clock(state.next_attempt),
+                )
             raise
-        return _Session(client, smsc)
+        except asyncio.CancelledError:
+            state.enter("down", f"no bind response within {cfg.backoff.connect_timeout}s")
+            raise
+        except (OSError, TimeoutError) as exc:
+            state.enter("down", f"{type(exc).__name__}: {exc}")
+            raise
+        state.attempts = 0
+        state.next_attempt = None
+        state.enter("bound")
+        return session
 
-    async def _unbind(self, session: _Session) -> None:
-        try:
-            await asyncio.wait_for(session.smsc.unbind(), 2.0)
-        except Exception as exc:
-            log.debug("smpp transport %r: unbind failed: %s", self.endpoint_name, exc)
-        await session.client.stop()
+    async def _unbind(self, session: SmppSession) -> None:
+        await session.unbind()
 
     # -- inbound ----------------------------------------------------------------------
 
-    async def _read_session(self, session: _Session) -> None:
-        import smpp34
+    def _deliver_sm_arrived(self, session: SmppSession, pdu: Pdu) -> None:
+        """Take a deliver_sm into the inbound window (answered once safe) or throttle it."""
+        if len(self._inbound) >= self.config.inbound_window:
+            self.counters["inbound_throttled"] += 1
+            session.respond(pdu, ESME_RTHROTTLED)
+            return
+        task = asyncio.get_running_loop().create_task(self._answer_deliver_sm(session, pdu))
+        self._inbound.add(task)
+        task.add_done_callback(self._inbound.discard)
 
-        while True:
-            event = await session.smsc.next()
-            if isinstance(event, smpp34.DeliverSmEvent):
-                try:
-                    await self._on_deliver_sm(event)
-                except Exception as exc:  # one bad PDU never stops the others
-                    self.counters["inbound_errors"] += 1
-                    log.warning("smpp transport %r: deliver_sm not handled: %s", self.endpoint_name, exc)
-            else:
-                return
+    async def _answer_deliver_sm(self, session: SmppSession, pdu: Pdu) -> None:
+        try:
+            message = ShortMessage.decode(pdu.body)
+        except PduError as exc:
+            self.counters["inbound_errors"] += 1
+            log.warning("smpp transport %r: unreadable deliver_sm: %s", self.endpoint_name, exc)
+            session.respond(pdu, ESME_RX_P_APPN)
+            return
+        handling = asyncio.ensure_future(self._on_deliver_sm(message))
+        done, _ = await asyncio.wait({handling}, timeout=self.config.inbound_timeout)
+        safe = bool(done) and handling.result()
+        if not safe:
+            self.counters["inbound_deferred"] += 1  # the SMSC sends it again: at least once
+        if not session.respond(pdu, ESME_ROK if safe else ESME_RX_T_APPN):
+            self.counters["inbound_unanswered"] += 1
+        if not done:
+            await asyncio.wait({handling})  # it keeps its place in the inbound window until it ends
 
-    async def _on_deliver_sm(self, event: Any) -> None:
-        tlvs = {t.tag: t.value for t in event.tlvs}
+    async def _on_deliver_sm(self, message: ShortMessage) -> bool:
+        """Hand a deliver_sm's content to the dispatcher and wait for it; return whether it is safe."""
+        try:
+            await self._publish_deliver_sm(message)
+        except (DeliveryError, RuntimeError) as exc:
+            log.warning("smpp transport %r: deliver_sm not handed over: %s", self.endpoint_name, exc)
+            return False
+        except Exception as exc:  # one bad PDU never stops the others; it is kept as a failure record
+            self.counters["inbound_errors"] += 1
+            log.warning("smpp transport %r: deliver_sm not handled: %s", self.endpoint_name, exc)
+        return True
+
+    async def _publish_deliver_sm(self, event: ShortMessage) -> None:
+        tlvs = event.tlvs
         payload = event.short_message or tlvs.get(TLV_MESSAGE_PAYLOAD, b"")
         esm_class = event.esm_class
         if esm_class & ESM_CLASS_RECEIPT_MASK in (ESM_CLASS_DELIVERY_RECEIPT, ESM_CLASS_INTERMEDIATE_NOTIFICATION):
@@ -362,24 +447,27 @@ class SmppTransport(TransportActor):
             if whole is None:
                 return
             text = whole
-        metadata = {
-            "smpp": {
-                "source_addr_ton": event.source_addr_ton,
-                "source_addr_npi": event.source_addr_npi,
-                "dest_addr_ton": event.dest_addr_ton,
-                "dest_addr_npi": event.dest_addr_npi,
-                "data_coding": event.data_coding,
-                "esm_class": esm_class,
-                "service_type": event.service_type,
-            }
+        fields = {
+            "from_addr": event.source_addr,
+            "to_addr": event.destination_addr,
+            "content": text,
+            "transport_type": self.config.transport_type,
+            "transport_metadata": {
+                "smpp": {
+                    "source_addr_ton": event.source_addr_ton,
+                    "source_addr_npi": event.source_addr_npi,
+                    "dest_addr_ton": event.dest_addr_ton,
+                    "dest_addr_npi": event.dest_addr_npi,
+                    "data_coding": event.data_coding,
+                    "esm_class": esm_class,
+                    "service_type": event.service_type,
+                }
+            },
         }
-        await self.publish_from_peer(
-            from_addr=event.source_addr,
-            to_addr=event.destination_addr,
-            content=text,
-            transport_type=self.config.transport_type,
-            transport_metadata=metadata,
-        )
+        try:
+            await self.publish_message(wait=True, **fields)
+        except InvalidMessage:
+            await self.publish_from_peer(**fields)  # kept as an undeliverable record; redelivery cannot fix it
 
     def _collect_part(self, source: str, destination: str, concat: Concatenation, text: str) -> str | None:
         now = time.monotonic()
@@ -417,10 +505,14 @@ class SmppTransport(TransportActor):
                 long.reported_pending = True
             else:
                 self._long.pop(user_message_id)
+        if status != "pending":
+            self._awaiting_receipt.pop(user_message_id, None)
         self.counters[f"receipts_{status}"] += 1
-        await self.publish_delivery_report(
-            user_message_id,
-            status,
+        await self.publish_event(
+            wait=True,
+            event_type="delivery_report",
+            user_message_id=user_message_id,
+            delivery_status=status,
             transport_metadata={"smpp": {"smsc_message_id": smsc_id, "state": receipt.state}},
         )
 
@@ -438,6 +530,38 @@ class SmppTransport(TransportActor):
             if early is not None:
                 self.counters["receipts_unmatched"] -= 1
                 await self._on_receipt(early[0])
+
+    async def _sweep_receipts(self) -> None:
+        """Report ``pending`` (state ``NO_RECEIPT``) for acked messages whose receipt is overdue."""
+        timeout = self.config.receipt_timeout
+        assert timeout is not None
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now = time.monotonic()
+            while self._awaiting_receipt:
+                user_message_id, (due, smsc_id) = next(iter(self._awaiting_receipt.items()))
+                if due > now:
+                    break
+                del self._awaiting_receipt[user_message_id]
+                self.counters["receipts_timed_out"] += 1
+                try:
+                    await self.publish_delivery_report(
+                        user_message_id,
+                        "pending",
+                        transport_metadata={
+                            "smpp": {"smsc_message_id": smsc_id, "state": "NO_RECEIPT", "receipt_timeout": timeout}
+                        },
+                    )
+                except Exception as exc:
+                    log.warning("smpp transport %r: overdue receipt not reported: %s", self.endpoint_name, exc)
+
+    def _expect_receipt(self, user_message_id: str, smsc_id: str) -> None:
+        cfg = self.config
+        if cfg.receipt_timeout is None or cfg.registered_delivery & 0x03 != RECEIPT_REQUESTED:
+            return
+        self._awaiting_receipt[user_message_id] = (time.monotonic() + cfg.receipt_timeout, smsc_id)
+        while len(self._awaiting_receipt) > cfg.remember_sent:
+            self._awaiting_receipt.popitem(last=False)
 
     # -- outbound ---------------------------------------------------------------------
 
@@ -487,6 +611,8 @@ class SmppTransport(TransportActor):
         ids = [str(r) for r in results]
         if not ids[0]:
             ids[0] = message.message_id  # the SMSC gave no id: there will be no receipts to match
+        else:
+            self._expect_receipt(message.message_id, ids[0])
         self.counters["outbound_acked"] += 1
         await self.publish_ack(
             message.message_id, sent_message_id=ids[0], transport_metadata={"smpp": {"smsc_message_ids": ids}}
@@ -496,56 +622,76 @@ class SmppTransport(TransportActor):
         self.counters["outbound_nacked"] += 1
         await self.publish_nack(message.message_id, reason)
 
+    async def _transmitting_session(self, deadline: float) -> SmppSession | None:
+        """Wait (until ``deadline``) for the transmitting bind; None when it did not come up.
+
+        Raises:
+            _Refused: the SMSC refused the bind for a reason retrying cannot fix.
+        """
+        assert self._transmitter is not None
+        state = self._bind_states["TRX" if self.config.bind_mode == "transceiver" else "TX"]
+        loop = asyncio.get_running_loop()
+        while not self._closing and loop.time() < deadline:
+            session = self._transmitter.connection
+            if self._transmitter.connected and session is not None and session.is_open:
+                return session
+            if _refused_for_good(state):
+                raise _Refused(f"not sent: {state.reason}")
+            waits = {
+                loop.create_task(self._transmitter.wait_connected(deadline - loop.time())),
+                loop.create_task(state.changed.wait()),
+            }
+            await asyncio.wait(waits, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
+        return None
+
+    def _bind_trouble(self) -> str:
+        state = self._bind_states["TRX" if self.config.bind_mode == "transceiver" else "TX"]
+        if state.reason is None:
+            return "the bind never came up"
+        return f"the bind is {state.state}: {state.reason}"
+
     async def _submit_part(
         self, message: TransportUserMessage, encoded: EncodedMessage, index: int, deadline: float
     ) -> str:
         """Submit one part until the SMSC accepts or refuses it, or the deadline passes; return its id."""
-        import smpp34
-
         cfg = self.config
         part = encoded.parts[index]
+        body = ShortMessage(
+            source_addr=message.from_addr or cfg.source_addr,
+            destination_addr=message.to_addr or "",
+            short_message=part.short_message,
+            service_type=cfg.service_type,
+            source_addr_ton=cfg.source_addr_ton,
+            source_addr_npi=cfg.source_addr_npi,
+            dest_addr_ton=cfg.dest_addr_ton,
+            dest_addr_npi=cfg.dest_addr_npi,
+            esm_class=part.esm_class,
+            registered_delivery=cfg.registered_delivery,
+            data_coding=encoded.data_coding,
+            tlvs=dict(part.tlvs),
+        ).encode()
         loop = asyncio.get_running_loop()
-        last = "the bind never came up"
+        last: str | None = None
         while not self._closing:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            assert self._transmitter is not None
-            if not await self._transmitter.wait_connected(remaining):
-                break
-            session = self._transmitter.connection
+            session = await self._transmitting_session(deadline)
             if session is None:
-                continue
+                break
             await self._pacer.wait_turn()
             try:
-                response = await asyncio.wait_for(
-                    session.smsc.submit_sm(
-                        message.to_addr or "",
-                        part.short_message,
-                        source_addr=message.from_addr or cfg.source_addr,
-                        service_type=cfg.service_type,
-                        source_addr_ton=cfg.source_addr_ton,
-                        source_addr_npi=cfg.source_addr_npi,
-                        dest_addr_ton=cfg.dest_addr_ton,
-                        dest_addr_npi=cfg.dest_addr_npi,
-                        esm_class=part.esm_class,
-                        registered_delivery=1 if cfg.registered_delivery else 0,
-                        data_coding=encoded.data_coding,
-                        tlvs=[smpp34.Tlv(tag, value) for tag, value in part.tlvs],
-                    ),
-                    min(cfg.request_timeout, max(0.001, deadline - loop.time())),
+                response = await session.request(
+                    SUBMIT_SM, body, min(cfg.request_timeout, max(0.001, deadline - loop.time()))
                 )
-            except (smpp34.SmppError, TimeoutError, RuntimeError) as exc:
-                last = f"submit_sm failed: {exc}"
+            except (SessionLost, TimeoutError) as exc:
+                last = f"submit_sm failed: {type(exc).__name__}: {exc}"
                 self.counters["submit_retries"] += 1
-                if not await _alive(session):
-                    self._transmitter.connection_lost()
                 await asyncio.sleep(min(0.1, max(0.0, deadline - loop.time())))
                 continue
-            status = int(response.command_status)
+            status = response.command_status
             if status == ESME_ROK:
                 self._pacer.accepted()
-                smsc_id = str(response.message_id or "")
+                smsc_id = decode_message_id(response.body)
                 if smsc_id:
                     await self._remember_sent(smsc_id, message.message_id)
                 return smsc_id
@@ -558,11 +704,6 @@ class SmppTransport(TransportActor):
             raise _Refused(f"submit_sm refused: {describe_status(status)} (part {index + 1} of {len(encoded.parts)})")
         if self._closing:
             raise _Refused("transport stopped before the SMSC accepted the message")
+        if not self.is_bound() or last is None:
+            last = self._bind_trouble()
         raise _Refused(f"not accepted within {cfg.outbound_timeout}s: {last}")
-
-
-async def _alive(session: _Session) -> bool:
-    try:
-        return bool(await asyncio.wait_for(session.client.is_alive(), 1.0))
-    except Exception:
-        return False

@@ -19,24 +19,43 @@ At most ``window_size`` messages await a session or a confirmation at once; a
 message waits up to ``outbound_timeout`` seconds in all (for room in the
 window, a session and the server's confirmation) rather than fail, then is
 nacked. Stopping the transport nacks what is still unconfirmed after 5 s.
+
+A body with a character XML 1.0 cannot carry (U+0000-U+0008, U+000B, U+000C,
+U+000E-U+001F, lone surrogates, U+FFFE, U+FFFF) is nacked at once naming the
+character, or sent without such characters with ``xml_invalid_characters:
+strip``: a server drops the whole stream on one. A message whose connection
+dropped before the server confirmed it is sent again at most ``max_resends``
+times, then nacked, so one message the server keeps refusing cannot cause a
+reconnect storm.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from actors.endpoint import EndpointConfig, TransportActor
 from actors.transports.common import BackoffConfig, BoundedMap, ConnectionSupervisor, Secret, SendWindow
+from actors.transports.connection_state import ConnectionState
 from ray_dispatch.core.message import TransportUserMessage
 
 log = logging.getLogger(__name__)
 
 _REQUEST_ACK = '<r xmlns="urn:xmpp:sm:3"/>'
 """XEP-0198 ack request."""
+
+XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""A character outside XML 1.0's ``Char`` production."""
+
+
+def first_xml_invalid_character(text: str) -> tuple[int, str] | None:
+    """The index and character of the first character XML 1.0 cannot carry in ``text``, or None."""
+    found = XML_INVALID.search(text)
+    return None if found is None else (found.start(), found.group())
 
 
 class XmppTransportConfig(EndpointConfig):
@@ -60,6 +79,10 @@ class XmppTransportConfig(EndpointConfig):
             confirmation at once (default 100); more wait for room.
         outbound_timeout: seconds an outbound message may wait for room in the window,
             a session and the server's confirmation before it is nacked (default 30).
+        xml_invalid_characters: ``refuse`` (default: nack a body with a character XML 1.0
+            cannot carry, naming it) or ``strip`` (send the body without such characters).
+        max_resends: how many times a message whose connection dropped before the server
+            confirmed it is sent again before it is nacked (default 3).
         transport_type: the ``transport_type`` of inbound messages (default ``xmpp``).
         remember_sent: how many sent stanza ids to remember for receipts and errors (default 100000).
         backoff: delays between connection attempts.
@@ -79,6 +102,8 @@ class XmppTransportConfig(EndpointConfig):
     stream_management: bool = True
     window_size: int = Field(100, ge=1, le=10_000)
     outbound_timeout: float = Field(30.0, ge=0)
+    xml_invalid_characters: Literal["refuse", "strip"] = "refuse"
+    max_resends: int = Field(3, ge=0)
     transport_type: str = "xmpp"
     remember_sent: int = Field(100_000, ge=1)
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
@@ -112,6 +137,10 @@ class _Session:
             future.set_result(None)
 
 
+class _AuthRefused(ConnectionError):
+    """The server refused the login (the text has its SASL condition, e.g. ``not-authorized``)."""
+
+
 class XmppTransport(TransportActor):
     """XMPP chat transport (see the module docstring)."""
 
@@ -124,6 +153,7 @@ class XmppTransport(TransportActor):
         self._supervisor: ConnectionSupervisor[_Session] | None = None
         self._sent: BoundedMap[str, str] = BoundedMap(self.config.remember_sent)
         self._window = SendWindow(self.config.window_size)
+        self._state = ConnectionState("xmpp")
 
     @property
     def bare_jid(self) -> str:
@@ -141,7 +171,7 @@ class XmppTransport(TransportActor):
         self._password = self.config.password.reveal("password")
         self._supervisor = ConnectionSupervisor(
             f"xmpp transport {self.endpoint_name!r} ({self.config.jid})",
-            self._connect,
+            self._connect_noting_state,
             self._serve,
             self._disconnect,
             self.config.backoff,
@@ -154,6 +184,12 @@ class XmppTransport(TransportActor):
         if self._supervisor is not None:
             await self._supervisor.stop()
 
+    def connection_state(self) -> list[dict[str, Any]]:
+        """The session's state: ``connecting``, ``connected``, ``refused`` (the server's SASL condition,
+        e.g. ``not-authorized``) or ``down`` (why), with ``since`` and ``attempts`` (see ``ConnectionState``).
+        """
+        return [self._state.to_dict()]
+
     def is_connected(self) -> bool:
         """Whether the session is up."""
         return self._supervisor is not None and self._supervisor.connected
@@ -161,6 +197,23 @@ class XmppTransport(TransportActor):
     async def wait_connected(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the session; return whether it is up."""
         return self._supervisor is not None and await self._supervisor.wait_connected(timeout)
+
+    async def _connect_noting_state(self) -> _Session:
+        self._state.attempts += 1
+        try:
+            session = await self._connect()
+        except asyncio.CancelledError:
+            self._state.enter("down", f"no session within {self.config.backoff.connect_timeout}s")
+            raise
+        except _AuthRefused as exc:
+            self._state.enter("refused", str(exc))
+            raise
+        except Exception as exc:
+            self._state.enter("down", f"{type(exc).__name__}: {exc}")
+            raise
+        self._state.attempts = 0
+        self._state.enter("connected")
+        return session
 
     async def _connect(self) -> _Session:
         import slixmpp
@@ -188,9 +241,9 @@ class XmppTransport(TransportActor):
         session = _Session(client)
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        def fail(reason: str) -> None:
+        def fail(reason: str, error: type[Exception] = ConnectionError) -> None:
             if not started.done():
-                started.set_exception(ConnectionError(reason))
+                started.set_exception(error(reason))
 
         negotiated = {"session_start": False, "stream_negotiated": False}
 
@@ -212,7 +265,9 @@ class XmppTransport(TransportActor):
         client.add_event_handler("stream_negotiated", lambda _: mark("stream_negotiated"))
         client.add_event_handler("presence_available", on_presence)
         client.add_event_handler("stanza_acked", session.on_stanza_acked)
-        client.add_event_handler("failed_auth", lambda _: fail("authentication failed"))
+        client.add_event_handler(
+            "failed_auth", lambda stanza: fail(f"the server refused the login: {stanza['condition']}", _AuthRefused)
+        )
         client.add_event_handler("connection_failed", lambda error: fail(f"connection failed: {error}"))
 
         def on_disconnected(_: Any) -> None:
@@ -236,6 +291,7 @@ class XmppTransport(TransportActor):
 
     async def _serve(self, session: _Session) -> None:
         await session.gone.wait()
+        self._state.enter("down", "the connection dropped")
 
     async def _disconnect(self, session: _Session) -> None:
         if not session.gone.is_set():
@@ -294,6 +350,18 @@ class XmppTransport(TransportActor):
         if not message.to_addr:
             await self._nack(message, "xmpp messages need a to_addr (a JID)")
             return
+        invalid = first_xml_invalid_character(message.content or "")
+        if invalid is not None and self.config.xml_invalid_characters == "strip":
+            message.content = XML_INVALID.sub("", message.content or "")
+            self.counters["outbound_stripped"] += 1
+        elif invalid is not None:
+            index, char = invalid
+            await self._nack(
+                message,
+                f"content has U+{ord(char):04X} at index {index}, which XML 1.0 cannot carry "
+                "(xml_invalid_characters: strip sends the text without such characters)",
+            )
+            return
         deadline = asyncio.get_running_loop().time() + self.config.outbound_timeout
         if not await self._window.reserve(self.config.outbound_timeout):
             await self._nack(message, f"no room in the send window within {self.config.outbound_timeout}s")
@@ -304,6 +372,7 @@ class XmppTransport(TransportActor):
         """Send until the server has it (once, without stream management); then ack, or nack at ``deadline``."""
         assert self._supervisor is not None
         loop = asyncio.get_running_loop()
+        resends = 0
         try:
             while True:
                 if not await self._supervisor.wait_connected(max(0.0, deadline - loop.time())):
@@ -319,6 +388,14 @@ class XmppTransport(TransportActor):
                     break
                 if not session.gone.is_set():
                     await self._nack(message, f"the server did not confirm it within {self.config.outbound_timeout}s")
+                    return
+                resends += 1
+                if resends > self.config.max_resends:
+                    await self._nack(
+                        message,
+                        f"the connection dropped {resends} times before the server confirmed it; not sent "
+                        f"again (max_resends: {self.config.max_resends})",
+                    )
                     return
                 self.counters["outbound_resent"] += 1
                 log.info("xmpp transport %r: resending %s (connection dropped)", self.endpoint_name, message.message_id)

@@ -8,11 +8,24 @@ an increasing decimal message id (or with errors on request), and can send
 MO messages and delivery receipts to a bound ESME. The control port speaks
 JSON lines: one request object in, one answer object out.
 
-Commands: ``status``, ``submits``, ``mo``, ``receipt``, ``throttle`` (next N
+Commands: ``status`` (sessions, binds, enquire_links, and ``deliver_answers``:
+how many deliver_sm_resp came back with each command_status), ``submits``, ``mo``, ``receipt``, ``throttle`` (next N
 submits get ESME_RTHROTTLED), ``reject`` (next N submits get ``status``),
 ``hold`` (answer no submit_sm until ``release``),
 ``auto_receipt`` (send a receipt with this stat word after each accept, or
-none), ``receipt_first`` (send the receipt before the submit_sm_resp).
+none: by default no receipt is ever sent), ``receipt_first`` (send the
+receipt before the submit_sm_resp).
+
+Misbehaving on request: ``refuse_binds`` (answer the next ``count`` binds, or
+all with -1, with ``status``), ``silence`` (every bound session goes quiet:
+nothing read is answered, the socket stays open — a dead link only
+enquire_link timeouts reveal), ``drop`` (close every session's socket without
+an unbind), ``stream`` (send ``count`` MO at ``rate`` per second, at most
+``window`` unanswered, from ``+2783`` + the 7-digit index, and deliver again
+every one answered with an error, not answered within ``response_timeout``,
+or sent on a session that died — as a real SMSC does) and ``stream_status``
+(how many the ESME accepted, refused, left unanswered; ``accepted`` lists
+the indexes).
 ``SmscPeer`` starts and stops the process and sends commands.
 """
 
@@ -26,6 +39,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run as a script: make ``peers`` importable
     sys.path.insert(0, str(HERE.parent))
 
-from peers.net import start_python_peer, stop_process, wait_for_port  # noqa: E402
+from peers.net import free_port, start_python_peer, stop_process, wait_for_port  # noqa: E402
 
 
 class SmscPeer:
@@ -44,6 +59,17 @@ class SmscPeer:
         self.control_port = control_port
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    @contextmanager
+    def running(cls, log_dir: Path) -> Iterator[SmscPeer]:
+        """An SMSC on free loopback ports, logging to ``log_dir/smsc.log``, stopped on leaving."""
+        peer = cls(free_port(), free_port(), log_dir / "smsc.log")
+        peer.start()
+        try:
+            yield peer
+        finally:
+            peer.stop()
 
     def start(self) -> None:
         """Start the SMSC process and wait (bounded) until it listens on both ports."""
@@ -120,6 +146,7 @@ class _Session:
         self.bound = False
         self.sequence = 0
         self.waiting: dict[int, asyncio.Future[int]] = {}
+        self.silent = False
 
     def send(self, data: bytes) -> None:
         self.writer.write(data)
@@ -137,11 +164,20 @@ class _Session:
         finally:
             self.smsc.sessions.pop(self.session_id, None)
             self.writer.close()
+            for future in self.waiting.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("the ESME's session ended"))
 
     async def on_pdu(self, command_id: int, status: int, sequence: int, pdu: bytes) -> bool:
         import smpp34
 
-        if command_id in (BIND_RECEIVER, BIND_TRANSMITTER, BIND_TRANSCEIVER):
+        if self.silent:
+            return True
+        if command_id in (BIND_RECEIVER, BIND_TRANSMITTER, BIND_TRANSCEIVER) and self.smsc.refuse_binds:
+            self.smsc.refuse_binds -= 1
+            self.smsc.bind_refusals += 1
+            self.send(_pdu(command_id | RESP, self.smsc.refuse_status, sequence))
+        elif command_id in (BIND_RECEIVER, BIND_TRANSMITTER, BIND_TRANSCEIVER):
             self.system_id = pdu[16:].split(b"\x00", 1)[0].decode("ascii", errors="replace")
             self.can_receive = command_id != BIND_TRANSMITTER
             self.bound = True
@@ -158,6 +194,7 @@ class _Session:
         elif command_id == SUBMIT_SM:
             await self.smsc.on_submit(self, smpp34.decode(pdu), sequence)
         elif command_id == DELIVER_SM | RESP:
+            self.smsc.deliver_answers[f"0x{status:02X}"] = self.smsc.deliver_answers.get(f"0x{status:02X}", 0) + 1
             future = self.waiting.pop(sequence, None)
             if future is not None and not future.done():
                 future.set_result(status)
@@ -170,7 +207,7 @@ class _Session:
         body = message_id.encode() + b"\x00" if message_id is not None else b""
         self.send(_pdu(SUBMIT_SM | RESP, status, sequence, body))
 
-    async def deliver_sm(self, **fields: Any) -> int:
+    async def deliver_sm(self, timeout: float = 5.0, **fields: Any) -> int:
         import smpp34
 
         self.sequence += 1
@@ -178,7 +215,10 @@ class _Session:
         self.waiting[self.sequence] = future
         self.send(smpp34.DeliverSm(sequence_number=self.sequence, **fields).encode())
         await self.writer.drain()
-        return await asyncio.wait_for(future, 5)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self.waiting.pop(self.sequence, None)
 
 
 class _Smsc:
@@ -196,6 +236,11 @@ class _Smsc:
         self.held: list[tuple[_Session, int, dict[str, Any]]] = []
         self.background: set[asyncio.Task[Any]] = set()
         self.receipt_first = False
+        self.refuse_binds = 0
+        self.refuse_status = 0
+        self.bind_refusals = 0
+        self.deliver_answers: dict[str, int] = {}
+        self.stream_state: dict[str, Any] = {}
 
     async def on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _Session(self, reader, writer).run()
@@ -298,7 +343,13 @@ class _Smsc:
                 {"session_id": s.session_id, "system_id": s.system_id, "can_receive": s.can_receive}
                 for s in self.sessions.values()
             ]
-            return {"sessions": sessions, "binds": self.binds, "enquire_links": self.enquire_links}
+            return {
+                "sessions": sessions,
+                "binds": self.binds,
+                "bind_refusals": self.bind_refusals,
+                "enquire_links": self.enquire_links,
+                "deliver_answers": self.deliver_answers,
+            }
         if cmd == "submits":
             return self.submits
         if cmd == "mo":
@@ -325,10 +376,79 @@ class _Smsc:
         if cmd == "receipt_first":
             self.receipt_first = bool(request.get("on", True))
             return self.receipt_first
+        if cmd == "refuse_binds":
+            self.refuse_binds, self.refuse_status = int(request.get("count", -1)), int(request["status"])
+            return self.refuse_binds
+        if cmd == "silence":
+            for session in self.sessions.values():
+                session.silent = True
+            return len(self.sessions)
+        if cmd == "drop":
+            dropped = list(self.sessions.values())
+            for session in dropped:
+                session.writer.transport.abort()
+            return len(dropped)
+        if cmd == "stream":
+            self.start_stream(request)
+            return True
+        if cmd == "stream_status":
+            state = self.stream_state
+            return {**{k: v for k, v in state.items() if k != "accepted"}, "accepted": sorted(state["accepted"])}
         if cmd == "auto_receipt":
             self.auto_receipt = request.get("stat")
             return self.auto_receipt
         raise ValueError(f"unknown command {cmd!r}")
+
+    def start_stream(self, request: dict[str, Any]) -> None:
+        """Start streaming MO (see ``stream`` in the module docstring) in the background."""
+        count = int(request["count"])
+        self.stream_state = {"count": count, "accepted": set(), "refused": 0, "unanswered": 0, "sent": 0}
+        task = asyncio.get_running_loop().create_task(
+            self.stream(
+                count,
+                float(request.get("rate", 400)),
+                int(request.get("window", 50)),
+                float(request.get("response_timeout", 5)),
+            )
+        )
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def stream(self, count: int, rate: float, window: int, response_timeout: float) -> None:
+        state = self.stream_state
+        todo = list(range(count))
+        places = asyncio.Semaphore(window)
+
+        async def deliver(index: int) -> None:
+            try:
+                state["sent"] += 1
+                status = await self.receiver().deliver_sm(
+                    timeout=response_timeout,
+                    source_addr=f"+2783{index:07d}",
+                    destination_addr="4321",
+                    short_message=f"mo {index}".encode(),
+                )
+                if status == 0:
+                    state["accepted"].add(index)
+                    return
+                state["refused"] += 1
+            except (RuntimeError, TimeoutError, ConnectionError):
+                state["unanswered"] += 1
+            finally:
+                places.release()
+            await asyncio.sleep(0.2)
+            todo.append(index)  # deliver it again, later
+
+        pending: set[asyncio.Task[None]] = set()
+        while len(state["accepted"]) < count:
+            if not todo:
+                await asyncio.sleep(0.02)
+                continue
+            await places.acquire()
+            task = asyncio.get_running_loop().create_task(deliver(todo.pop(0)))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            await asyncio.sleep(1.0 / rate)
 
     async def on_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,12 @@ from ray_dispatch.core.message import Message, TransportEvent, TransportUserMess
 # tests/peers is imported as the top-level package ``peers`` whatever the rootdir layout.
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from peers.smsc import SmscPeer
+
+from actors.transports.smpp import SmppTransport
+
+from .smpp_support import FAST_BACKOFF
 
 
 class RecordingLink:
@@ -70,6 +76,55 @@ class RecordingLink:
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
 
 
+class HoldingLink(RecordingLink):
+    """A link that records what it is given and confirms it only on ``release``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unconfirmed: list[asyncio.Future[Any]] = []
+
+    async def send(self, direction: str, message: Message) -> asyncio.Future[Any]:
+        await super().send(direction, message)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.unconfirmed.append(future)
+        return future
+
+    def release(self) -> None:
+        """Confirm everything sent so far."""
+        for future in self.unconfirmed:
+            if not future.done():
+                future.set_result(None)
+
+
 @pytest.fixture
 def link() -> RecordingLink:
     return RecordingLink()
+
+
+@pytest.fixture
+def smsc(tmp_path: Path) -> Iterator[SmscPeer]:
+    """A test SMSC process on free loopback ports (stopped after the test)."""
+    with SmscPeer.running(tmp_path) as peer:
+        yield peer
+
+
+@pytest.fixture
+async def make_transport(link: RecordingLink, smsc: SmscPeer) -> AsyncIterator[Any]:
+    """Build and start SMPP transports on ``smsc`` and ``link`` (``bound=False``: don't wait for the bind)."""
+    started: list[SmppTransport] = []
+
+    async def make(bound: bool = True, **config: Any) -> SmppTransport:
+        config = {"port": smsc.port, "system_id": "esme1", "backoff": FAST_BACKOFF, **config}
+        transport = SmppTransport("smpp", config)
+        transport.use_link(link)
+        started.append(transport)
+        await transport.start()
+        if bound:
+            assert await transport.wait_bound(5)
+        return transport
+
+    try:
+        yield make
+    finally:
+        for transport in started:
+            await transport.stop()

@@ -16,6 +16,7 @@ from peers.net import free_port
 from actors.transports.http_api import HttpTransport
 from ray_dispatch.core.errors import ConfigError
 from ray_dispatch.core.message import TransportUserMessage
+from tests.transports.conftest import HoldingLink
 
 FAST_BACKOFF = {"initial_delay": 0.05, "max_delay": 0.2, "connect_timeout": 2.0}
 
@@ -269,4 +270,55 @@ async def test_busy_port_is_retried_until_it_frees_up(link: Any) -> None:
         assert status == 200
     finally:
         blocker.close()
+        await transport.stop()
+
+
+async def test_unknown_and_reserved_fields_are_refused_naming_them(link: Any) -> None:
+    transport = await start_transport(link)
+    base = f"http://127.0.0.1:{transport.port}"
+    try:
+        status, body = await post(f"{base}/messages", {"from_addr": "1", "to_addr": "2", "self": "x", "colour": 1})
+        assert status == 400 and "unknown field(s) 'colour', 'self'" in body["error"]
+        status, body = await post(f"{base}/messages", {"from_addr": "1", "to_addr": "2", "routing_metadata": {}})
+        assert status == 400 and "'routing_metadata' are set by the transport" in body["error"]
+        status, body = await post(f"{base}/events", {"event_type": "ack", "user_message_id": "m1", "self": 1})
+        assert status == 400 and "unknown field(s) 'self'" in body["error"]
+        assert link.items == []
+    finally:
+        await transport.stop()
+
+
+async def test_an_oversized_body_gets_a_json_413_that_openapi_documents(link: Any) -> None:
+    transport = await start_transport(link, max_body_bytes=1024)
+    base = f"http://127.0.0.1:{transport.port}"
+    try:
+        status, body = await post(f"{base}/messages", {"from_addr": "1", "to_addr": "2", "content": "x" * 2000})
+        assert status == 413 and "max_body_bytes (1024 bytes)" in body["error"]
+        async with aiohttp.ClientSession() as session, session.get(f"{base}/openapi.json") as response:
+            doc = await response.json()
+        for path in ("/messages", "/events"):
+            assert set(doc["paths"][path]["post"]["responses"]) >= {"200", "400", "413", "503"}
+        assert link.items == []
+    finally:
+        await transport.stop()
+
+
+async def test_a_post_is_answered_200_only_after_the_dispatcher_confirmed_it_else_503() -> None:
+    link = HoldingLink()
+    transport = await start_transport(link, inbound_timeout=0.5)
+    url = f"http://127.0.0.1:{transport.port}/messages"
+    try:
+        answer = asyncio.create_task(post(url, {"from_addr": "1", "to_addr": "2", "content": "confirmed"}))
+        await link.wait_until(lambda: link.inbound)
+        assert not answer.done()
+        link.release()
+        status, body = await answer
+        assert status == 200 and body == {"message_id": link.inbound[0].message_id}
+        async with aiohttp.ClientSession() as session:
+            message = {"from_addr": "1", "to_addr": "2", "content": "never confirmed"}
+            async with session.post(url, json=message) as response:
+                assert response.status == 503 and response.headers["Retry-After"] == "1"
+                assert "not confirmed within 0.5s" in (await response.json())["error"]
+    finally:
+        link.release()
         await transport.stop()

@@ -1,9 +1,8 @@
-"""SMPP transport against a real SMSC peer (smpp34's server) in its own process (no Ray)."""
+"""SMPP transport against the test SMSC (tests/peers/smsc.py) in its own process (no Ray)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,53 +11,10 @@ from peers.net import free_port
 from peers.smsc import SmscPeer
 
 from actors.transports.smpp import SmppTransport
-from actors.transports.smpp_codec import encode_message, gsm_decode, gsm_septets
+from actors.transports.smpp_codec import encode_message, gsm_decode
 from ray_dispatch.core.errors import ConfigError
-from ray_dispatch.core.message import TransportUserMessage
 
-FAST_BACKOFF = {"initial_delay": 0.1, "max_delay": 0.5, "connect_timeout": 3.0}
-
-
-@pytest.fixture
-def smsc(tmp_path: Path) -> Iterator[SmscPeer]:
-    peer = SmscPeer(free_port(), free_port(), tmp_path / "smsc.log")
-    peer.start()
-    try:
-        yield peer
-    finally:
-        peer.stop()
-
-
-@pytest.fixture
-async def make_transport(link: Any, smsc: SmscPeer) -> AsyncIterator[Any]:
-    started: list[SmppTransport] = []
-
-    async def make(**config: Any) -> SmppTransport:
-        config = {"port": smsc.port, "system_id": "esme1", "backoff": FAST_BACKOFF, **config}
-        transport = SmppTransport("smpp", config)
-        transport.use_link(link)
-        await transport.start()
-        assert await transport.wait_bound(5)
-        started.append(transport)
-        return transport
-
-    try:
-        yield make
-    finally:
-        for transport in started:
-            await transport.stop()
-
-
-def outbound(content: str, to_addr: str = "27820001111", **kw: Any) -> TransportUserMessage:
-    return TransportUserMessage(
-        to_addr=to_addr, from_addr="1234", content=content, transport_name="smpp", transport_type="sms", **kw
-    )
-
-
-def gsm_hex(text: str) -> str:
-    septets = gsm_septets(text)
-    assert septets is not None
-    return b"".join(septets).hex()
+from .smpp_support import FAST_BACKOFF, eventually_status, gsm_hex, outbound
 
 
 async def test_mo_deliver_sm_becomes_an_inbound_message(link: Any, smsc: SmscPeer, make_transport: Any) -> None:
@@ -132,15 +88,9 @@ async def test_a_receipt_that_overtakes_the_submit_response_still_reports(
     assert report.delivery_status == "delivered"
 
 
-@pytest.mark.slow
 async def test_enquire_link_keeps_the_bind_alive(smsc: SmscPeer, make_transport: Any) -> None:
-    await make_transport()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 45  # smpp34's core sends enquire_link every 30 s
-    while (await smsc.command("status"))["enquire_links"] < 1 and loop.time() < deadline:
-        await asyncio.sleep(1)
-    status = await smsc.command("status")
-    assert status["enquire_links"] >= 1
+    await make_transport(enquire_link_interval=0.2)
+    status = await eventually_status(smsc, lambda status: status["enquire_links"] >= 3)
     assert status["binds"] == 1  # still the first bind
 
 
@@ -175,8 +125,8 @@ async def test_long_ucs2_message_is_split_with_udh_and_reported_once(
     assert {u[:4] for u in udhs} == {udhs[0][:4]} and [u[4:] for u in udhs] == [b"\x03\x01", b"\x03\x02", b"\x03\x03"]
     joined = b"".join(bytes.fromhex(s["short_message"])[6:] for s in by_number).decode("utf-16-be")
     assert joined == text
-    await link.wait_until(lambda: link.events_about(message.message_id, "delivery_report"))
-    await asyncio.sleep(0.2)
+    # each receipt is answered only after its report (if any) was confirmed: after three answers, all is in
+    await eventually_status(smsc, lambda status: status["deliver_answers"].get("0x00", 0) == 3)
     [ack] = link.events_about(message.message_id, "ack")
     assert ack.sent_message_id == by_number[0]["message_id"]
     [report] = link.events_about(message.message_id, "delivery_report")  # one report for the three parts
@@ -245,14 +195,11 @@ async def test_window_bounds_outstanding_submits(link: Any, smsc: SmscPeer, make
 
     sending = asyncio.create_task(send_all())
     try:
-        await asyncio.sleep(0.5)
-        assert len(await smsc.command("submits")) == 2
+        assert len(await smsc.wait_for_submits(2)) == 2
+        assert len(await smsc.wait_for_submits(3, timeout=0.5)) == 2  # the window holds the third back
         assert not sending.done()
-        assert await smsc.command("release") == 2
-        await asyncio.sleep(0.3)
-        await smsc.command("release")
+        assert await smsc.command("release") == 2  # and no more holding: the rest go through the window
         await asyncio.wait_for(sending, 10)
-        await smsc.command("release")
         await link.wait_until(lambda: all(link.events_about(m.message_id, "ack") for m in messages))
         submits = await smsc.command("submits")
         assert sorted(gsm_decode(bytes.fromhex(s["short_message"])) for s in submits) == [m.content for m in messages]
@@ -292,8 +239,6 @@ async def test_smsc_going_away_and_back_loses_no_queued_message(link: Any, tmp_p
         messages = [outbound(f"queued {i}") for i in range(3)]
         for message in messages:  # each waits for the bind
             await transport.handle_outbound_message(message)
-        await asyncio.sleep(0.5)
-        assert link.events == []
         smsc.start()
         assert await transport.wait_bound(10)
         await link.wait_until(lambda: all(link.events_about(m.message_id) for m in messages), timeout=15)

@@ -50,13 +50,17 @@ def transport_config(prosody: ProsodyServer, secret_file: Path, **extra: Any) ->
 
 
 @contextlib.asynccontextmanager
-async def connected_transport(link: Any, config: dict[str, Any]) -> AsyncIterator[XmppTransport]:
-    """An XmppTransport with ``config`` recording into ``link``, connected inside the block, stopped after it."""
+async def connected_transport(
+    link: Any, config: dict[str, Any], connected: bool = True
+) -> AsyncIterator[XmppTransport]:
+    """An XmppTransport with ``config`` recording into ``link``, started (and with ``connected``,
+    connected) inside the block, stopped after it."""
     transport = XmppTransport("xmpp", config)
     transport.use_link(link)
     await transport.start()
     try:
-        assert await transport.wait_connected(10)
+        if connected:
+            assert await transport.wait_connected(10)
         yield transport
     finally:
         await transport.stop()
@@ -253,16 +257,11 @@ async def test_no_session_within_the_timeout_is_a_nack(link: Any, tmp_path: Path
     port = free_port()  # nothing listens here
     config = transport_config(ProsodyServer(tmp_path / "unused", port), tmp_path / "password", outbound_timeout=0.5)
     config["backoff"] = {"initial_delay": 0.1, "max_delay": 0.2, "connect_timeout": 1.0}
-    transport = XmppTransport("xmpp", config)
-    transport.use_link(link)
-    await transport.start()
-    try:
+    async with connected_transport(link, config, connected=False) as transport:
         message = outbound("alice@localhost", "lost cause")
         await transport.handle_outbound_message(message)
         [nack] = await link.wait_until(lambda: link.events_about(message.message_id))
         assert nack.event_type == "nack" and "no XMPP session" in nack.nack_reason
-    finally:
-        await transport.stop()
 
 
 def test_config_errors_name_the_key() -> None:
@@ -272,3 +271,58 @@ def test_config_errors_name_the_key() -> None:
         XmppTransport("xmpp", {"jid": "a@b"})
     with pytest.raises(ConfigError, match="tls"):
         XmppTransport("xmpp", {"jid": "a@b", "password": {"env": "X"}, "tls": "maybe"})
+
+
+async def test_a_body_xml_cannot_carry_is_nacked_at_once_naming_the_character(
+    link: Any, transport: XmppTransport, alice: XmppPeer
+) -> None:
+    bad = outbound("alice@localhost", "bell \x07 here")
+    await transport.handle_outbound_message(bad)
+    [nack] = link.events_about(bad.message_id)
+    assert nack.event_type == "nack" and "U+0007 at index 5" in nack.nack_reason
+    good = outbound("alice@localhost", "after the bell")
+    await transport.handle_outbound_message(good)
+    assert await alice.wait_for_bodies(1) == ["after the bell"]  # the session was never disturbed
+    await link.wait_until(lambda: link.events_about(good.message_id, "ack"))
+    assert transport.counters["outbound_resent"] == 0
+
+
+async def test_strip_sends_the_body_without_the_characters_xml_cannot_carry(
+    link: Any, prosody: ProsodyServer, alice_direct: XmppPeer, tmp_path: Path
+) -> None:
+    config = transport_config(prosody, tmp_path / "password", xml_invalid_characters="strip")
+    async with connected_transport(link, config) as transport:
+        message = outbound("alice@localhost", "bell \x07\x1b here \ufffe")
+        await transport.handle_outbound_message(message)
+        assert await alice_direct.wait_for_bodies(1) == ["bell  here "]
+        await link.wait_until(lambda: link.events_about(message.message_id, "ack"))
+
+
+async def test_a_stanza_the_server_keeps_dropping_the_stream_for_is_resent_at_most_max_resends_times(
+    link: Any, prosody: ProsodyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Let a character through that makes prosody drop the stream (as it did before the check existed).
+    monkeypatch.setattr("actors.transports.xmpp.first_xml_invalid_character", lambda text: None)
+    config = transport_config(prosody, tmp_path / "password", max_resends=2, outbound_timeout=120)
+    async with connected_transport(link, config) as transport:
+        message = outbound("alice@localhost", "poison \x07")
+        await transport.handle_outbound_message(message)
+        await link.wait_until(lambda: link.events_about(message.message_id), timeout=60)
+        [nack] = link.events_about(message.message_id)
+        assert nack.event_type == "nack" and "dropped 3 times" in nack.nack_reason
+        assert "max_resends: 2" in nack.nack_reason
+        assert transport.counters["outbound_resent"] == 2
+
+
+async def test_a_refused_login_names_the_servers_condition_in_state_and_nacks(
+    link: Any, prosody: ProsodyServer, tmp_path: Path
+) -> None:
+    config = transport_config(prosody, tmp_path / "password", outbound_timeout=2)
+    (tmp_path / "password").write_text("wrong-secret\n")
+    async with connected_transport(link, config, connected=False) as transport:
+        message = outbound("alice@localhost", "locked out")
+        await transport.handle_outbound_message(message)
+        [nack] = await link.wait_until(lambda: link.events_about(message.message_id), timeout=15)
+        assert "not-authorized" in nack.nack_reason
+        [state] = transport.connection_state()
+        assert state["state"] == "refused" and "not-authorized" in state["reason"] and state["attempts"] >= 1
