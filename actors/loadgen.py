@@ -126,7 +126,7 @@ def stamped(template: dict[str, Any], message_id: str) -> dict[str, Any]:
     """
     payload = dict(template)
     payload["helper_metadata"] = dict(template["helper_metadata"])
-    payload["routing_metadata"] = dict(template["routing_metadata"])
+    payload["routing_metadata"] = dict(template.get("routing_metadata", {}))
     payload["message_id"] = message_id
     payload["timestamp"] = utcnow()
     payload["transport_metadata"] = {SENT_AT: time.time()}

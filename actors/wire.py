@@ -32,10 +32,8 @@ _FIELDS = {name: frozenset(cls.model_fields) for name, cls in _CLASSES.items()}
 
 
 def to_wire(msg: Message) -> dict[str, Any]:
-    """Return the payload dict of ``msg`` (shallow: pickling makes the copy)."""
-    if msg.__pydantic_extra__:
-        return {**msg.__dict__, **msg.__pydantic_extra__}
-    return dict(msg.__dict__)
+    """Return the payload dict of ``msg`` (shallow: pickling makes the copy; only the keys present)."""
+    return msg.payload()
 
 
 def from_wire(payload: dict[str, Any]) -> Message:
@@ -47,20 +45,7 @@ def from_wire(payload: dict[str, Any]) -> Message:
     Raises:
         KeyError: the payload lacks ``message_type`` or a declared field.
     """
-    kind = payload["message_type"]
-    cls = _CLASSES[kind]
-    fields = _FIELDS[kind]
-    msg = cls.__new__(cls)
-    if len(payload) == len(fields) and fields.issuperset(payload):
-        declared, extra = payload, {}  # the common case: no extra fields, the dict is ours
-    else:
-        declared = {name: payload[name] for name in cls.model_fields}
-        extra = {k: v for k, v in payload.items() if k not in fields}
-    object.__setattr__(msg, "__dict__", declared)
-    object.__setattr__(msg, "__pydantic_extra__", extra)
-    object.__setattr__(msg, "__pydantic_fields_set__", set(declared))
-    object.__setattr__(msg, "__pydantic_private__", None)
-    return msg
+    return _CLASSES[payload["message_type"]].from_trusted_payload(payload)
 
 
 def message_key(direction: str, payload: dict[str, Any]) -> str:

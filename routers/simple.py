@@ -25,11 +25,24 @@ class OutboundByTransportName(BaseDispatchRouter):
 
     An outbound message leaves through the transport its ``transport_name``
     names, after remapping through ``transport_mappings`` (alias -> transport).
+    A message without one (``transport_name`` None, as Vumi's
+    ``ApplicationWorker.send_to`` sends when its ``send_to`` config names no
+    transport) is looked up by the application endpoint it came from:
+    ``transport_mappings: {<exposed name>: <transport name>}``.
     """
 
     def dispatch_outbound_message(self, msg: TransportUserMessage) -> None:
-        """Send ``msg`` out through the transport its ``transport_name`` names (remapped)."""
+        """Send ``msg`` out through the transport its ``transport_name`` (or its sender) names, remapped."""
         name = msg.transport_name
+        if name is None:
+            sender = self.dispatcher.current_endpoint()
+            if sender not in self.config.transport_mappings:
+                raise NoRoute(
+                    f"outbound message from {sender!r} has no transport_name (as Vumi's send_to leaves it);"
+                    f" name its transport with transport_mappings: {{{sender}: <transport name>}}"
+                )
+            self.explain("outbound: no transport_name; routing by the sending application %r", sender)
+            name = sender
         target = self.config.transport_mappings.get(name, name)
         if target not in self.dispatcher.transport_names:
             raise NoRoute(
@@ -50,7 +63,8 @@ class SimpleDispatchRouter(OutboundByTransportName):
             from a transport follow it.
         transport_mappings: optional; outbound ``transport_name`` -> transport
             name. Outbound messages leave through the transport their
-            ``transport_name`` names, after this remapping.
+            ``transport_name`` names, after this remapping; one without a
+            ``transport_name`` goes by its sender: ``{<exposed name>: <transport>}``.
     """
 
     class CONFIG_CLASS(OutboundByTransportNameConfig):  # noqa: N801 - the contract's name
