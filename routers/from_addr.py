@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import BeforeValidator
+
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage
 from ray_dispatch.core.router import RouterConfig, TransportName
 from routers.common import SingleApplicationRouter, look_up, publish_to_application
+from routers.simple import text_keys
 
 
 class FromAddrMultiplexRouter(SingleApplicationRouter):
@@ -28,7 +33,7 @@ class FromAddrMultiplexRouter(SingleApplicationRouter):
     class CONFIG_CLASS(RouterConfig):  # noqa: N801 - the contract's name
         """Config of ``FromAddrMultiplexRouter``."""
 
-        fromaddr_mappings: dict[str, TransportName]
+        fromaddr_mappings: Annotated[dict[str, TransportName], BeforeValidator(text_keys)]
 
     def dispatch_inbound_message(self, msg: TransportUserMessage) -> None:
         """Send ``msg`` to the one application, as if it were the transport."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, field_validator
 
 from ray_dispatch.core.errors import NoRoute
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage
@@ -14,10 +16,30 @@ def as_list(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
+def text_keys(value: Any) -> Any:
+    """Refuse a mapping with a key that is not text, naming it and saying to quote it.
+
+    YAML reads an unquoted ``8282:`` as a number and ``+31642500021:`` as a
+    number without its ``+``; a message's address is text, so such a key
+    would never match (Vumi starts and never routes by it).
+
+    Raises:
+        ValueError: the first key that is not a string.
+    """
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise ValueError(
+                    f"key {key!r} is a {type(key).__name__}, not text: YAML reads unquoted digits as a number"
+                    f" (and drops a leading '+'); quote the key, e.g. '{key}': or '+{key}':"
+                )
+    return value
+
+
 class OutboundByTransportNameConfig(RouterConfig):
     """Config shared by routers that send outbound by the message's ``transport_name``."""
 
-    transport_mappings: dict[str, TransportName] = Field(default_factory=dict)
+    transport_mappings: Annotated[dict[str, TransportName], BeforeValidator(text_keys)] = Field(default_factory=dict)
 
 
 class OutboundByTransportName(BaseDispatchRouter):

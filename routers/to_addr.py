@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from ray_dispatch.core.errors import NoRoute
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage
 from ray_dispatch.core.router import ExposedName
 from routers.common import matched_text
-from routers.simple import OutboundByTransportName, OutboundByTransportNameConfig
+from routers.simple import OutboundByTransportName, OutboundByTransportNameConfig, text_keys
 
 
 def _compiles(pattern: str) -> str:
@@ -46,7 +46,7 @@ class ToAddrRouter(OutboundByTransportName):
     class CONFIG_CLASS(OutboundByTransportNameConfig):  # noqa: N801 - the contract's name
         """Config of ``ToAddrRouter``."""
 
-        toaddr_mappings: dict[ExposedName, RegexPattern]
+        toaddr_mappings: Annotated[dict[ExposedName, RegexPattern], BeforeValidator(text_keys)]
 
     def setup_routing(self) -> None:
         """Compile the ``toaddr_mappings`` patterns."""

@@ -19,21 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ray_dispatch.core.errors import ConfigError
 from ray_dispatch.core.router import format_validation_error
+from ray_dispatch.core.vumi import IncludeError, load_yaml, unavailable_vumi_class, unsupported_vumi_config, vumi_alias
 
 DEFAULT_RETURN_ROUTE_TTL = 7 * 24 * 3600.0
 
-_VUMI_ROUTER_MODULES = ("vumi.dispatchers.base", "vumi.dispatchers.load_balancer", "vumi.dispatchers")
-_VUMI_MIDDLEWARE_MODULES = ("vumi.middleware.logging", "vumi.middleware")
-
-
-def vumi_alias(path: str) -> str:
-    """Map a Vumi class path to ours (``vumi.dispatchers.X`` -> ``routers.X``); others unchanged."""
-    module, _, name = path.rpartition(".")
-    if module in _VUMI_ROUTER_MODULES:
-        return f"routers.{name}"
-    if module in _VUMI_MIDDLEWARE_MODULES:
-        return f"ray_dispatch.middleware.{name}"
-    return path
+__all__ = ["vumi_alias"]  # re-exported: its home is ray_dispatch.core.vumi
 
 
 def _under(target: str, prefix: str) -> bool:
@@ -58,6 +48,9 @@ def resolve_class(path: str, key: str, base: type | None = None, allowed_prefixe
     """
     if not isinstance(path, str) or "." not in path:
         raise ConfigError(f"{key}: expected a dotted class path like 'routers.SimpleDispatchRouter' (got {path!r})")
+    unavailable = unavailable_vumi_class(path)
+    if unavailable is not None:
+        raise ConfigError(f"{key}: {unavailable}")
     target = vumi_alias(path)
     if allowed_prefixes is not None and not any(_under(target, p) for p in (*BUILTIN_PREFIXES, *allowed_prefixes)):
         raise ConfigError(
@@ -216,17 +209,18 @@ class DispatcherConfig(BaseModel):
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load`` (never the unsafe loader).
+    """Read a YAML mapping with the safe loader (never the unsafe one) plus Vumi's ``!include``.
 
     Raises:
-        ConfigError: the file is missing, unreadable, not YAML, or not a mapping.
+        ConfigError: the file is missing, unreadable, not YAML, or not a mapping;
+            an ``!include`` leaves the config's folder, loops or cannot be read.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = load_yaml(Path(path))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
-    try:
-        data = yaml.safe_load(text)
+    except IncludeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(data, dict):
@@ -251,6 +245,9 @@ def load_config(source: Mapping[str, Any] | str | Path | DispatcherConfig) -> Di
     else:
         raise ConfigError(f"a config must be a mapping or a YAML file path (got {type(source).__name__})")
     prefix = f"{origin}: " if origin else ""
+    unsupported = unsupported_vumi_config(raw)
+    if unsupported is not None:
+        raise ConfigError(prefix + unsupported)
     bad_keys = [k for k in raw if not isinstance(k, str)]
     if bad_keys:
         raise ConfigError(f"{prefix}invalid dispatcher config: top-level key {bad_keys[0]!r} is not a string")

@@ -270,7 +270,7 @@ async def test_a_vumi_config_routes_unchanged() -> None:
         ("routers.simple.as_list", "module 'routers.simple' has no class 'as_list'"),
         (
             "vumi.dispatchers.base.NoSuchRouter",
-            "module 'routers' has no class 'NoSuchRouter' (from 'vumi.dispatchers.base.NoSuchRouter')",
+            "router_class: Vumi's vumi.dispatchers.base.NoSuchRouter is not available in ray_dispatch; available",
         ),
     ],
 )
