@@ -29,6 +29,12 @@ def our_routers() -> list[str]:
 
 OUR_MIDDLEWARE: dict[str, str] = {
     "LoggingMiddleware": "logging",
+    "TaggingMiddleware": "tagger",
+    "AddressTranslationMiddleware": "address_translator",
+    "StaticProviderSettingMiddleware": "provider_setter",
+    "AddressPrefixProviderSettingMiddleware": "provider_setter",
+    "SessionLengthMiddleware": "session_length",
+    "StoringMiddleware": "message_storing",
 }
 """Middleware ``ray_dispatch.middleware`` exports -> the Vumi module it comes from (``vumi.middleware.<module>``)."""
 

@@ -177,3 +177,76 @@ def vumi_round_trip_keys(payload: dict[str, Any]) -> set[str]:
     if payload.get("message_type") == "user_message":
         added |= {"group", "provider"}
     return set(payload) | added
+
+
+# Dispatcher configs from Vumi's own router tests (vumi/dispatchers/tests/test_base.py), as given
+# there. Two changes, noted per entry: the test-only RecordingMiddleware of TestBaseDispatchWorker
+# is left out, and the configs the tests hand to a DummyDispatcher get their router_class.
+VUMI_ROUTER_CONFIGS: dict[str, dict[str, Any]] = {
+    "TestBaseDispatchWorker": {  # without its vumi.middleware.tests.utils.RecordingMiddleware pair
+        "transport_names": ["transport1", "transport2", "transport3"],
+        "exposed_names": ["app1", "app2", "app3"],
+        "router_class": "vumi.dispatchers.base.SimpleDispatchRouter",
+        "route_mappings": {"transport1": ["app1"], "transport2": ["app2"], "transport3": ["app1", "app3"]},
+    },
+    "TestToAddrRouter": {  # router_class added
+        "router_class": "vumi.dispatchers.base.ToAddrRouter",
+        "transport_names": ["transport1"],
+        "exposed_names": ["app1", "app2"],
+        "toaddr_mappings": {"app1": "to:.*:1", "app2": "to:app2"},
+    },
+    "TestTransportToTransportRouter": {
+        "transport_names": ["transport1", "transport2"],
+        "exposed_names": [],
+        "router_class": "vumi.dispatchers.base.TransportToTransportRouter",
+        "route_mappings": {"transport1": ["transport2"]},
+    },
+    "TestFromAddrMultiplexRouter": {  # router_class given in the test's config
+        "transport_names": ["transport_1", "transport_2", "transport_3"],
+        "exposed_names": ["muxed"],
+        "router_class": "vumi.dispatchers.base.FromAddrMultiplexRouter",
+        "fromaddr_mappings": {
+            "thing1@muxme": "transport_1",
+            "thing2@muxme": "transport_2",
+            "thing3@muxme": "transport_3",
+        },
+    },
+    "TestUserGroupingRouter": {
+        "dispatcher_name": "user_group_dispatcher",
+        "router_class": "vumi.dispatchers.base.UserGroupingRouter",
+        "transport_names": ["transport1"],
+        "exposed_names": ["app1", "app2"],
+        "group_mappings": {"group1": "app1", "group2": "app2"},
+        "transport_mappings": {"upstream1": "transport1"},
+    },
+    "TestContentKeywordRouter": {
+        "dispatcher_name": "keyword_dispatcher",
+        "router_class": "vumi.dispatchers.base.ContentKeywordRouter",
+        "transport_names": ["transport1", "transport2"],
+        "transport_mappings": {"shortcode1": "transport1", "shortcode2": "transport2"},
+        "exposed_names": ["app1", "app2", "app3", "fallback_app"],
+        "rules": [
+            {"app": "app1", "keyword": "KEYWORD1", "to_addr": "8181", "prefix": "+256"},
+            {"app": "app2", "keyword": "KEYWORD2"},
+        ],
+        "keyword_mappings": {"app2": "KEYWORD3", "app3": "KEYWORD1"},
+        "fallback_application": "fallback_app",
+        "expire_routing_memory": "3",
+    },
+    "TestRedirectOutboundRouterForSMPP": {
+        "dispatcher_name": "redirect_outbound_dispatcher",
+        "router_class": "vumi.dispatchers.base.RedirectOutboundRouter",
+        "transport_names": ["smpp_rx_transport", "smpp_tx_transport"],
+        "exposed_names": ["upstream"],
+        "redirect_outbound": {"upstream": "smpp_tx_transport"},
+        "redirect_inbound": {"smpp_tx_transport": "upstream", "smpp_rx_transport": "upstream"},
+    },
+    "TestRedirectOutboundRouter": {
+        "dispatcher_name": "redirect_outbound_dispatcher",
+        "router_class": "vumi.dispatchers.base.RedirectOutboundRouter",
+        "transport_names": ["transport1", "transport2"],
+        "exposed_names": ["app1", "app2"],
+        "redirect_outbound": {"app1": "transport1", "app2": "transport2"},
+        "redirect_inbound": {"transport1": "app1", "transport2": "app2"},
+    },
+}

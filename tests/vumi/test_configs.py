@@ -12,6 +12,7 @@ from ray_dispatch.core.config import load_config
 from ray_dispatch.core.errors import ConfigError
 from ray_dispatch.core.vumi import OUR_MIDDLEWARE, our_routers
 from ray_dispatch.testing import RouterHarness, make_inbound
+from tests.vumi.fixtures import VUMI_ROUTER_CONFIGS
 
 SIMPLE = """\
 router_class: vumi.dispatchers.SimpleDispatchRouter
@@ -34,6 +35,8 @@ def test_tables_of_our_classes_match_the_packages() -> None:
         "BaseMiddleware",
         "MiddlewareConfig",
         "MiddlewareStack",
+        "MessageStoreReader",
+        "StoredMessage",
     }
 
 
@@ -165,3 +168,18 @@ def test_other_tags_are_still_refused(tmp_path: Path) -> None:
     path = write(tmp_path, SIMPLE + "x: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(path)
+
+
+# -- Vumi's own router test configs start ---------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:RedirectOutboundRouter is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("name", sorted(VUMI_ROUTER_CONFIGS))
+async def test_every_config_of_vumis_router_tests_starts_and_routes(name: str) -> None:
+    config = VUMI_ROUTER_CONFIGS[name]
+    transport = config["transport_names"][0]
+    inbound = make_inbound("KEYWORD1 hi", to_addr="to:foo:1", from_addr="thing1@muxme", transport_name=transport)
+    async with RouterHarness(config) as h:
+        assert type(h.router).__name__ == config["router_class"].rpartition(".")[2]
+        outcome = await h.dispatch_inbound(inbound)
+        assert outcome.failures == [] and outcome.deliveries
