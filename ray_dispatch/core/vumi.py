@@ -38,6 +38,15 @@ OUR_MIDDLEWARE: dict[str, str] = {
 }
 """Middleware ``ray_dispatch.middleware`` exports -> the Vumi module it comes from (``vumi.middleware.<module>``)."""
 
+VUMI_TRANSPORTS: dict[str, str] = {
+    "vumi.transports.smpp.SmppTransceiverTransport": "actors.transports.vumi.VumiSmppTransport",
+    "vumi.transports.smpp.smpp_transport.SmppTransceiverTransport": "actors.transports.vumi.VumiSmppTransport",
+    "vumi.transports.smpp.SmppTransport": "actors.transports.vumi.VumiSmppTransport",
+}
+"""Vumi transport classes -> ours, configured with Vumi's keys (``actors/transports/vumi.py``)."""
+
+_SPLIT_BINDS = ("SmppTransmitterTransport", "SmppReceiverTransport")
+
 _VUMI_ROUTER_MODULES = ("vumi.dispatchers", "vumi.dispatchers.base", "vumi.dispatchers.load_balancer")
 _VUMI_MIDDLEWARE_MODULES = frozenset({"vumi.middleware", *(f"vumi.middleware.{m}" for m in OUR_MIDDLEWARE.values())})
 _ENDPOINT_DISPATCHERS = "vumi.dispatchers.endpoint_dispatchers"
@@ -50,6 +59,8 @@ _ENDPOINT_DISPATCHER_ADVICE = (
 
 def vumi_alias(path: str) -> str:
     """Map a Vumi class path to ours (``vumi.dispatchers.X`` -> ``routers.X``, ...); other paths unchanged."""
+    if path in VUMI_TRANSPORTS:
+        return VUMI_TRANSPORTS[path]
     module, _, name = path.rpartition(".")
     if module in _VUMI_ROUTER_MODULES and name in our_routers():
         return f"routers.{name}"
@@ -66,6 +77,15 @@ def unavailable_vumi_class(path: str) -> str | None:
         return f"Vumi's {path} is an endpoint dispatcher: {_ENDPOINT_DISPATCHER_ADVICE}"
     if path.startswith("vumi.dispatchers."):
         return f"Vumi's {path} is not available in ray_dispatch; available routers: {', '.join(our_routers())}"
+    if path.startswith("vumi.transports.smpp.") and path.rpartition(".")[2] in _SPLIT_BINDS:
+        return (
+            f"Vumi's {path} (one half of a split bind) is not available in ray_dispatch; use one endpoint with"
+            " class vumi.transports.smpp.SmppTransceiverTransport and bind_mode: transmitter_receiver"
+        )
+    if path.startswith("vumi.transports."):
+        return (
+            f"Vumi's {path} is not available in ray_dispatch; available Vumi transports: {', '.join(VUMI_TRANSPORTS)}"
+        )
     if path.startswith("vumi.middleware."):
         names = ", ".join(f"vumi.middleware.{module}.{name}" for name, module in OUR_MIDDLEWARE.items())
         return f"Vumi's {path} is not available in ray_dispatch; available middleware: {names}"

@@ -222,7 +222,8 @@ def test_middleware_config_block() -> None:
         ("vumi.middleware.logging.LoggingMiddleware", "ray_dispatch.middleware.LoggingMiddleware"),
         ("routers.SimpleDispatchRouter", "routers.SimpleDispatchRouter"),
         ("mycompany.routing.Custom", "mycompany.routing.Custom"),
-        ("vumi.transports.smpp.SmppTransport", "vumi.transports.smpp.SmppTransport"),
+        ("vumi.transports.smpp.SmppTransport", "actors.transports.vumi.VumiSmppTransport"),
+        ("vumi.transports.telnet.TelnetServerTransport", "vumi.transports.telnet.TelnetServerTransport"),
     ],
 )
 def test_vumi_alias(vumi_path: str, ours: str) -> None:
