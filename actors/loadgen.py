@@ -111,6 +111,7 @@ def build_templates(transport_name: str, config: Any, transport_type: str = "sms
                 "to_addr": config.to_addr,
                 "transport_name": transport_name,
                 "transport_type": transport_type,
+                "routing_metadata": {},  # as a transport's message has it (Vumi's constructor adds it)
             }
         )
         templates.append(to_wire(message))
@@ -126,7 +127,7 @@ def stamped(template: dict[str, Any], message_id: str) -> dict[str, Any]:
     """
     payload = dict(template)
     payload["helper_metadata"] = dict(template["helper_metadata"])
-    payload["routing_metadata"] = dict(template.get("routing_metadata", {}))
+    payload["routing_metadata"] = dict(template["routing_metadata"])
     payload["message_id"] = message_id
     payload["timestamp"] = utcnow()
     payload["transport_metadata"] = {SENT_AT: time.time()}
