@@ -1,4 +1,4 @@
-"""Vumi transport configs on our transports: an ``endpoints:`` entry naming Vumi's SMPP transport class.
+"""Vumi transport configs on our transports: an ``endpoints:`` entry naming Vumi's SMPP or Telnet transport.
 
 ``class: vumi.transports.smpp.SmppTransceiverTransport`` (or Vumi's old
 ``vumi.transports.smpp.SmppTransport``) with Vumi's config keys runs our
@@ -6,12 +6,14 @@
 for its own plumbing (AMQP, Redis) is ignored with a warning, and any other
 key is refused with its name and what to use instead. An inline
 ``password`` (Vumi configs have them) is accepted, never echoed, with a
-warning pointing to ``{env: NAME}``.
+warning pointing to ``{env: NAME}``. ``vumi.transports.telnet.TelnetServerTransport``
+runs our ``TelnetTransport`` the same way.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pydantic import PrivateAttr, model_validator
@@ -19,6 +21,7 @@ from pydantic import PrivateAttr, model_validator
 from actors.endpoint import EndpointConfig
 from actors.transports.common import Secret
 from actors.transports.smpp import SmppTransport, SmppTransportConfig
+from actors.transports.telnet import TelnetTransport, TelnetTransportConfig
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +90,15 @@ _INSTEAD = {
 }
 
 
-def _twisted_endpoint(description: str) -> dict[str, Any]:
-    """Map ``tcp:host=H:port=P`` (or ``tcp:H:P``) to ``host`` / ``port``.
+def _endpoint_parts(description: str, form: str) -> tuple[dict[str, str], list[str]]:
+    """Split a Twisted ``tcp:`` endpoint description into its named and positional arguments.
 
     Raises:
-        ValueError: not a TCP client endpoint with a host and a port.
+        ValueError: not a ``tcp:`` endpoint (``form`` says what is expected).
     """
     kind, _, rest = description.partition(":")
     if kind != "tcp":
-        raise ValueError(f"twisted_endpoint {description!r}: only 'tcp:host=...:port=...' is supported")
+        raise ValueError(f"twisted_endpoint {description!r}: only {form!r} is supported")
     named: dict[str, str] = {}
     positional: list[str] = []
     for part in rest.split(":"):
@@ -104,11 +107,34 @@ def _twisted_endpoint(description: str) -> dict[str, Any]:
             named[name] = value
         else:
             positional.append(part)
+    return named, positional
+
+
+def _twisted_endpoint(description: str) -> dict[str, Any]:
+    """Map a client endpoint ``tcp:host=H:port=P`` (or ``tcp:H:P``) to ``host`` / ``port``.
+
+    Raises:
+        ValueError: not a TCP client endpoint with a host and a port.
+    """
+    named, positional = _endpoint_parts(description, "tcp:host=...:port=...")
     host = named.get("host", positional[0] if positional else None)
     port = named.get("port", positional[1] if len(positional) > 1 else None)
     if not host or not port:
         raise ValueError(f"twisted_endpoint {description!r}: needs a host and a port (tcp:host=H:port=P)")
     return {"host": host, "port": port}
+
+
+def _server_endpoint(description: str) -> dict[str, Any]:
+    """Map a server endpoint ``tcp:port=P:interface=I`` (or ``tcp:P``) to ``port`` / ``host``.
+
+    Raises:
+        ValueError: not a TCP server endpoint with a port.
+    """
+    named, positional = _endpoint_parts(description, "tcp:port=...:interface=...")
+    port = named.get("port", positional[0] if positional else None)
+    if not port:
+        raise ValueError(f"twisted_endpoint {description!r}: needs a port (tcp:port=P:interface=I)")
+    return {"port": port, **({"host": named["interface"]} if "interface" in named else {})}
 
 
 _SUBMIT_KEYS = (
@@ -184,16 +210,56 @@ def vumi_smpp_config(vumi: dict[str, Any]) -> dict[str, Any]:
     return ours
 
 
-class VumiSmppTransportConfig(SmppTransportConfig):
-    """``SmppTransportConfig`` read from a Vumi SMPP transport config (see ``vumi_smpp_config``)."""
+def reading_vumi_keys(base: type[EndpointConfig], mapping: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+    """Return a subclass of config model ``base`` that reads a Vumi config through ``mapping`` first."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _from_vumi(cls, data: Any) -> Any:
-        return vumi_smpp_config(dict(data)) if isinstance(data, dict) else data
+    class VumiConfig(base):  # type: ignore[valid-type,misc]
+        @model_validator(mode="before")
+        @classmethod
+        def _from_vumi(cls, data: Any) -> Any:
+            return mapping(dict(data)) if isinstance(data, dict) else data
+
+    VumiConfig.__name__ = VumiConfig.__qualname__ = f"Vumi{base.__name__}"
+    VumiConfig.__doc__ = f"``{base.__name__}`` read from a Vumi transport config (see ``{mapping.__name__}``)."
+    return VumiConfig
+
+
+VumiSmppTransportConfig = reading_vumi_keys(SmppTransportConfig, vumi_smpp_config)
 
 
 class VumiSmppTransport(SmppTransport):
     """Our ``SmppTransport`` configured with Vumi's keys (``vumi.transports.smpp.SmppTransceiverTransport``)."""
 
     CONFIG_CLASS: ClassVar[type[EndpointConfig]] = VumiSmppTransportConfig
+
+
+_TELNET_KEYS = {"telnet_host": "host", "telnet_port": "port", "to_addr": "to_addr", "transport_type": "transport_type"}
+
+
+def vumi_telnet_config(vumi: dict[str, Any]) -> dict[str, Any]:
+    """Map Vumi's ``TelnetServerTransport`` keys (``twisted_endpoint``, ``telnet_*``, ...) onto ours.
+
+    Raises:
+        ValueError: an unsupported key (named, with the supported ones), or a bad endpoint.
+    """
+    ours = _server_endpoint(str(vumi["twisted_endpoint"])) if "twisted_endpoint" in vumi else {}
+    for key, value in vumi.items():
+        if key in _TELNET_KEYS:
+            ours[_TELNET_KEYS[key]] = value
+        elif key in _IGNORED:
+            log.warning("%s: a Vumi setting with no counterpart here; ignored", key)
+        elif key != "twisted_endpoint":
+            raise ValueError(
+                f"{key}: not a key of Vumi's Telnet transport that ray_dispatch supports; use one of"
+                f" twisted_endpoint, {', '.join(_TELNET_KEYS)}"
+            )
+    return ours
+
+
+VumiTelnetTransportConfig = reading_vumi_keys(TelnetTransportConfig, vumi_telnet_config)
+
+
+class VumiTelnetTransport(TelnetTransport):
+    """Our ``TelnetTransport`` configured with Vumi's keys (``vumi.transports.telnet.TelnetServerTransport``)."""
+
+    CONFIG_CLASS: ClassVar[type[EndpointConfig]] = VumiTelnetTransportConfig

@@ -42,6 +42,8 @@ VUMI_TRANSPORTS: dict[str, str] = {
     "vumi.transports.smpp.SmppTransceiverTransport": "actors.transports.vumi.VumiSmppTransport",
     "vumi.transports.smpp.smpp_transport.SmppTransceiverTransport": "actors.transports.vumi.VumiSmppTransport",
     "vumi.transports.smpp.SmppTransport": "actors.transports.vumi.VumiSmppTransport",
+    "vumi.transports.telnet.TelnetServerTransport": "actors.transports.vumi.VumiTelnetTransport",
+    "vumi.transports.telnet.telnet.TelnetServerTransport": "actors.transports.vumi.VumiTelnetTransport",
 }
 """Vumi transport classes -> ours, configured with Vumi's keys (``actors/transports/vumi.py``)."""
 

@@ -223,7 +223,8 @@ def test_middleware_config_block() -> None:
         ("routers.SimpleDispatchRouter", "routers.SimpleDispatchRouter"),
         ("mycompany.routing.Custom", "mycompany.routing.Custom"),
         ("vumi.transports.smpp.SmppTransport", "actors.transports.vumi.VumiSmppTransport"),
-        ("vumi.transports.telnet.TelnetServerTransport", "vumi.transports.telnet.TelnetServerTransport"),
+        ("vumi.transports.telnet.TelnetServerTransport", "actors.transports.vumi.VumiTelnetTransport"),
+        ("vumi.transports.irc.IrcTransport", "vumi.transports.irc.IrcTransport"),
     ],
 )
 def test_vumi_alias(vumi_path: str, ours: str) -> None:

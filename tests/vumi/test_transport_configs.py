@@ -6,9 +6,10 @@ import logging
 from typing import Any
 
 import pytest
+from peers.line_client import LineClient
 from peers.smsc import SmscPeer
 
-from actors.transports.vumi import VumiSmppTransport, vumi_smpp_config
+from actors.transports.vumi import VumiSmppTransport, VumiTelnetTransport, vumi_smpp_config, vumi_telnet_config
 from ray_dispatch.core.config import resolve_class
 from ray_dispatch.core.errors import ConfigError
 from ray_dispatch.core.message import TransportUserMessage
@@ -107,5 +108,38 @@ async def test_vumi_config_binds_to_the_test_smsc_and_delivers_both_ways(link: A
         [submit] = await smsc.wait_for_submits(1)
         assert submit["destination_addr"] == "27831112222"
         await link.wait_until(lambda: link.events_about(reply.message_id, "ack"))
+    finally:
+        await transport.stop()
+
+
+def test_vumi_telnet_keys_map_onto_ours() -> None:
+    assert vumi_telnet_config({"twisted_endpoint": "tcp:port=9010:interface=127.0.0.1", "to_addr": "svc"}) == {
+        "port": "9010",
+        "host": "127.0.0.1",
+        "to_addr": "svc",
+    }
+    assert vumi_telnet_config({"telnet_port": 9010, "transport_type": "telnet"}) == {
+        "port": 9010,
+        "transport_type": "telnet",
+    }
+    with pytest.raises(ConfigError, match="telnet_colour: not a key of Vumi's Telnet transport"):
+        VumiTelnetTransport("telnet", {"telnet_port": 0, "telnet_colour": "red"})
+
+
+async def test_vumi_telnet_config_listens_and_receives(link: Any) -> None:
+    assert resolve_class("vumi.transports.telnet.TelnetServerTransport", "endpoints.t.class") is VumiTelnetTransport
+    transport = VumiTelnetTransport("telnet", {"twisted_endpoint": "tcp:port=0:interface=127.0.0.1", "to_addr": "svc"})
+    transport.use_link(link)
+    await transport.start()
+    try:
+        assert await transport.wait_listening(10)
+        client = await LineClient.connect(transport.port or 0)
+        try:
+            await client.send("hello")
+            await link.wait_until(lambda: any(m.content == "hello" for m in link.inbound))
+            (line,) = [m for m in link.inbound if m.content == "hello"]
+            assert line.to_addr == "svc" and line.from_addr == client.address
+        finally:
+            await client.close()
     finally:
         await transport.stop()
