@@ -143,3 +143,12 @@ async def test_vumi_telnet_config_listens_and_receives(link: Any) -> None:
             await client.close()
     finally:
         await transport.stop()
+
+
+def test_vumi_transport_we_do_not_map_is_refused_naming_those_we_do() -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_class("vumi.transports.xmpp.XMPPTransport", "endpoints.x.class")
+    text = str(info.value)
+    assert text.startswith("endpoints.x.class: Vumi's vumi.transports.xmpp.XMPPTransport is not available")
+    assert "vumi.transports.smpp.SmppTransceiverTransport" in text
+    assert "vumi.transports.telnet.TelnetServerTransport" in text
