@@ -71,6 +71,7 @@ class _Shape:
     choices: tuple[tuple[str, frozenset[str], bool], ...]  # (field, allowed, None allowed)
     field_checks: tuple[tuple[str, Callable[[Any], Any]], ...]  # the model's after-validators, per field
     model_checks: tuple[Callable[[Any], Any], ...]
+    may_be_absent: frozenset[str]  # the class's OPTIONAL_KEYS: a payload without them is still complete
 
 
 def _shape_of(cls: type[Message]) -> _Shape | None:
@@ -108,6 +109,7 @@ def _shape_of(cls: type[Message]) -> _Shape | None:
         **{kind: tuple(names) for kind, names in groups.items()},
         field_checks=tuple(field_checks),
         model_checks=tuple(d.func for d in decorators.model_validators.values()),
+        may_be_absent=cls.OPTIONAL_KEYS,
     )
 
 
@@ -137,12 +139,15 @@ def checked_from_wire(payload: Any) -> Message | None:
     for name in shape.text:
         if not isinstance(get(name), str):
             return None
+    absent_ok = shape.may_be_absent
     for name in shape.optional_text:
         value = get(name, _MISSING)
-        if value is not None and not isinstance(value, str):
+        if value is not None and not isinstance(value, str) and not (value is _MISSING and name in absent_ok):
             return None
     for name in shape.maps:
-        value = get(name)
+        value = get(name, _MISSING)
+        if value is _MISSING and name in absent_ok:
+            continue
         if not isinstance(value, dict) or (value and not all(isinstance(key, str) for key in value)):
             return None
     for name in shape.naive_datetimes:
@@ -151,13 +156,15 @@ def checked_from_wire(payload: Any) -> Message | None:
             return None
     for name, allowed, optional in shape.choices:
         value = get(name, _MISSING)
+        if value is _MISSING and name in absent_ok:
+            continue
         if not ((value is None and optional) or (isinstance(value, str) and value in allowed)):
             return None
     if len(payload) != len(_FIELDS[kind]) and not all(isinstance(key, str) for key in payload):
         return None
     try:
         for name, field_check in shape.field_checks:
-            if field_check(payload[name]) is not payload[name]:
+            if name in payload and field_check(payload[name]) is not payload[name]:
                 return None  # the validator would change the value: let validation do it
         message = from_wire(payload)
         for model_check in shape.model_checks:

@@ -301,8 +301,10 @@ class Message(BaseModel, metaclass=_MessageMeta):
     def from_trusted_payload(cls, payload: dict[str, Any]) -> Message:
         """Rebuild a message from ``payload()`` of a valid message, without validating it again.
 
-        The dict becomes the message's own (do not reuse it). Declared fields
-        the payload omits get their defaults and stay absent from the payload.
+        A payload with exactly the declared fields becomes the message's own
+        dict (do not reuse it); otherwise the payload is left as it is and
+        copied. Declared fields it omits get their defaults and stay absent
+        from the message's payload.
 
         Raises:
             KeyError: the payload lacks a declared field that is never optional.
@@ -311,10 +313,11 @@ class Message(BaseModel, metaclass=_MessageMeta):
         names = cls._FIELD_NAMES
         extra: dict[str, Any] = {}
         if not names.issuperset(payload):
-            for key in payload.keys() - names:
-                extra[key] = payload.pop(key)
+            extra = {key: value for key, value in payload.items() if key not in names}
+            payload = {key: value for key, value in payload.items() if key in names}
         present = set(payload)
         if len(payload) != len(names):
+            payload = dict(payload)
             for name, value, factory in cls._OPTIONAL_DEFAULTS:
                 if name not in payload:
                     payload[name] = value if factory is None else factory()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from actors.wire import from_wire, to_wire
+from actors.wire import checked_from_wire, from_wire, to_wire
 from ray_dispatch.core.errors import InvalidMessage
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage, message_from_dict, message_from_json
 from tests.vumi.fixtures import (
@@ -89,3 +89,19 @@ def test_timestamp_vumi_cannot_parse_is_refused_naming_the_field() -> None:
         InvalidMessage, match=r"invalid event: field 'timestamp': timestamp '2016-01-05 10:11:12\.345678\+00:00'"
     ):
         TransportEvent.from_dict(dict(USSD_ACK_AWARE_TIMESTAMP))
+
+
+@pytest.mark.parametrize("name", sorted(VUMI_MESSAGES))
+def test_payload_without_optional_keys_takes_the_checked_shortcut(name: str) -> None:
+    msg = message_from_dict(dict(VUMI_MESSAGES[name]))
+    rebuilt = checked_from_wire(to_wire(msg))
+    assert rebuilt is not None and set(rebuilt.keys()) == set(msg.keys())
+
+
+def test_checked_shortcut_leaves_a_payload_it_refuses_unchanged() -> None:
+    payload = to_wire(message_from_dict(dict(VUMI_MESSAGES["ussd_ack"])))
+    del payload["sent_message_id"]  # an ack needs it: full validation must see the payload as sent
+    payload["x_custom"] = 1
+    before = dict(payload)
+    assert checked_from_wire(payload) is None
+    assert payload == before
