@@ -93,23 +93,33 @@ async def test_address_prefix_provider_longest_prefix_wins_with_normalisation() 
         ]
 
 
-async def test_session_length_stamps_start_and_end_from_the_routing_store() -> None:
+async def test_session_length_stamps_start_and_end_from_the_routing_store(monkeypatch: pytest.MonkeyPatch) -> None:
     times = iter([1000.0, 1042.5])
-    SessionLengthMiddleware.clock = staticmethod(lambda: next(times))  # type: ignore[method-assign]
-    try:
-        path = "vumi.middleware.session_length.SessionLengthMiddleware"
-        async with RouterHarness(config(("session", path, {"timeout": 60}))) as h:
-            for event in ("new", "resume", "close", "resume"):
-                await h.dispatch_inbound(make_inbound("x", to_addr="*120#", session_event=event))
-            stamps = [m.helper_metadata.get("session") for m in h.inbound_to("app")]
-    finally:
-        del SessionLengthMiddleware.clock
+    monkeypatch.setattr(SessionLengthMiddleware, "clock", staticmethod(lambda: next(times)))
+    path = "vumi.middleware.session_length.SessionLengthMiddleware"
+    async with RouterHarness(config(("session", path, {"timeout": 60}))) as h:
+        for event in ("new", "resume", "close", "resume"):
+            await h.dispatch_inbound(make_inbound("x", to_addr="*120#", session_event=event))
+        stamps = [m.helper_metadata.get("session") for m in h.inbound_to("app")]
     assert stamps == [
         {"session_start": 1000.0},
         {"session_start": 1000.0},
         {"session_start": 1000.0, "session_end": 1042.5},
         None,  # the close forgot the session
     ]
+
+
+async def test_session_length_namespace_by_tag_needs_the_tagger_first() -> None:
+    session = ("session", "vumi.middleware.SessionLengthMiddleware", {"namespace_type": "tag"})
+    tagger = ("tagger", "vumi.middleware.TaggingMiddleware", TAGGER)
+    async with RouterHarness(config(tagger, session)) as h:
+        await h.dispatch_inbound(make_inbound("x", to_addr="123456", session_event="new"))
+        await h.dispatch_inbound(make_inbound("x", to_addr="a1234", session_event="new"))  # no tag: passes as is
+        tagged, untagged = h.inbound_to("app")
+        assert isinstance(tagged.helper_metadata["session"]["session_start"], float)
+        assert "session" not in untagged.helper_metadata
+        key = "session_length:pool1:mytag-456:123456:session_created"
+        assert await h.dispatcher.store.get(key) == tagged.helper_metadata["session"]["session_start"]
 
 
 async def test_storing_middleware_keeps_messages_events_and_batches() -> None:
