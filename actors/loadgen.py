@@ -111,6 +111,7 @@ def build_templates(transport_name: str, config: Any, transport_type: str = "sms
                 "to_addr": config.to_addr,
                 "transport_name": transport_name,
                 "transport_type": transport_type,
+                "routing_metadata": {},  # as a transport's message has it (Vumi's constructor adds it)
             }
         )
         templates.append(to_wire(message))

@@ -32,10 +32,8 @@ _FIELDS = {name: frozenset(cls.model_fields) for name, cls in _CLASSES.items()}
 
 
 def to_wire(msg: Message) -> dict[str, Any]:
-    """Return the payload dict of ``msg`` (shallow: pickling makes the copy)."""
-    if msg.__pydantic_extra__:
-        return {**msg.__dict__, **msg.__pydantic_extra__}
-    return dict(msg.__dict__)
+    """Return the payload dict of ``msg`` (shallow: pickling makes the copy; only the keys present)."""
+    return msg.payload()
 
 
 def from_wire(payload: dict[str, Any]) -> Message:
@@ -47,20 +45,7 @@ def from_wire(payload: dict[str, Any]) -> Message:
     Raises:
         KeyError: the payload lacks ``message_type`` or a declared field.
     """
-    kind = payload["message_type"]
-    cls = _CLASSES[kind]
-    fields = _FIELDS[kind]
-    msg = cls.__new__(cls)
-    if len(payload) == len(fields) and fields.issuperset(payload):
-        declared, extra = payload, {}  # the common case: no extra fields, the dict is ours
-    else:
-        declared = {name: payload[name] for name in cls.model_fields}
-        extra = {k: v for k, v in payload.items() if k not in fields}
-    object.__setattr__(msg, "__dict__", declared)
-    object.__setattr__(msg, "__pydantic_extra__", extra)
-    object.__setattr__(msg, "__pydantic_fields_set__", set(declared))
-    object.__setattr__(msg, "__pydantic_private__", None)
-    return msg
+    return _CLASSES[payload["message_type"]].from_trusted_payload(payload)
 
 
 def message_key(direction: str, payload: dict[str, Any]) -> str:
@@ -86,6 +71,7 @@ class _Shape:
     choices: tuple[tuple[str, frozenset[str], bool], ...]  # (field, allowed, None allowed)
     field_checks: tuple[tuple[str, Callable[[Any], Any]], ...]  # the model's after-validators, per field
     model_checks: tuple[Callable[[Any], Any], ...]
+    may_be_absent: frozenset[str]  # the class's OPTIONAL_KEYS: a payload without them is still complete
 
 
 def _shape_of(cls: type[Message]) -> _Shape | None:
@@ -123,6 +109,7 @@ def _shape_of(cls: type[Message]) -> _Shape | None:
         **{kind: tuple(names) for kind, names in groups.items()},
         field_checks=tuple(field_checks),
         model_checks=tuple(d.func for d in decorators.model_validators.values()),
+        may_be_absent=cls.OPTIONAL_KEYS,
     )
 
 
@@ -152,12 +139,15 @@ def checked_from_wire(payload: Any) -> Message | None:
     for name in shape.text:
         if not isinstance(get(name), str):
             return None
+    absent_ok = shape.may_be_absent
     for name in shape.optional_text:
         value = get(name, _MISSING)
-        if value is not None and not isinstance(value, str):
+        if value is not None and not isinstance(value, str) and not (value is _MISSING and name in absent_ok):
             return None
     for name in shape.maps:
-        value = get(name)
+        value = get(name, _MISSING)
+        if value is _MISSING and name in absent_ok:
+            continue
         if not isinstance(value, dict) or (value and not all(isinstance(key, str) for key in value)):
             return None
     for name in shape.naive_datetimes:
@@ -166,13 +156,15 @@ def checked_from_wire(payload: Any) -> Message | None:
             return None
     for name, allowed, optional in shape.choices:
         value = get(name, _MISSING)
+        if value is _MISSING and name in absent_ok:
+            continue
         if not ((value is None and optional) or (isinstance(value, str) and value in allowed)):
             return None
     if len(payload) != len(_FIELDS[kind]) and not all(isinstance(key, str) for key in payload):
         return None
     try:
         for name, field_check in shape.field_checks:
-            if field_check(payload[name]) is not payload[name]:
+            if name in payload and field_check(payload[name]) is not payload[name]:
                 return None  # the validator would change the value: let validation do it
         message = from_wire(payload)
         for model_check in shape.model_checks:

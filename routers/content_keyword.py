@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from ray_dispatch.core.errors import NoRoute
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage
 from ray_dispatch.core.router import ExposedName, StaticRoute, TransportName
 from routers.common import StoreBackedRouter, StoreNamespaceConfig, each_transport_to, look_up, matched_text
+from routers.simple import text_keys
 
 DEFAULT_ROUTING_MEMORY = 7 * 24 * 3600
 
@@ -84,7 +85,8 @@ class ContentKeywordRouter(StoreBackedRouter):
             outbound message leaves through the transport its ``from_addr``
             maps to; an unmapped ``from_addr`` is a failure.
         expire_routing_memory: seconds (default 7 days) to remember which
-            application sent an outbound message, so its events return there.
+            application sent an outbound message, so its events return there;
+            0 (or ``'0'``) remembers forever, as in Vumi.
         dispatcher_name: optional prefix of the routing-store keys
             (``[dispatcher_name:]content_keyword:message:<message_id>``).
         redis_manager / redis_config: Vumi's; ignored with a logged warning
@@ -99,8 +101,10 @@ class ContentKeywordRouter(StoreBackedRouter):
         rules: list[KeywordRule] = Field(default_factory=list)
         keyword_mappings: dict[ExposedName, Keyword] = Field(default_factory=dict)
         fallback_application: ExposedName | None = None
-        transport_mappings: dict[str, TransportName] = Field(default_factory=dict)
-        expire_routing_memory: float = Field(DEFAULT_ROUTING_MEMORY, gt=0)
+        transport_mappings: Annotated[dict[str, TransportName], BeforeValidator(text_keys)] = Field(
+            default_factory=dict
+        )
+        expire_routing_memory: float = Field(DEFAULT_ROUTING_MEMORY, ge=0)
 
     @classmethod
     def static_routes(
@@ -156,8 +160,12 @@ class ContentKeywordRouter(StoreBackedRouter):
         sender = await self.dispatcher.store.get(self.store_key("message", event.user_message_id))
         if sender not in self.dispatcher.exposed_names:
             raise NoRoute(
-                f"no routing memory for message {event.user_message_id!r} (not sent through this router,"
-                f" or forgotten after expire_routing_memory {self.config.expire_routing_memory:g} s)"
+                f"no routing memory for message {event.user_message_id!r} (not sent through this router"
+                + (
+                    f", or forgotten after expire_routing_memory {self.config.expire_routing_memory:g} s)"
+                    if self.config.expire_routing_memory
+                    else ")"
+                )
                 + (f"; remembered sender {sender!r} is not an exposed name" if sender is not None else "")
             )
         self.explain("routing memory: message %r was sent by %r", event.user_message_id, sender)
@@ -171,5 +179,5 @@ class ContentKeywordRouter(StoreBackedRouter):
         self.dispatcher.publish_outbound_message(target, msg)
         if sender is not None:
             await self.dispatcher.store.set(
-                self.store_key("message", msg.message_id), sender, ttl=self.config.expire_routing_memory
+                self.store_key("message", msg.message_id), sender, ttl=self.config.expire_routing_memory or None
             )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage
 from ray_dispatch.core.router import RouterConfig, StaticRoute, TransportName
 from routers.common import SingleApplicationRouter, each_transport_to, look_up, publish_to_application
+from routers.simple import text_keys
 
 
 class FromAddrMultiplexRouter(SingleApplicationRouter):
@@ -31,7 +34,7 @@ class FromAddrMultiplexRouter(SingleApplicationRouter):
     class CONFIG_CLASS(RouterConfig):  # noqa: N801 - the contract's name
         """Config of ``FromAddrMultiplexRouter``."""
 
-        fromaddr_mappings: dict[str, TransportName]
+        fromaddr_mappings: Annotated[dict[str, TransportName], BeforeValidator(text_keys)]
 
     @classmethod
     def static_routes(

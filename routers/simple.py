@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from ray_dispatch.core.errors import NoRoute
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage
@@ -27,10 +27,30 @@ def mapping_routes(mapping: Mapping[str, str | list[str]], direction: Direction,
     ]
 
 
+def text_keys(value: Any) -> Any:
+    """Refuse a mapping with a key that is not text, naming it and saying to quote it.
+
+    YAML reads an unquoted ``8282:`` as a number and ``+31642500021:`` as a
+    number without its ``+``; a message's address is text, so such a key
+    would never match (Vumi starts and never routes by it).
+
+    Raises:
+        ValueError: the first key that is not a string.
+    """
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise ValueError(
+                    f"key {key!r} is a {type(key).__name__}, not text: YAML reads unquoted digits as a number"
+                    f" (and drops a leading '+'); quote the key, e.g. '{key}': or '+{key}':"
+                )
+    return value
+
+
 class OutboundByTransportNameConfig(RouterConfig):
     """Config shared by routers that send outbound by the message's ``transport_name``."""
 
-    transport_mappings: dict[str, TransportName] = Field(default_factory=dict)
+    transport_mappings: Annotated[dict[str, TransportName], BeforeValidator(text_keys)] = Field(default_factory=dict)
 
 
 class OutboundByTransportName(BaseDispatchRouter):
@@ -38,11 +58,24 @@ class OutboundByTransportName(BaseDispatchRouter):
 
     An outbound message leaves through the transport its ``transport_name``
     names, after remapping through ``transport_mappings`` (alias -> transport).
+    A message without one (``transport_name`` None, as Vumi's
+    ``ApplicationWorker.send_to`` sends when its ``send_to`` config names no
+    transport) is looked up by the application endpoint it came from:
+    ``transport_mappings: {<exposed name>: <transport name>}``.
     """
 
     def dispatch_outbound_message(self, msg: TransportUserMessage) -> None:
-        """Send ``msg`` out through the transport its ``transport_name`` names (remapped)."""
+        """Send ``msg`` out through the transport its ``transport_name`` (or its sender) names, remapped."""
         name = msg.transport_name
+        if name is None:
+            sender = self.dispatcher.current_endpoint()
+            if sender not in self.config.transport_mappings:
+                raise NoRoute(
+                    f"outbound message from {sender!r} has no transport_name (as Vumi's send_to leaves it);"
+                    f" name its transport with transport_mappings: {{{sender}: <transport name>}}"
+                )
+            self.explain("outbound: no transport_name; routing by the sending application %r", sender)
+            name = sender
         target = self.config.transport_mappings.get(name, name)
         if target not in self.dispatcher.transport_names:
             raise NoRoute(
@@ -63,7 +96,8 @@ class SimpleDispatchRouter(OutboundByTransportName):
             from a transport follow it.
         transport_mappings: optional; outbound ``transport_name`` -> transport
             name. Outbound messages leave through the transport their
-            ``transport_name`` names, after this remapping.
+            ``transport_name`` names, after this remapping; one without a
+            ``transport_name`` goes by its sender: ``{<exposed name>: <transport>}``.
     """
 
     class CONFIG_CLASS(OutboundByTransportNameConfig):  # noqa: N801 - the contract's name

@@ -6,13 +6,13 @@ import re
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from ray_dispatch.core.errors import NoRoute
 from ray_dispatch.core.message import TransportEvent, TransportUserMessage
 from ray_dispatch.core.router import ExposedName, StaticRoute
 from routers.common import each_transport_to, matched_text
-from routers.simple import OutboundByTransportName, OutboundByTransportNameConfig
+from routers.simple import OutboundByTransportName, OutboundByTransportNameConfig, text_keys
 
 
 def _compiles(pattern: str) -> str:
@@ -47,7 +47,7 @@ class ToAddrRouter(OutboundByTransportName):
     class CONFIG_CLASS(OutboundByTransportNameConfig):  # noqa: N801 - the contract's name
         """Config of ``ToAddrRouter``."""
 
-        toaddr_mappings: dict[ExposedName, RegexPattern]
+        toaddr_mappings: Annotated[dict[ExposedName, RegexPattern], BeforeValidator(text_keys)]
 
     @classmethod
     def static_routes(

@@ -39,21 +39,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ray_dispatch.core.batching import BatchingOptions
 from ray_dispatch.core.errors import ConfigError, did_you_mean, format_validation_error, got, in_file
+from ray_dispatch.core.vumi import IncludeError, load_yaml, unavailable_vumi_class, unsupported_vumi_config, vumi_alias
 
 DEFAULT_RETURN_ROUTE_TTL = 7 * 24 * 3600.0
-
-_VUMI_ROUTER_MODULES = ("vumi.dispatchers.base", "vumi.dispatchers.load_balancer", "vumi.dispatchers")
-_VUMI_MIDDLEWARE_MODULES = ("vumi.middleware.logging", "vumi.middleware")
-
-
-def vumi_alias(path: str) -> str:
-    """Map a Vumi class path to ours (``vumi.dispatchers.X`` -> ``routers.X``); others unchanged."""
-    module, _, name = path.rpartition(".")
-    if module in _VUMI_ROUTER_MODULES:
-        return f"routers.{name}"
-    if module in _VUMI_MIDDLEWARE_MODULES:
-        return f"ray_dispatch.middleware.{name}"
-    return path
 
 
 def _under(target: str, prefix: str) -> bool:
@@ -78,6 +66,9 @@ def resolve_class(path: str, key: str, base: type | None = None, allowed_prefixe
     """
     if not isinstance(path, str) or "." not in path:
         raise ConfigError(f"{key}: expected a dotted class path like 'routers.SimpleDispatchRouter' (got {path!r})")
+    unavailable = unavailable_vumi_class(path)
+    if unavailable is not None:
+        raise ConfigError(f"{key}: {unavailable}")
     target = vumi_alias(path)
     if allowed_prefixes is not None and not any(_under(target, p) for p in (*BUILTIN_PREFIXES, *allowed_prefixes)):
         raise ConfigError(
@@ -387,17 +378,18 @@ def check_endpoint_config(endpoint: str, cls: type, config: Mapping[str, Any]) -
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load`` (never the unsafe loader).
+    """Read a YAML mapping with the safe loader (never the unsafe one) plus Vumi's ``!include``.
 
     Raises:
-        ConfigError: the file is missing, unreadable, not YAML, or not a mapping.
+        ConfigError: the file is missing, unreadable, not YAML, or not a mapping;
+            an ``!include`` leaves the config's folder, loops or cannot be read.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = load_yaml(Path(path))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
-    try:
-        data = yaml.safe_load(text)
+    except IncludeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(data, dict):
@@ -421,6 +413,9 @@ def load_config(source: Mapping[str, Any] | str | Path | DispatcherConfig) -> Di
         raw = dict(source)
     else:
         raise ConfigError(f"a config must be a mapping or a YAML file path (got {type(source).__name__})")
+    unsupported = unsupported_vumi_config(raw)
+    if unsupported is not None:
+        raise in_file(origin, ConfigError(unsupported))
     bad_keys = [k for k in raw if not isinstance(k, str)]
     if bad_keys:
         raise in_file(origin, ConfigError(f"invalid dispatcher config: top-level key {bad_keys[0]!r} is not a string"))

@@ -4,6 +4,25 @@ Both are pydantic models that also behave like Vumi's dict-backed messages:
 ``msg.content`` and ``msg["content"]`` read the same field, ``msg["x"] = v``
 adds a field, unknown fields are kept and survive ``to_json``/``from_json``.
 The JSON wire format is Vumi's (timestamps as ``%Y-%m-%d %H:%M:%S.%f``).
+
+The payload (``to_json``, ``to_dict``, ``keys()``) has exactly the keys
+Vumi's own message would have:
+
+- a message parsed from a payload keeps the keys it had, plus the ones
+  Vumi's ``validate_fields`` adds (``helper_metadata``; ``group`` and
+  ``provider`` for user messages) and the ones Vumi requires (a payload
+  Vumi would refuse for lacking them gets our defaults, so what we write is
+  always a message Vumi accepts);
+- a message built in Python (``TransportUserMessage(...)``, ``reply()``)
+  also gets the keys Vumi's constructor adds (``routing_metadata``;
+  ``to_addr_type``, ``from_addr_type`` and ``transport_metadata`` for user
+  messages);
+- the other declared fields (``OPTIONAL_KEYS``) appear only when given, set,
+  or filled in (a non-empty ``routing_metadata`` is written).
+
+A ``timestamp`` that is not in Vumi's format is refused, naming the field
+(Vumi keeps such a value as a string; routing on a message whose time is
+unknown is not something we do silently).
 """
 
 from __future__ import annotations
@@ -13,7 +32,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time
 from typing import Any, ClassVar, Final, Literal
 
@@ -163,15 +182,20 @@ def _describe(error: ValidationError, kind: str) -> str:
 class _MessageMeta(ModelMetaclass):
     """Makes ``TransportUserMessage(...)`` raise ``InvalidMessage`` instead of pydantic's error.
 
+    It also marks the keys Vumi's constructor adds (``CONSTRUCTOR_KEYS``) as
+    present; validating a payload (``from_dict``) does not go through here.
+
     Done here rather than in ``__init__``: pydantic runs a custom ``__init__``
     on every validation, which cost ~2.5 us per message.
     """
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - a metaclass method
         try:
-            return super().__call__(*args, **kwargs)
+            message = super().__call__(*args, **kwargs)
         except ValidationError as exc:
             raise InvalidMessage(_describe(exc, getattr(cls, "KIND", "message"))) from None
+        message.__pydantic_fields_set__.update(cls.CONSTRUCTOR_KEYS)  # type: ignore[attr-defined]
+        return message
 
 
 class Message(BaseModel, metaclass=_MessageMeta):
@@ -183,6 +207,10 @@ class Message(BaseModel, metaclass=_MessageMeta):
     model_config = ConfigDict(extra="allow", validate_default=False)
 
     KIND: ClassVar[str] = "message"
+    OPTIONAL_KEYS: ClassVar[frozenset[str]] = frozenset({"routing_metadata"})
+    """Declared fields that are in the payload only when given, set or non-empty (see the module's docstring)."""
+    CONSTRUCTOR_KEYS: ClassVar[frozenset[str]] = frozenset({"routing_metadata"})
+    """Optional keys that building a message in Python adds, as Vumi's constructor does."""
 
     message_version: Literal["20110921"] = MESSAGE_VERSION
     message_type: str
@@ -254,21 +282,77 @@ class Message(BaseModel, metaclass=_MessageMeta):
             raise InvalidMessage(f"invalid {cls.KIND}: not valid JSON ({exc})") from None
         return cls.from_dict(payload)
 
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Tabulate, once per class, what ``from_trusted_payload`` needs (names, optional defaults)."""
+        super().__pydantic_init_subclass__(**kwargs)
+        fields = cls.__pydantic_fields__
+        cls._FIELD_NAMES = frozenset(fields)
+        cls._OPTIONAL_DEFAULTS = tuple(
+            (name, None if info.default_factory else info.default, info.default_factory)  # type: ignore[misc]
+            for name, info in fields.items()
+            if name in cls.OPTIONAL_KEYS
+        )
+
+    _FIELD_NAMES: ClassVar[frozenset[str]] = frozenset()
+    _OPTIONAL_DEFAULTS: ClassVar[tuple[tuple[str, Any, Callable[[], Any] | None], ...]] = ()
+
+    @classmethod
+    def from_trusted_payload(cls, payload: dict[str, Any]) -> Message:
+        """Rebuild a message from ``payload()`` of a valid message, without validating it again.
+
+        A payload with exactly the declared fields becomes the message's own
+        dict (do not reuse it); otherwise the payload is left as it is and
+        copied. Declared fields it omits get their defaults and stay absent
+        from the message's payload.
+
+        Raises:
+            KeyError: the payload lacks a declared field that is never optional.
+        """
+        msg = cls.__new__(cls)
+        names = cls._FIELD_NAMES
+        extra: dict[str, Any] = {}
+        if not names.issuperset(payload):
+            extra = {key: value for key, value in payload.items() if key not in names}
+            payload = {key: value for key, value in payload.items() if key in names}
+        present = set(payload)
+        if len(payload) != len(names):
+            payload = dict(payload)
+            for name, value, factory in cls._OPTIONAL_DEFAULTS:
+                if name not in payload:
+                    payload[name] = value if factory is None else factory()
+            if len(payload) != len(names):
+                raise KeyError(sorted(names - payload.keys())[0])
+        object.__setattr__(msg, "__dict__", payload)
+        object.__setattr__(msg, "__pydantic_extra__", extra)
+        object.__setattr__(msg, "__pydantic_fields_set__", present)
+        object.__setattr__(msg, "__pydantic_private__", None)
+        return msg
+
     # -- serialisation ------------------------------------------------------
+
+    def _is_present(self, name: str) -> bool:
+        """Whether declared field ``name`` is in the payload (given, set, or an optional one filled in)."""
+        return name not in self.OPTIONAL_KEYS or name in self.__pydantic_fields_set__ or bool(self.__dict__[name])
+
+    def payload(self) -> dict[str, Any]:
+        """Return the payload as Vumi has it: a new dict, values shared (shallow), only the keys present."""
+        payload = dict(self.__dict__)
+        fields_set = self.__pydantic_fields_set__
+        for name in self.OPTIONAL_KEYS:
+            if name not in fields_set and not payload[name]:
+                del payload[name]
+        if self.__pydantic_extra__:
+            payload.update(self.__pydantic_extra__)
+        return payload
 
     def to_dict(self) -> dict[str, Any]:
         """Return an independent deep copy of the payload (timestamps stay datetimes)."""
-        payload = clone_json(self.__dict__)
-        if self.__pydantic_extra__:
-            payload.update(clone_json(self.__pydantic_extra__))
-        return payload  # type: ignore[no-any-return]
+        return clone_json(self.payload())  # type: ignore[no-any-return]
 
     def to_json(self) -> str:
-        """Encode in Vumi's JSON wire format."""
-        payload = dict(self.__dict__)
-        if self.__pydantic_extra__:
-            payload.update(self.__pydantic_extra__)
-        return json.dumps(payload, default=_encode_default)
+        """Encode in Vumi's JSON wire format (exactly the payload's keys)."""
+        return json.dumps(self.payload(), default=_encode_default)
 
     def copy(self) -> Message:  # type: ignore[override]
         """Return a deep, independent copy (mutating it never changes this one)."""
@@ -297,6 +381,7 @@ class Message(BaseModel, metaclass=_MessageMeta):
     def __setitem__(self, key: str, value: Any) -> None:
         if key in self.__dict__:
             self.__dict__[key] = value
+            self.__pydantic_fields_set__.add(key)
         else:
             if self.__pydantic_extra__ is None:
                 object.__setattr__(self, "__pydantic_extra__", {})
@@ -309,7 +394,9 @@ class Message(BaseModel, metaclass=_MessageMeta):
         del extra[key]
 
     def __contains__(self, key: object) -> bool:
-        return key in self.__dict__ or key in (self.__pydantic_extra__ or {})
+        if key in self.__dict__:
+            return self._is_present(key)  # type: ignore[arg-type]
+        return key in (self.__pydantic_extra__ or {})
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return the field's value, or ``default`` when it is not present."""
@@ -322,14 +409,12 @@ class Message(BaseModel, metaclass=_MessageMeta):
         return default
 
     def keys(self) -> Iterator[str]:
-        """Iterate over the payload's field names (declared, then extra)."""
-        yield from self.__dict__
-        yield from self.__pydantic_extra__ or {}
+        """Iterate over the payload's field names (declared ones present, then extra)."""
+        yield from self.payload()
 
     def items(self) -> Iterator[tuple[str, Any]]:
-        """Iterate over ``(field name, value)`` pairs of the payload (declared, then extra), as Vumi's ``items()``."""
-        yield from self.__dict__.items()
-        yield from (self.__pydantic_extra__ or {}).items()
+        """Iterate over ``(field name, value)`` pairs of the payload, as Vumi's ``items()``."""
+        yield from self.payload().items()
 
     # -- routing metadata -------------------------------------------------
 
@@ -365,11 +450,15 @@ _REPLY_PROTECTED = (
 class TransportUserMessage(Message):
     """A message from or to a user (Vumi's ``TransportUserMessage``).
 
-    Required: ``to_addr``, ``from_addr`` (either may be None, but must be
-    given), ``transport_name``, ``transport_type``.
+    Required: ``to_addr``, ``from_addr``, ``transport_name``,
+    ``transport_type`` (each may be None, but must be given, as in Vumi:
+    ``TransportUserMessage.send`` and ``ApplicationWorker.send_to`` leave the
+    transport fields None; routers then route by the sending application).
     """
 
     KIND: ClassVar[str] = "user_message"
+    OPTIONAL_KEYS: ClassVar[frozenset[str]] = frozenset({"routing_metadata", "to_addr_type", "from_addr_type"})
+    CONSTRUCTOR_KEYS: ClassVar[frozenset[str]] = OPTIONAL_KEYS
     SESSION_NONE: ClassVar[None] = None
     SESSION_NEW: ClassVar[str] = "new"
     SESSION_RESUME: ClassVar[str] = "resume"
@@ -379,8 +468,8 @@ class TransportUserMessage(Message):
     message_id: str = Field(default_factory=_new_id)
     to_addr: str | None
     from_addr: str | None
-    transport_name: str
-    transport_type: str
+    transport_name: str | None
+    transport_type: str | None
     in_reply_to: str | None = None
     session_event: SessionEvent | None = None
     content: str | None = None
@@ -443,6 +532,17 @@ class TransportEvent(Message):
     """
 
     KIND: ClassVar[str] = "event"
+    OPTIONAL_KEYS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "routing_metadata",
+            "transport_metadata",
+            "transport_name",
+            "transport_type",
+            "sent_message_id",
+            "nack_reason",
+            "delivery_status",
+        }
+    )
 
     message_type: Literal["event"] = "event"
     event_id: str = Field(default_factory=_new_id)

@@ -222,7 +222,9 @@ def test_middleware_config_block() -> None:
         ("vumi.middleware.logging.LoggingMiddleware", "ray_dispatch.middleware.LoggingMiddleware"),
         ("routers.SimpleDispatchRouter", "routers.SimpleDispatchRouter"),
         ("mycompany.routing.Custom", "mycompany.routing.Custom"),
-        ("vumi.transports.smpp.SmppTransport", "vumi.transports.smpp.SmppTransport"),
+        ("vumi.transports.smpp.SmppTransport", "actors.transports.vumi.VumiSmppTransport"),
+        ("vumi.transports.telnet.TelnetServerTransport", "actors.transports.vumi.VumiTelnetTransport"),
+        ("vumi.transports.irc.IrcTransport", "vumi.transports.irc.IrcTransport"),
     ],
 )
 def test_vumi_alias(vumi_path: str, ours: str) -> None:
@@ -270,7 +272,7 @@ async def test_a_vumi_config_routes_unchanged() -> None:
         ("routers.simple.as_list", "module 'routers.simple' has no class 'as_list'"),
         (
             "vumi.dispatchers.base.NoSuchRouter",
-            "module 'routers' has no class 'NoSuchRouter' (from 'vumi.dispatchers.base.NoSuchRouter')",
+            "router_class: Vumi's vumi.dispatchers.base.NoSuchRouter is not available in ray_dispatch; available",
         ),
     ],
 )

@@ -133,7 +133,7 @@ def test_valid_session_events(session_event: str | None) -> None:
         ({"session_event": "bye"}, "session_event"),
         ({"content": 5}, "content"),
         ({"to_addr": ["a"]}, "to_addr"),
-        ({"transport_name": None}, "transport_name"),
+        ({"transport_name": 5}, "transport_name"),
         ({"message_type": "event"}, "message_type"),
         ({"message_version": "20120101"}, "message_version"),
         ({"timestamp": "yesterday"}, "timestamp"),

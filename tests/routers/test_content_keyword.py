@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ray_dispatch.core.stores.routing import MemoryStore
 from ray_dispatch.testing import RouterHarness, make_ack, make_inbound, make_nack
 
@@ -158,5 +160,17 @@ async def test_bad_config_names_the_key(router_config, config_error):
         keyword_config(router_config, transport_mappings={"123": "fax"}), "transport_mappings.123", "'fax' is not in"
     )
     await config_error(
-        keyword_config(router_config, expire_routing_memory=0), "expire_routing_memory", "greater than 0"
+        keyword_config(router_config, expire_routing_memory=-1), "expire_routing_memory", "greater than or equal to 0"
     )
+
+
+@pytest.mark.parametrize("never", [0, "0"])
+async def test_expire_routing_memory_zero_remembers_forever_as_in_vumi(router_config, never):
+    clock = FakeClock()
+    config = keyword_config(router_config, expire_routing_memory=never, return_route_ttl=1)
+    async with RouterHarness(config, store=MemoryStore(clock=clock)) as h:
+        sent = make_inbound("hi", from_addr="12345")
+        await h.dispatch_outbound(sent, "app2")
+        clock.now += 10 * 365 * 24 * 3600
+        outcome = await h.dispatch_event(make_ack(sent, transport_name="sms"))
+        assert outcome.destinations == ["app2"] and h.failures == []
