@@ -83,6 +83,7 @@ from actors.transports.smpp_pdu import (
     COMMAND_STATUS_NAMES,
     ESME_ROK,
     ESME_RTHROTTLED,
+    ESME_RX_P_APPN,
     ESME_RX_T_APPN,
     PERMANENT_BIND_REFUSALS,
     SUBMIT_SM,
@@ -101,7 +102,6 @@ __all__ = ["COMMAND_STATUS_NAMES", "SmppTransport", "SmppTransportConfig", "desc
 
 log = logging.getLogger(__name__)
 
-ESME_RX_P_APPN = 0x65
 MAX_PASSWORD_OCTETS = 8
 MAX_ADDRESS_OCTETS = 20
 RECEIPT_REQUESTED = 0x01
@@ -400,25 +400,30 @@ class SmppTransport(TransportActor):
             return
         handling = asyncio.ensure_future(self._on_deliver_sm(message))
         done, _ = await asyncio.wait({handling}, timeout=self.config.inbound_timeout)
-        safe = bool(done) and handling.result()
-        if not safe:
+        status = handling.result() if done else ESME_RX_T_APPN
+        if status == ESME_RX_T_APPN:
             self.counters["inbound_deferred"] += 1  # the SMSC sends it again: at least once
-        if not session.respond(pdu, ESME_ROK if safe else ESME_RX_T_APPN):
+        if not session.respond(pdu, status):
             self.counters["inbound_unanswered"] += 1
         if not done:
             await asyncio.wait({handling})  # it keeps its place in the inbound window until it ends
 
-    async def _on_deliver_sm(self, message: ShortMessage) -> bool:
-        """Hand a deliver_sm's content to the dispatcher and wait for it; return whether it is safe."""
+    async def _on_deliver_sm(self, message: ShortMessage) -> int:
+        """Hand a deliver_sm's content to the dispatcher and wait for it; return the deliver_sm_resp status.
+
+        ``ESME_ROK`` once it is safe; ``ESME_RX_T_APPN`` when no dispatcher took it (the SMSC tries
+        again); ``ESME_RX_P_APPN`` when it cannot be read (a broken UDH: trying again cannot help).
+        """
         try:
             await self._publish_deliver_sm(message)
         except (DeliveryError, RuntimeError) as exc:
             log.warning("smpp transport %r: deliver_sm not handed over: %s", self.endpoint_name, exc)
-            return False
-        except Exception as exc:  # one bad PDU never stops the others; it is kept as a failure record
+            return ESME_RX_T_APPN
+        except Exception as exc:  # one bad PDU never stops the others
             self.counters["inbound_errors"] += 1
-            log.warning("smpp transport %r: deliver_sm not handled: %s", self.endpoint_name, exc)
-        return True
+            log.warning("smpp transport %r: deliver_sm refused: %s", self.endpoint_name, exc)
+            return ESME_RX_P_APPN
+        return ESME_ROK
 
     async def _publish_deliver_sm(self, event: ShortMessage) -> None:
         tlvs = event.tlvs

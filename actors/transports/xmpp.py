@@ -7,6 +7,10 @@ for as long as the transport runs; XEP-0199 pings detect a dead server.
 Inbound: every chat or normal message with a body becomes a user message from
 the sender's bare JID to this transport's bare JID (``to_addr`` of replies is
 a bare JID; the sender's resource is kept in ``transport_metadata.xmpp``).
+With stream management, the server's count of handled stanzas includes a
+message only once the dispatcher confirmed it: if the transport dies first,
+the server stores the message offline (and delivers it on the next login) or
+bounces it to the sender, instead of taking it as delivered.
 
 Outbound: the message is sent as a chat stanza whose id is the message's id,
 asking for an XEP-0184 receipt. When the server offers stream management
@@ -32,8 +36,10 @@ reconnect storm.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
+from collections import deque
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -41,6 +47,7 @@ from pydantic import Field
 from actors.endpoint import EndpointConfig, TransportActor
 from actors.transports.common import BackoffConfig, BoundedMap, ConnectionSupervisor, Secret, SendWindow
 from actors.transports.connection_state import ConnectionState
+from ray_dispatch.core.errors import DeliveryError, InvalidMessage
 from ray_dispatch.core.message import TransportUserMessage
 
 log = logging.getLogger(__name__)
@@ -109,6 +116,60 @@ class XmppTransportConfig(EndpointConfig):
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
 
 
+class _InboundCount:
+    """XEP-0198 counting of inbound stanzas in which a chat message counts as handled only once
+    the dispatcher confirmed it (slixmpp's own count takes every stanza as handled on arrival).
+
+    The ``h`` the server gets is the number of stanzas handled in a row from the start, so a
+    message still waiting holds back the count of the ones after it; on a session that ends
+    without acknowledging them, the server stores them offline or bounces them to the sender.
+    """
+
+    MAX_SEQ = 2**32
+
+    def __init__(self, stream_management: Any) -> None:
+        self._sm = stream_management
+        self._arrived = 0
+        self._handled = 0
+        self._done: set[int] = set()
+        self._messages: deque[int | None] = deque()
+
+    def on_stanza(self, stanza: Any) -> Any:
+        """slixmpp ``in`` filter: number the stanza; a message with a body waits for ``message_done``."""
+        from slixmpp import Iq, Message, Presence
+
+        is_message = isinstance(stanza, Message) and stanza.xml.find(f"{{{stanza.namespace}}}body") is not None
+        if not self._sm.enabled_in:
+            if is_message:
+                self._messages.append(None)  # keeps the order with the message handler's calls
+            return stanza
+        if isinstance(stanza, (Message, Presence, Iq)):
+            self._arrived += 1
+            if is_message:
+                self._messages.append(self._arrived)
+            else:
+                self._mark(self._arrived)
+        return stanza
+
+    def next_message(self) -> int | None:
+        """The number of the message the handler is about to take (messages reach it in order)."""
+        return self._messages.popleft() if self._messages else None
+
+    def message_done(self, number: int | None) -> None:
+        """The dispatcher confirmed message ``number`` (or it can never be): count it, and tell the server."""
+        if number is not None and self._mark(number):
+            self._sm.send_ack()
+
+    def _mark(self, number: int) -> bool:
+        self._done.add(number)
+        before = self._handled
+        while self._handled + 1 in self._done:
+            self._handled += 1
+            self._done.discard(self._handled)
+        self._sm.handled = self._handled % self.MAX_SEQ
+        return self._handled != before
+
+
 class _Session:
     """One logged-in slixmpp client, the event set when it disconnects, and stanzas awaiting the server."""
 
@@ -116,6 +177,7 @@ class _Session:
         self.client = client
         self.gone = asyncio.Event()
         self.server_confirms = False  # XEP-0198 is on: the server acks each stanza
+        self.inbound: _InboundCount | None = None
         self._unconfirmed: dict[str, asyncio.Future[None]] = {}
 
     def expect_confirmation(self, stanza_id: str) -> asyncio.Future[None] | None:
@@ -239,6 +301,11 @@ class XmppTransport(TransportActor):
         mechanisms.unencrypted_plain = cfg.allow_unencrypted_auth
         mechanisms.unencrypted_scram = cfg.allow_unencrypted_auth
         session = _Session(client)
+        if cfg.stream_management:
+            sm = client.plugin["xep_0198"]
+            session.inbound = _InboundCount(sm)
+            client.del_filter("in", sm._handle_incoming)
+            client.add_filter("in", session.inbound.on_stanza)
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def fail(reason: str, error: type[Exception] = ConnectionError) -> None:
@@ -275,7 +342,7 @@ class XmppTransport(TransportActor):
             fail("disconnected")
 
         client.add_event_handler("disconnected", on_disconnected)
-        client.add_event_handler("message", self._on_message)
+        client.add_event_handler("message", functools.partial(self._on_message, session))
         client.add_event_handler("message_error", self._on_error)
         client.add_event_handler("receipt_received", self._on_receipt)
         if cfg.host:
@@ -303,7 +370,16 @@ class XmppTransport(TransportActor):
 
     # -- inbound ----------------------------------------------------------------------
 
-    async def _on_message(self, stanza: Any) -> None:
+    async def _on_message(self, session: _Session, stanza: Any) -> None:
+        number = session.inbound.next_message() if session.inbound is not None else None
+        try:
+            await self._publish_stanza(stanza)
+        finally:
+            if session.inbound is not None:
+                session.inbound.message_done(number)
+
+    async def _publish_stanza(self, stanza: Any) -> None:
+        """Hand a chat message to the dispatcher and wait for its confirmation (invalid: a record)."""
         kind = stanza["type"]
         body = stanza["body"]
         if kind not in ("chat", "normal") or not body:
@@ -312,13 +388,17 @@ class XmppTransport(TransportActor):
         metadata = {"xmpp": {"resource": sender.resource, "type": kind, "id": stanza["id"] or None}}
         if stanza["thread"]:
             metadata["xmpp"]["thread"] = stanza["thread"]
-        await self.publish_from_peer(
-            from_addr=sender.bare,
-            to_addr=self.bare_jid,
-            content=body,
-            transport_type=self.config.transport_type,
-            transport_metadata=metadata,
-        )
+        fields = {
+            "from_addr": sender.bare,
+            "to_addr": self.bare_jid,
+            "content": body,
+            "transport_type": self.config.transport_type,
+            "transport_metadata": metadata,
+        }
+        try:
+            await self.publish_message(wait=True, **fields)
+        except (InvalidMessage, DeliveryError, RuntimeError):
+            await self.publish_from_peer(**fields)  # kept as an undeliverable record
 
     async def _on_receipt(self, stanza: Any) -> None:
         user_message_id = self._sent.pop(stanza["receipt"])

@@ -1,7 +1,7 @@
 """A throwaway prosody XMPP server on loopback, started in the foreground and stopped by PID.
 
 Everything lives in one temp dir: config, data, logs. Plaintext auth is allowed
-(loopback only), and s2s, TLS, HTTP, offline storage and the admin socket are off.
+(loopback only), and s2s, TLS, HTTP, offline storage (unless asked) and the admin socket are off.
 Stream management (XEP-0198, ``mod_smacks``) is on unless asked otherwise.
 """
 
@@ -32,7 +32,7 @@ c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 authentication = "internal_plain"
 modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "posix"{extra_modules} }}
-modules_disabled = {{ "s2s"; "tls"; "http"; "admin_socket"; "offline" }}
+modules_disabled = {{ "s2s"; "tls"; "http"; "admin_socket"{disabled_offline} }}
 VirtualHost "{domain}"
 """
 
@@ -45,7 +45,15 @@ def prosody_available() -> bool:
 class ProsodyServer:
     """One prosody process with its own config in ``workdir``, listening on 127.0.0.1:``port``."""
 
-    def __init__(self, workdir: Path, port: int, domain: str = "localhost", *, stream_management: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int,
+        domain: str = "localhost",
+        *,
+        stream_management: bool = True,
+        offline_storage: bool = False,
+    ) -> None:
         self.workdir = workdir
         self.port = port
         self.domain = domain
@@ -62,6 +70,7 @@ class ProsodyServer:
                 domain=domain,
                 user=getpass.getuser(),
                 extra_modules='; "smacks"' if stream_management else "",
+                disabled_offline="" if offline_storage else '; "offline"',
             ),
             encoding="utf-8",
         )

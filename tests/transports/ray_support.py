@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ray_dispatch.api import Deployment
@@ -21,6 +22,19 @@ def echo_deployment_config(transport: str, transport_class: str, transport_confi
             transport: {"class": transport_class, "config": transport_config},
             "app": {"class": "actors.builtin.EchoApplication", "config": {"prefix": "echo: "}},
         },
+    }
+
+
+def xmpp_transport_config(port: int, secret_file: Path) -> dict[str, Any]:
+    """An XmppTransport config for ``dispatcher@localhost`` (password ``bot-secret``) on a loopback prosody."""
+    secret_file.write_text("bot-secret")
+    return {
+        "jid": "dispatcher@localhost",
+        "password": {"file": str(secret_file)},
+        "host": "127.0.0.1",
+        "port": port,
+        "tls": "none",
+        "allow_unencrypted_auth": True,
     }
 
 

@@ -9,7 +9,7 @@ from peers.net import free_port
 from peers.prosody import ProsodyServer, prosody_available
 from peers.xmpp_client import XmppPeer
 
-from .ray_support import app_events, app_messages, deploy, echo_deployment_config, shutdown
+from .ray_support import app_events, app_messages, deploy, echo_deployment_config, shutdown, xmpp_transport_config
 
 pytestmark = [
     pytest.mark.ray,
@@ -21,8 +21,6 @@ async def test_xmpp_round_trip_on_ray(ray_session: None, tmp_path: Path) -> None
     prosody = ProsodyServer(tmp_path / "prosody", free_port())
     prosody.register("dispatcher", "bot-secret")
     prosody.register("alice", "alice-secret")
-    secret = tmp_path / "password"
-    secret.write_text("bot-secret")
     prosody.start()
     deployment = None
     alice = XmppPeer("alice@localhost", "alice-secret", prosody.port)
@@ -30,14 +28,7 @@ async def test_xmpp_round_trip_on_ray(ray_session: None, tmp_path: Path) -> None
         config = echo_deployment_config(
             "xmpp_transport",
             "actors.transports.xmpp.XmppTransport",
-            {
-                "jid": "dispatcher@localhost",
-                "password": {"file": str(secret)},
-                "host": "127.0.0.1",
-                "port": prosody.port,
-                "tls": "none",
-                "allow_unencrypted_auth": True,
-            },
+            xmpp_transport_config(prosody.port, tmp_path / "password"),
         )
         deployment = await deploy(config)
         await alice.connect()

@@ -15,7 +15,7 @@ from tests.transports.conftest import HoldingLink
 
 from .smpp_support import eventually_status, gsm_hex, outbound
 
-ESME_RTHROTTLED, ESME_RX_T_APPN = 0x58, 0x64
+ESME_RTHROTTLED, ESME_RX_T_APPN, ESME_RX_P_APPN = 0x58, 0x64, 0x65
 
 
 @pytest.fixture
@@ -143,3 +143,15 @@ async def test_an_acked_message_without_a_receipt_is_reported_pending_after_rece
     assert report.delivery_status == "pending"
     assert report.transport_metadata["smpp"]["state"] == "NO_RECEIPT"
     assert [e.event_type for e in link.events_about(message.message_id)] == ["ack", "delivery_report"]
+
+
+async def test_a_deliver_sm_that_cannot_be_read_is_refused_for_good(
+    link: HoldingLink, smsc: SmscPeer, make_transport: Any
+) -> None:
+    transport = await make_transport()
+    broken_udh = bytes((0x20, 0x00, 0x03)).hex()  # says 32 header octets, has 2
+    status = await smsc.command(
+        "mo", source_addr="2782", destination_addr="4321", short_message=broken_udh, esm_class=0x40
+    )
+    assert status == ESME_RX_P_APPN  # redelivering it cannot help
+    assert link.items == [] and transport.counters["inbound_errors"] == 1

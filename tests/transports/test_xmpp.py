@@ -17,6 +17,7 @@ from peers.xmpp_client import XmppPeer
 from actors.transports.xmpp import XmppTransport
 from ray_dispatch.core.errors import ConfigError
 from ray_dispatch.core.message import TransportUserMessage
+from tests.transports.conftest import HoldingLink
 
 pytestmark = pytest.mark.skipif(not prosody_available(), reason="prosody is not installed (.ci/run installs it)")
 
@@ -326,3 +327,35 @@ async def test_a_refused_login_names_the_servers_condition_in_state_and_nacks(
         assert "not-authorized" in nack.nack_reason
         [state] = transport.connection_state()
         assert state["state"] == "refused" and "not-authorized" in state["reason"] and state["attempts"] >= 1
+
+
+async def test_an_inbound_message_the_dispatcher_had_not_confirmed_when_the_connection_dropped_comes_again(
+    tmp_path: Path,
+) -> None:
+    # Stream management counts a message as handled only once the dispatcher confirmed it, so the
+    # server keeps it (offline storage here) when the connection drops first, and delivers it again.
+    link = HoldingLink()
+    prosody = ProsodyServer(tmp_path / "prosody", free_port(), offline_storage=True)
+    prosody.register("dispatcher", "bot-secret")
+    prosody.register("alice", "alice-secret")
+    prosody.start()
+    try:
+        async with TcpGate(prosody.port) as gate:
+            config = transport_config(prosody, tmp_path / "password", port=gate.port)
+            async with connected_transport(link, config) as transport:
+                alice = XmppPeer("alice@localhost", "alice-secret", prosody.port)
+                await alice.connect()
+                try:
+                    alice.send("dispatcher@localhost", "not confirmed yet")
+                    await link.wait_until(lambda: link.inbound)
+                    await gate.shut()  # the transport's connection drops before the dispatcher confirmed
+                    await link.wait_until(lambda: not transport.is_connected(), timeout=10)
+                    await gate.open()
+                    await link.wait_until(lambda: len(link.inbound) == 2, timeout=20)
+                    link.release()
+                    assert [m.content for m in link.inbound] == ["not confirmed yet"] * 2
+                finally:
+                    await alice.close()
+    finally:
+        link.release()
+        prosody.stop()
