@@ -13,7 +13,9 @@ restart. In a dispatcher config::
 Connection problems raise ``StoreUnavailable`` after a bounded number of
 reconnect attempts (with jittered exponential backoff) and an overall
 per-operation deadline, so a dead server never hangs the dispatcher; once the
-server is back the next operation reconnects. A password, from the URL, an
+server is back the next operation reconnects. A circuit breaker (option
+``breaker``) makes operations fail at once while the server is known to be
+down, probing it again after a cool-down. A password, from the URL, an
 environment variable or a file, never appears in errors or ``repr``: the URL
 is shown with ``***`` in its place.
 """
@@ -223,7 +225,8 @@ class RedisConnection:
         ``command`` and ``key`` only name the operation in error messages.
 
         Raises:
-            StoreUnavailable: the server could not be reached or did not answer in time.
+            StoreUnavailable: the server could not be reached or did not answer in time,
+                or, at once, the circuit breaker is open (``breaker`` option).
             StoreError: the server refused the command.
         """
         try:
