@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from redis_server import free_port
 
+import actors.dispatcher
 from ray_dispatch.cli import _print_status
 from ray_dispatch.core.stores.failures import MemoryFailureStore
 from ray_dispatch.core.stores.routing import JSONValue, MemoryStore, RoutingStore
@@ -50,3 +52,37 @@ def test_status_prints_one_line_with_each_stores_state(capsys: pytest.CaptureFix
     _print_status(status({"state": "open", "detail": detail}, {"state": "ok", "detail": "fine"}))
     lines = capsys.readouterr().out.splitlines()
     assert [line for line in lines if "stores:" in line] == [f"    stores: routing open ({detail}); failures ok"]
+
+
+async def test_dispatcher_status_shows_the_stores_state_and_survives_an_unreachable_failure_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(actors.dispatcher, "current_node_id", lambda: "node-0")  # no Ray needed for status
+    dead = free_port()  # nothing listens there
+    config = {
+        "router_class": "routers.SimpleDispatchRouter",
+        "transport_names": ["sms"],
+        "exposed_names": ["app"],
+        "route_mappings": {"sms": "app"},
+        "failure_store": {
+            "class": "ray_dispatch.redis_failures.RedisFailureStore",
+            "url": f"redis://127.0.0.1:{dead}/0",
+            "breaker": {"failure_threshold": 1},
+        },
+        "endpoints": {
+            "sms": {"class": "actors.builtin.MemoryTransport"},
+            "app": {"class": "actors.builtin.EchoApplication"},
+        },
+    }
+    actor = actors.dispatcher.DispatcherActor(config)
+    info = await actor.status()
+    assert info["failures"] is None  # the failure store cannot count: status says so instead of failing
+    assert info["store"]["state"] == "ok"
+    failure_store = info["failure_store"]
+    assert (failure_store["state"], failure_store["url"], failure_store["pending"]) == (
+        "open",
+        f"redis://127.0.0.1:{dead}/0",
+        0,
+    )
+    assert failure_store["detail"].startswith("circuit open since ")
+    assert "1 failure in a row; last: ConnectionError" in failure_store["detail"]

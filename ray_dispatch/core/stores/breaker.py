@@ -124,13 +124,13 @@ class CircuitBreaker:
         """One line: ``circuit open since <UTC time>, next probe in <s>s (<N> failures in a row; last: ...)``."""
         if self.state == "closed":
             return "circuit closed" + (
-                f" ({self.failures_in_a_row} failures in a row)" if self.failures_in_a_row else ""
+                f" ({_failures(self.failures_in_a_row)} in a row)" if self.failures_in_a_row else ""
             )
         since = _utc(self._open_since) if self._open_since is not None else "?"
         when = "probe under way" if self.state == "half-open" else f"next probe in {self.next_probe_in():.1f}s"
         return (
             f"circuit {self.state} since {since}, {when}"
-            f" ({self.failures_in_a_row} failures in a row; last: {self.last_error})"
+            f" ({_failures(self.failures_in_a_row)} in a row; last: {self.last_error})"
         )
 
     def snapshot(self) -> dict[str, Any]:
@@ -142,6 +142,11 @@ class CircuitBreaker:
             "failures_in_a_row": self.failures_in_a_row,
             "last_error": self.last_error,
         }
+
+
+def _failures(count: int) -> str:
+    """``1 failure``, ``3 failures``."""
+    return f"{count} failure" + ("" if count == 1 else "s")
 
 
 def _utc(epoch: float) -> str:
