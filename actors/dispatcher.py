@@ -38,7 +38,7 @@ from actors.sender import Order, SenderOptions
 from actors.wire import WireItem, checked_from_wire, to_wire
 from ray_dispatch.core.deployment import deployment_spec
 from ray_dispatch.core.dispatcher import Dispatcher, DispatchOutcome
-from ray_dispatch.core.errors import InvalidMessage
+from ray_dispatch.core.errors import InvalidMessage, StoreError
 from ray_dispatch.core.message import Message, message_from_dict
 from ray_dispatch.core.receipts import Receipt
 from ray_dispatch.core.recent import RecentOutcomes
@@ -283,7 +283,15 @@ class DispatcherActor:
     # -- observation ----------------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
-        """Counters, replicas per endpoint and failure count."""
+        """Counters, replicas per endpoint, failure count and the stores' states.
+
+        ``store`` and ``failure_store`` are the stores' ``state()``; while the
+        failure store cannot be reached, ``failures`` is None.
+        """
+        try:
+            failures: int | None = await self.core.failures.count()
+        except StoreError:
+            failures = None
         return {
             "deployment": self.deployment,
             "dispatcher": self.index,
@@ -292,7 +300,9 @@ class DispatcherActor:
             "started": self.core.started,
             "stats": self.core.stats.to_dict(),
             "endpoints": {name: pool.stats() for name, pool in self.pools.items()},
-            "failures": await self.core.failures.count(),
+            "failures": failures,
+            "store": self.core.store.state(),
+            "failure_store": self.core.failures.state(),
             "dead_replicas": list(self.dead_replicas),
             "metrics": self.metrics.snapshot(),
         }

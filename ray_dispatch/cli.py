@@ -288,6 +288,7 @@ def _print_status(info: dict[str, Any]) -> None:
         click.echo(
             f"  dispatcher {d['dispatcher']}: {d['router']} on node {d['node_id'][:12]}, failures: {d['failures']}"
         )
+        click.echo("    stores: " + "; ".join(_store_line(n, d.get(k) or {}) for n, k in _STORES))
         _print_dispatcher_metrics(d.get("metrics"))
     counts = info["dispatchers"][0].get("stats", {}) if info["dispatchers"] else {}
     for endpoint, entry in info["endpoints"].items():
@@ -304,6 +305,15 @@ def _print_status(info: dict[str, Any]) -> None:
         if received or published:
             click.echo(f"    from it: {received or '{}'}  to it: {published or '{}'}")
         _print_rates(info["dispatchers"], endpoint)
+
+
+_STORES = (("routing", "store"), ("failures", "failure_store"))
+
+
+def _store_line(name: str, state: dict[str, Any]) -> str:
+    """``<name> <state>``, with the store's one-line detail when it is not ``ok``."""
+    shown = state.get("state", "unknown")
+    return f"{name} {shown}" if shown in ("ok", "unknown") else f"{name} {shown} ({state.get('detail')})"
 
 
 def _ms(summary: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
@@ -29,13 +30,23 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ray_dispatch.core.config import DispatcherConfig, load_config, resolve_class
-from ray_dispatch.core.errors import ConfigError, DropMessage, InvalidMessage, NoRoute, RoutingLoop, UnknownEndpoint
+from ray_dispatch.core.errors import (
+    ConfigError,
+    DropMessage,
+    InvalidMessage,
+    NoRoute,
+    RoutingLoop,
+    StoreUnavailable,
+    UnknownEndpoint,
+)
 from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage
 from ray_dispatch.core.middleware import BaseMiddleware, MiddlewareStack
 from ray_dispatch.core.receipts import CONFIRMED, Receipt
 from ray_dispatch.core.router import BaseDispatchRouter
 from ray_dispatch.core.stores.failures import Direction, FailureRecord, FailureStore
 from ray_dispatch.core.stores.routing import RoutingStore
+
+logger = logging.getLogger(__name__)
 
 RETURN_ROUTE_PREFIX = "return_route:"
 _KIND: dict[str, type[Message]] = {
@@ -166,12 +177,18 @@ _current: ContextVar[_Context | None] = ContextVar("ray_dispatch_context", defau
 
 @dataclass
 class DispatcherStats:
-    """Counters: messages received and published per (direction, endpoint), failures, drops."""
+    """Counters: messages received and published per (direction, endpoint), failures, drops.
+
+    ``return_routes_not_stored`` counts outbound messages routed while the
+    routing store was unavailable: their return route was not written, so
+    their events go where the router sends events.
+    """
 
     received: Counter[tuple[str, str]] = field(default_factory=Counter)
     published: Counter[tuple[str, str]] = field(default_factory=Counter)
     failed: Counter[tuple[str, str]] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
+    return_routes_not_stored: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-friendly counters keyed ``"direction:endpoint"``."""
@@ -184,6 +201,7 @@ class DispatcherStats:
             "published": flat(self.published),
             "failed": flat(self.failed),
             "dropped": dict(self.dropped),
+            "return_routes_not_stored": self.return_routes_not_stored,
         }
 
 
@@ -276,6 +294,7 @@ class Dispatcher:
             "outbound": self.router.dispatch_outbound_message,
         }
         self.started = False
+        self._return_routes_failing = False  # a return route could not be written; logged once per outage
 
     def _build_middleware(self, spec: Any, allowed: Sequence[str] | None) -> BaseMiddleware:
         cls = resolve_class(spec.class_path, f"middleware.{spec.name}", BaseMiddleware, allowed)
@@ -562,9 +581,7 @@ class Dispatcher:
     async def _route(self, ctx: _Context, msg: Message) -> None:
         sender = None
         if ctx.direction == "outbound":
-            await self.store.set(
-                RETURN_ROUTE_PREFIX + msg["message_id"], ctx.endpoint, ttl=self.config.return_route_ttl
-            )
+            await self._remember_sender(ctx, msg)
         elif ctx.direction == "event":
             sender = await self.store.get(RETURN_ROUTE_PREFIX + msg["user_message_id"])
             if sender not in self._exposed:
@@ -595,6 +612,33 @@ class Dispatcher:
                 f"{type(self.router).__name__} found no destination"
                 f" for this {ctx.direction} message from {ctx.endpoint!r}"
             )
+
+    async def _remember_sender(self, ctx: _Context, msg: Message) -> None:
+        """Write the outbound message's return route; if the store is unavailable, count it and go on.
+
+        The message is routed either way: its events can be routed without
+        the return route (by the router), whereas holding the message back
+        would stop every outbound message for as long as the store is down.
+        """
+        try:
+            await self.store.set(
+                RETURN_ROUTE_PREFIX + msg["message_id"], ctx.endpoint, ttl=self.config.return_route_ttl
+            )
+        except StoreUnavailable as exc:
+            self.stats.return_routes_not_stored += 1
+            if not self._return_routes_failing:
+                logger.warning(
+                    "routing outbound messages without their return routes while the routing store is"
+                    " unavailable (counted in return_routes_not_stored; their events go where the router"
+                    " sends events): %s",
+                    exc,
+                )
+            self._return_routes_failing = True
+            self._trace(ctx, f"return route not stored, events will follow the router: {exc}", "return_route")
+            return
+        if self._return_routes_failing:
+            self._return_routes_failing = False
+            logger.warning("routing store is back: return routes are stored again")
 
     async def _publish(
         self,

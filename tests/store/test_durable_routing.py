@@ -117,26 +117,35 @@ async def test_user_groups_are_forgotten_with_a_fresh_memory_store() -> None:
     assert before != after
 
 
-async def test_redis_outage_turns_state_writes_into_failure_records(own_redis: RedisServer, prefix: str) -> None:
+async def test_redis_outage_routes_outbound_without_its_return_route_and_records_its_events(
+    own_redis: RedisServer, prefix: str
+) -> None:
     async with RouterHarness(SIMPLE, store=RedisStore(own_redis.url, prefix=prefix)) as harness:
+        await harness.dispatch_outbound(outbound("sent before the outage"), "app2")  # Redis up: route stored
         own_redis.stop(keep_dir=True)
-        stuck = outbound("written while Redis is down")
-        outcome = await harness.dispatch_outbound(stuck, "app2")
-        assert outcome.deliveries == []
-        (failure,) = outcome.failures
-        assert (failure.error_type, failure.stage, failure.endpoint) == ("StoreUnavailable", "route", "app2")
-        assert own_redis.url in failure.reason
-        assert harness.outbound_to("sms") == []
+        sent = outbound("sent while Redis is down")
+        outcome = await harness.dispatch_outbound(sent, "app2")
+        assert (outcome.destinations, outcome.failures) == (["sms"], [])  # routed; its return route is not stored
+        assert harness.dispatcher.stats.return_routes_not_stored == 1
+        assert harness.dispatcher.stats.to_dict()["return_routes_not_stored"] == 1
 
         inbound = await harness.dispatch_inbound(make_inbound("needs no state"))  # routing without the store
         assert inbound.destinations == ["app1"]
 
+        event = await harness.dispatch_event(make_ack(sent))  # its return route cannot be read
+        (failure,) = event.failures
+        assert (failure.error_type, failure.stage, failure.endpoint) == ("StoreUnavailable", "route", "sms")
+        assert own_redis.url in failure.reason
+        assert harness.events_to("app1") == harness.events_to("app2") == []
+
         own_redis.restart()
         replayed = await harness.dispatcher.replay_failure(failure.failure_id)
-        assert replayed.destinations == ["sms"]
+        assert replayed.destinations == ["app1"]  # no return route was stored: the router decides
         assert harness.failures == []
-        await harness.dispatch_event(make_ack(stuck))
-        assert [e.user_message_id for e in harness.events_to("app2")] == [stuck.message_id]
+        stored = outbound("sent after the outage")
+        await harness.dispatch_outbound(stored, "app2")
+        await harness.dispatch_event(make_ack(stored))
+        assert [e.user_message_id for e in harness.events_to("app2")] == [stored.message_id]
 
 
 async def test_failure_records_in_redis_can_be_replayed_by_another_dispatcher(

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from ray_dispatch.core.errors import InvalidMessage
 from ray_dispatch.core.message import VUMI_DATE_FORMAT, Message, TransportEvent, TransportUserMessage, utcnow
+from ray_dispatch.core.stores.routing import IN_PROCESS_STATE, UNKNOWN_STATE
 
 Direction = Literal["inbound", "event", "outbound"]
 DIRECTIONS: tuple[Direction, ...] = ("inbound", "event", "outbound")
@@ -215,6 +216,10 @@ class FailureStore(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The default does nothing."""
 
+    def state(self) -> dict[str, Any]:
+        """Whether the store's server is reachable, as ``RoutingStore.state`` (default ``unknown``)."""
+        return dict(UNKNOWN_STATE)
+
 
 class MemoryFailureStore(FailureStore):
     """In-memory, bounded failure store (oldest dropped past ``max_records``): the default.
@@ -228,6 +233,10 @@ class MemoryFailureStore(FailureStore):
         self.max_records = max_records
         self._records: OrderedDict[str, FailureRecord] = OrderedDict()
         self.dropped = 0
+
+    def state(self) -> dict[str, Any]:
+        """Always ``{"state": "ok"}``: the store is this process."""
+        return dict(IN_PROCESS_STATE)
 
     async def add(self, record: FailureRecord) -> FailureRecord:
         self._records[record.failure_id] = record

@@ -102,6 +102,10 @@ class RedisFailureStore(FailureStore):
         """Records waiting in this process for Redis to come back."""
         return len(self._pending)
 
+    def state(self) -> dict[str, Any]:
+        """The circuit breaker's view of Redis (``RedisConnection.state``), plus ``pending`` records kept here."""
+        return {**self.connection.state(), "pending": len(self._pending)}
+
     # -- writing ---------------------------------------------------------------
 
     async def add(self, record: FailureRecord) -> FailureRecord:

@@ -13,7 +13,9 @@ restart. In a dispatcher config::
 Connection problems raise ``StoreUnavailable`` after a bounded number of
 reconnect attempts (with jittered exponential backoff) and an overall
 per-operation deadline, so a dead server never hangs the dispatcher; once the
-server is back the next operation reconnects. A password, from the URL, an
+server is back the next operation reconnects. A circuit breaker (option
+``breaker``) makes operations fail at once while the server is known to be
+down, probing it again after a cool-down. A password, from the URL, an
 environment variable or a file, never appears in errors or ``repr``: the URL
 is shown with ``***`` in its place.
 """
@@ -39,6 +41,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ray_dispatch.core.errors import ConfigError, StoreError, StoreUnavailable, format_validation_error
 from ray_dispatch.core.retry import OldKeys, RetryPolicy, fill_retry_block
 from ray_dispatch.core.secrets import Secret, read_secret
+from ray_dispatch.core.stores.breaker import BreakerPolicy, CircuitBreaker, CircuitOpen
 from ray_dispatch.core.stores.routing import JSONValue, RoutingStore
 
 __all__ = ["RedisConnection", "RedisOptions", "RedisStore", "mask_url"]
@@ -96,6 +99,11 @@ class RedisOptions(BaseModel):
             the first try), ``backoff_base`` (half the first wait) and
             ``backoff_cap`` still work, with a warning.
         operation_timeout: overall deadline of one operation, retries included.
+        breaker: the circuit breaker (``BreakerPolicy``): after ``failure_threshold``
+            operations in a row could not reach the server (default 3), every
+            operation fails at once with ``StoreUnavailable`` for
+            ``reset_timeout`` seconds (default 2); then one operation probes,
+            and its success closes the breaker.
         max_connections: size of the connection pool.
         pool_timeout: seconds to wait for a free pooled connection.
     """
@@ -109,6 +117,7 @@ class RedisOptions(BaseModel):
     socket_timeout: float = Field(2.0, gt=0)
     retry: RetryPolicy = REDIS_RETRY
     operation_timeout: float = Field(5.0, gt=0)
+    breaker: BreakerPolicy = BreakerPolicy()
     max_connections: int = Field(32, ge=1)
     pool_timeout: float = Field(2.0, gt=0)
 
@@ -179,6 +188,8 @@ class RedisConnection:
         self._password = password
         self._client: Redis | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.breaker = CircuitBreaker(self.options.breaker)
+        """Whether the server is reachable, as the last operations found it (``state()``)."""
 
     def scrub(self, text: str) -> str:
         """Return ``text`` with every known password replaced by ``***``."""
@@ -214,20 +225,46 @@ class RedisConnection:
         ``command`` and ``key`` only name the operation in error messages.
 
         Raises:
-            StoreUnavailable: the server could not be reached or did not answer in time.
+            StoreUnavailable: the server could not be reached or did not answer in time,
+                or, at once, the circuit breaker is open (``breaker`` option).
             StoreError: the server refused the command.
         """
         try:
-            return await _within(call(self.client()), self.options.operation_timeout)
+            self.breaker.before_call()
+        except CircuitOpen as exc:
+            raise StoreUnavailable(
+                self.scrub(f"{self.what} at {self.url} is unavailable ({_operation(command, key)}): {exc}")
+            ) from None
+        try:
+            result = await _within(call(self.client()), self.options.operation_timeout)
         except (TimeoutError, RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            cause = str(exc) or f"no answer within {self.options.operation_timeout} s"
-            text = (
-                f"{self.what} at {self.url} is unavailable ({_operation(command, key)}): {type(exc).__name__}: {cause}"
+            cause = self.scrub(
+                f"{type(exc).__name__}: {str(exc) or f'no answer within {self.options.operation_timeout} s'}"
             )
-            raise StoreUnavailable(self.scrub(text)) from None
+            self.breaker.failed(cause)
+            raise StoreUnavailable(
+                f"{self.what} at {self.url} is unavailable ({self.scrub(_operation(command, key))}): {cause}"
+            ) from None
         except RedisError as exc:
+            self.breaker.succeeded()  # the server answered
             text = f"{self.what} at {self.url} refused {_operation(command, key)}: {type(exc).__name__}: {exc}"
             raise StoreError(self.scrub(text)) from None
+        except BaseException:
+            self.breaker.abandoned()
+            raise
+        self.breaker.succeeded()
+        return result
+
+    def state(self) -> dict[str, Any]:
+        """The server as the last operations found it: ``{"state": "ok" | "open" | "half-open", ...}``.
+
+        ``ok`` (breaker closed) adds ``failures_in_a_row``; ``open`` and
+        ``half-open`` add ``since``, ``next_probe_in`` and ``last_error``; every
+        state adds ``url`` (password masked) and ``detail``, one line for people.
+        """
+        snapshot = self.breaker.snapshot()
+        name = "ok" if snapshot["state"] == "closed" else snapshot["state"]
+        return {**snapshot, "state": name, "url": self.url, "detail": self.breaker.describe()}
 
     async def ping(self) -> None:
         """Check the server answers.
@@ -380,6 +417,10 @@ class RedisStore(RoutingStore):
             StoreUnavailable: it does not.
         """
         await self.connection.ping()
+
+    def state(self) -> dict[str, Any]:
+        """The circuit breaker's view of the server (``RedisConnection.state``): ``ok``, ``open`` or ``half-open``."""
+        return self.connection.state()
 
     async def clear(self) -> int:
         """Delete every key under this store's prefix; return how many (for tests and resets).

@@ -17,6 +17,12 @@ from ray_dispatch.core.message import clone_json
 JSONValue = Any
 """Values must be JSON-serialisable (str, int, float, bool, None, lists, dicts)."""
 
+UNKNOWN_STATE: dict[str, Any] = {"state": "unknown", "detail": "this store does not report its state"}
+"""``state()`` of a store that does not track whether its server is reachable."""
+
+IN_PROCESS_STATE: dict[str, Any] = {"state": "ok", "detail": "in this process"}
+"""``state()`` of a store kept in the dispatcher's own memory."""
+
 
 class RoutingStore(ABC):
     """Async key/value store with per-key TTL and atomic increment.
@@ -47,6 +53,16 @@ class RoutingStore(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The default does nothing."""
+
+    def state(self) -> dict[str, Any]:
+        """Whether the store's server is reachable, as far as the store knows, without asking it.
+
+        Returns a JSON-friendly dict whose ``state`` is ``ok``, ``open`` (the
+        server is down: operations fail at once), ``half-open`` (a probe is
+        due or under way) or ``unknown`` (this default, for stores that do
+        not track it); stores may add ``detail`` (one line), ``url``, ``since``, ...
+        """
+        return dict(UNKNOWN_STATE)
 
 
 class MemoryStore(RoutingStore):
@@ -88,6 +104,10 @@ class MemoryStore(RoutingStore):
             raise TypeError(f"routing store key {key!r} holds {type(current).__name__}, not an integer")
         self._data[key] = (current + amount, expiry)
         return current + amount
+
+    def state(self) -> dict[str, Any]:
+        """Always ``{"state": "ok"}``: the store is this process."""
+        return dict(IN_PROCESS_STATE)
 
     def purge_expired(self) -> int:
         """Drop every expired key now; return how many were dropped."""
