@@ -1,7 +1,7 @@
 """``ray-dispatch``: run, inspect and steer deployments from the shell.
 
-Every error is one clear line on stderr and a non-zero exit (2 for bad input,
-1 when the world failed), never a traceback.
+Every error is one clear line on stderr starting ``error:`` and a non-zero exit
+(2 for bad input, usage errors included; 1 when the world failed), never a traceback.
 """
 
 from __future__ import annotations
@@ -139,7 +139,31 @@ def deployment_options(func: F) -> F:
     return click.option("--name", default=DEFAULT_NAME, show_default=True, help="Deployment name.")(func)  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrorGroup(click.Group):
+    """A click group whose usage errors read like every other error: ``error: ...``, one line.
+
+    Click prints ``Usage: ...`` / ``Try ...`` / ``Error: ...`` for a bad option or
+    argument; here it is one line naming the problem and where help is, exit 2.
+    """
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Run the CLI; in standalone mode turn click's errors into one ``error:`` line and an exit code."""
+        run_click: Any = super().main
+        if not standalone_mode:
+            return run_click(*args, standalone_mode=False, **kwargs)
+        try:
+            code = run_click(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            _fail(f"{' '.join(exc.format_message().split()).rstrip('.')}{where}", exc.exit_code)
+        except click.ClickException as exc:
+            _fail(" ".join(exc.format_message().split()), exc.exit_code)
+        except click.Abort:
+            _fail("aborted", 1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=OneLineErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ray-dispatch")
 def main() -> None:
     """Vumi-style message dispatchers on Ray."""
