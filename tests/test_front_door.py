@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,3 +94,14 @@ def test_api_arguments_of_the_wrong_type_raise_the_promised_error_naming_them(
 def test_an_unknown_failure_id_is_still_a_key_error(deployment: Any) -> None:
     with pytest.raises(KeyError, match="no failure record with id 'f1'"):
         deployment.failure("f1")
+
+
+def test_broken_yaml_names_the_file_and_keeps_line_and_column(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("router_class: [unclosed\nx: 1\n")
+    line = one_error_line(cli("validate", str(broken)), 2)
+    assert line == (
+        f"error: {broken}: not valid YAML: line 2, column 2: expected ',' or ']', but got ':'"
+        " (while parsing a flow sequence started at line 1, column 15)"
+    )
+    assert "<unicode string>" not in line
