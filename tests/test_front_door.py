@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from click.testing import CliRunner, Result
@@ -12,6 +17,7 @@ from click.testing import CliRunner, Result
 from ray_dispatch.cli import main
 from ray_dispatch.core.config import load_config
 from ray_dispatch.core.errors import ConfigError, InvalidMessage
+from ray_dispatch.run_state import STATE_DIR_ENV, RunRecord, write_record
 
 
 def cli(*args: str) -> Result:
@@ -105,3 +111,74 @@ def test_broken_yaml_names_the_file_and_keeps_line_and_column(tmp_path: Path) ->
         " (while parsing a flow sequence started at line 1, column 15)"
     )
     assert "<unicode string>" not in line
+
+
+# -- which Ray a command uses (subprocesses: this test process may be connected to a Ray of its own) ---------------
+
+CONSOLE_SCRIPT = Path(sys.executable).with_name("ray-dispatch")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def ray_dispatch(state: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the console script with ``state`` as its records directory and no RAY_ADDRESS / RAY_AUTH_MODE."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    environ.update({STATE_DIR_ENV: str(state), **env})
+    return subprocess.run(
+        [str(CONSOLE_SCRIPT), *args], cwd=REPO_ROOT, env=environ, capture_output=True, text=True, timeout=120
+    )
+
+
+def one_line_from(done: subprocess.CompletedProcess[str], code: int, *fragments: str) -> str:
+    """The process failed with ``code`` and one stderr line ``error: ...`` containing every fragment."""
+    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_an_unreachable_address_fails_at_once_naming_it_and_what_to_check(tmp_path: Path) -> None:
+    port = free_port()
+    done = ray_dispatch(tmp_path, "status", "--address", f"127.0.0.1:{port}")
+    one_line_from(done, 1, f"cannot reach the Ray cluster at 127.0.0.1:{port} (--address)", "check the address")
+    by_env = ray_dispatch(tmp_path, "send", "sms", "hi", RAY_ADDRESS=f"127.0.0.1:{port}")
+    one_line_from(by_env, 1, f"127.0.0.1:{port} (RAY_ADDRESS)")
+
+
+def test_a_malformed_address_is_bad_input(tmp_path: Path) -> None:
+    one_line_from(ray_dispatch(tmp_path, "status", "--address", "nonsense"), 2, "--address 'nonsense'", "HOST:PORT")
+
+
+def test_without_an_address_or_a_record_no_cluster_is_joined(tmp_path: Path) -> None:
+    done = ray_dispatch(tmp_path, "status", "--name", "mine")
+    one_line_from(done, 1, "no deployment 'mine'", "started on this machine", "pass --address")
+
+
+def test_a_record_whose_run_has_exited_is_dropped(tmp_path: Path) -> None:
+    with mock.patch.dict(os.environ, {STATE_DIR_ENV: str(tmp_path)}):
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        path = write_record(RunRecord("mine", "ray_dispatch", "127.0.0.1:1", gone.pid, False, False))
+    done = ray_dispatch(tmp_path, "status", "--name", "mine")
+    one_line_from(done, 1, "'mine'", "is not running", f"(pid {gone.pid}) has exited")
+    assert not path.exists()
+
+
+def test_a_second_run_of_a_running_deployment_is_refused_before_starting_anything(tmp_path: Path) -> None:
+    with mock.patch.dict(os.environ, {STATE_DIR_ENV: str(tmp_path)}):
+        write_record(RunRecord("default", "ray_dispatch", "127.0.0.1:1", os.getpid(), False, False))
+    done = ray_dispatch(tmp_path, "run", "examples/seed.yaml")
+    one_line_from(done, 1, "'default'", "already runs on this machine", f"pid {os.getpid()}", "another --name")
+    assert done.stdout == ""
+
+
+def test_run_detach_without_a_cluster_to_outlive_it_is_refused(tmp_path: Path) -> None:
+    done = ray_dispatch(tmp_path, "run", "examples/seed.yaml", "--detach")
+    one_line_from(done, 2, "--detach needs a Ray cluster", "--address")

@@ -1,0 +1,95 @@
+"""Keep a foreground ``ray-dispatch run`` up until it is told to stop, then stop within a bounded time.
+
+It stops on SIGINT, SIGTERM or SIGHUP (drain, then end the actors), and
+exits by itself when the deployment was stopped from elsewhere (``ray-dispatch
+stop`` in another terminal) or its Ray cluster went away. Draining is bounded
+by ``DRAIN_BOUND`` even when Ray died first, so ``run`` never hangs at
+``stopping...``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+import click
+
+WATCH_INTERVAL = 1.0
+"""Seconds between checks that the deployment still runs."""
+
+DRAIN_BOUND = 45.0
+"""Seconds ``run`` waits for the deployment to drain and stop before it exits anyway."""
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def run_until_stopped(deployment: Any, *, drain_bound: float = DRAIN_BOUND) -> None:
+    """Block until a stop signal (then shut ``deployment`` down) or until it is gone (then just return)."""
+    stop = threading.Event()
+    gone: list[tuple[str, bool]] = []  # (why, whether Ray itself is gone)
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, lambda *_: stop.set())
+    watcher = threading.Thread(target=_watch, args=(deployment, stop, gone), name="run-watch", daemon=True)
+    watcher.start()
+    while not stop.wait(0.5):
+        pass
+    if gone:
+        why, ray_gone = gone[0]
+        if not ray_gone:
+            click.echo(why)
+            return
+        click.echo(f"error: {why}", err=True)
+        _exit_now(1)
+    for sig in _STOP_SIGNALS:  # a second Ctrl-C while draining ends the process at once
+        signal.signal(sig, signal.SIG_DFL)
+    click.echo("stopping...")
+    if _shutdown_within(deployment, drain_bound):
+        click.echo("stopped")
+        return
+    click.echo(
+        f"error: the deployment did not stop within {drain_bound:.0f} s (is its Ray cluster still running?);"
+        " exiting without waiting for it",
+        err=True,
+    )
+    _exit_now(1)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without Ray's exit hooks, which would wait on the same unanswering cluster."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _watch(deployment: Any, stop: threading.Event, gone: list[tuple[str, bool]]) -> None:
+    """Set ``stop`` (saying why in ``gone``) once the deployment's dispatchers are gone, or Ray is."""
+    from actors.naming import dispatcher_names
+
+    while not stop.wait(WATCH_INTERVAL):
+        try:
+            running = dispatcher_names(deployment.name, deployment.namespace)
+        except Exception as exc:
+            gone.append((f"the Ray cluster of deployment {deployment.name!r} stopped answering ({exc}); exiting", True))
+            stop.set()
+            return
+        if not running:
+            gone.append((f"deployment {deployment.name!r} was stopped from elsewhere; exiting", False))
+            stop.set()
+            return
+
+
+def _shutdown_within(deployment: Any, seconds: float) -> bool:
+    """``deployment.shutdown()`` in a thread; whether it finished within ``seconds``."""
+    done = threading.Event()
+
+    def shut_down() -> None:
+        try:
+            deployment.shutdown(timeout=min(30.0, seconds / 2))
+        finally:
+            done.set()
+
+    threading.Thread(target=shut_down, name="run-shutdown", daemon=True).start()
+    return done.wait(seconds)
