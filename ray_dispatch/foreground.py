@@ -9,10 +9,12 @@ by ``DRAIN_BOUND`` even when Ray died first, so ``run`` never hangs at
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -26,13 +28,20 @@ DRAIN_BOUND = 45.0
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def run_until_stopped(deployment: Any, *, drain_bound: float = DRAIN_BOUND) -> None:
-    """Block until a stop signal (then shut ``deployment`` down) or until it is gone (then just return)."""
+def run_until_stopped(
+    deployment: Any, *, drain_bound: float = DRAIN_BOUND, still_running: Callable[[], bool] | None = None
+) -> None:
+    """Block until a stop signal (then shut ``deployment`` down) or until it is gone (then just return).
+
+    ``still_running`` says whether the deployment still runs (default: its
+    dispatchers are still registered with Ray); an exception means Ray is gone.
+    """
     stop = threading.Event()
+    check = still_running or functools.partial(_dispatchers_registered, deployment)
     gone: list[tuple[str, bool]] = []  # (why, whether Ray itself is gone)
     for sig in _STOP_SIGNALS:
         signal.signal(sig, lambda *_: stop.set())
-    watcher = threading.Thread(target=_watch, args=(deployment, stop, gone), name="run-watch", daemon=True)
+    watcher = threading.Thread(target=_watch, args=(deployment.name, check, stop, gone), name="run-watch", daemon=True)
     watcher.start()
     while not stop.wait(0.5):
         pass
@@ -64,19 +73,23 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def _watch(deployment: Any, stop: threading.Event, gone: list[tuple[str, bool]]) -> None:
-    """Set ``stop`` (saying why in ``gone``) once the deployment's dispatchers are gone, or Ray is."""
+def _dispatchers_registered(deployment: Any) -> bool:
     from actors.naming import dispatcher_names
 
+    return bool(dispatcher_names(deployment.name, deployment.namespace))
+
+
+def _watch(name: str, still_running: Callable[[], bool], stop: threading.Event, gone: list[tuple[str, bool]]) -> None:
+    """Set ``stop`` (saying why in ``gone``) once the deployment is gone, or Ray is (``still_running`` raised)."""
     while not stop.wait(WATCH_INTERVAL):
         try:
-            running = dispatcher_names(deployment.name, deployment.namespace)
+            running = still_running()
         except Exception as exc:
-            gone.append((f"the Ray cluster of deployment {deployment.name!r} stopped answering ({exc}); exiting", True))
+            gone.append((f"the Ray cluster of deployment {name!r} stopped answering ({exc}); exiting", True))
             stop.set()
             return
         if not running:
-            gone.append((f"deployment {deployment.name!r} was stopped from elsewhere; exiting", False))
+            gone.append((f"deployment {name!r} was stopped from elsewhere; exiting", False))
             stop.set()
             return
 
