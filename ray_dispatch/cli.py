@@ -237,15 +237,19 @@ def run(
     token_auth = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
     run_state.write_record(run_state.RunRecord(name, namespace, _ray_address(), os.getpid(), detach, token_auth))
     _print_status(deployment.status())
-    click.echo(f"ray address: {_ray_address()} (other commands: --address {_ray_address()}, or RAY_ADDRESS)")
+    click.echo(
+        f"ray address: {_ray_address()} (other commands on this machine find it by --name {name};"
+        f" from elsewhere: --address {_ray_address()}, or RAY_ADDRESS)"
+    )
     if detach:
         click.echo(f"deployment {name!r} is running detached; stop it with `ray-dispatch stop --name {name}`")
         return
     click.echo("running; press Ctrl-C to stop")
+    forget = functools.partial(run_state.remove_record, name, namespace, pid=os.getpid())
     try:
-        run_until_stopped(deployment)
+        run_until_stopped(deployment, ray_address=_ray_address(), on_exit=forget)
     finally:
-        run_state.remove_record(name, namespace, pid=os.getpid())
+        forget()
 
 
 @main.command()

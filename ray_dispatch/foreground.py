@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -29,15 +30,22 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def run_until_stopped(
-    deployment: Any, *, drain_bound: float = DRAIN_BOUND, still_running: Callable[[], bool] | None = None
+    deployment: Any,
+    *,
+    ray_address: str | None = None,
+    drain_bound: float = DRAIN_BOUND,
+    still_running: Callable[[], bool] | None = None,
+    on_exit: Callable[[], None] | None = None,
 ) -> None:
     """Block until a stop signal (then shut ``deployment`` down) or until it is gone (then just return).
 
-    ``still_running`` says whether the deployment still runs (default: its
-    dispatchers are still registered with Ray); an exception means Ray is gone.
+    ``still_running`` says whether the deployment still runs (default: Ray's
+    GCS at ``ray_address`` accepts a TCP connection and the dispatchers are
+    still registered); an exception means Ray is gone. ``on_exit`` runs
+    before the process ends without returning (Ray gone, drain abandoned).
     """
     stop = threading.Event()
-    check = still_running or functools.partial(_dispatchers_registered, deployment)
+    check = still_running or functools.partial(_dispatchers_registered, deployment, ray_address)
     gone: list[tuple[str, bool]] = []  # (why, whether Ray itself is gone)
     for sig in _STOP_SIGNALS:
         signal.signal(sig, lambda *_: stop.set())
@@ -45,13 +53,15 @@ def run_until_stopped(
     watcher.start()
     while not stop.wait(0.5):
         pass
+    if not gone and ray_address and not _answers(ray_address):
+        gone.append((f"its Ray cluster at {ray_address} is gone: nothing left to drain; exiting", True))
     if gone:
         why, ray_gone = gone[0]
         if not ray_gone:
             click.echo(why)
             return
         click.echo(f"error: {why}", err=True)
-        _exit_now(1)
+        _exit_now(1, on_exit)
     for sig in _STOP_SIGNALS:  # a second Ctrl-C while draining ends the process at once
         signal.signal(sig, signal.SIG_DFL)
     click.echo("stopping...")
@@ -63,19 +73,33 @@ def run_until_stopped(
         " exiting without waiting for it",
         err=True,
     )
-    _exit_now(1)
+    _exit_now(1, on_exit)
 
 
-def _exit_now(code: int) -> None:
-    """Exit without Ray's exit hooks, which would wait on the same unanswering cluster."""
+def _answers(address: str) -> bool:
+    """Whether something accepts a TCP connection at ``host:port`` (Ray's GCS) within 2 s."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2.0):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _exit_now(code: int, on_exit: Callable[[], None] | None) -> None:
+    """Exit without Ray's exit hooks, which would wait on the same unanswering cluster (``on_exit`` first)."""
+    if on_exit is not None:
+        on_exit()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
 
 
-def _dispatchers_registered(deployment: Any) -> bool:
+def _dispatchers_registered(deployment: Any, ray_address: str | None) -> bool:
     from actors.naming import dispatcher_names
 
+    if ray_address and not _answers(ray_address):
+        raise ConnectionError(f"nothing answers at {ray_address}")
     return bool(dispatcher_names(deployment.name, deployment.namespace))
 
 

@@ -7,6 +7,7 @@ handlers and may end the process) with a stand-in deployment, so no Ray is neede
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -33,13 +34,21 @@ def still_running():
         raise ConnectionError("GCS at 127.0.0.1:1 did not answer")
     return len(calls) < {checks_until_gone!r}
 
-run_until_stopped(StandIn(), drain_bound=2.0, still_running=still_running)
+run_until_stopped(
+    StandIn(),
+    ray_address={ray_address!r},
+    drain_bound=2.0,
+    still_running=still_running,
+    on_exit=lambda: print("record removed", flush=True),
+)
 print("returned", flush=True)
 """
 
 
-def start(hang: bool = False, ray_gone: bool = False, checks_until_gone: int = 10**9) -> subprocess.Popen[str]:
-    code = CHILD.format(hang=hang, ray_gone=ray_gone, checks_until_gone=checks_until_gone)
+def start(
+    hang: bool = False, ray_gone: bool = False, checks_until_gone: int = 10**9, ray_address: str | None = None
+) -> subprocess.Popen[str]:
+    code = CHILD.format(hang=hang, ray_gone=ray_gone, checks_until_gone=checks_until_gone, ray_address=ray_address)
     child = subprocess.Popen(
         [sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -65,7 +74,7 @@ def test_a_drain_that_never_ends_is_abandoned_after_the_bound() -> None:
     child.send_signal(signal.SIGHUP)
     code, out, err = finish(child)
     assert code == 1, (out, err)
-    assert "shutdown called" in out and "returned" not in out
+    assert out.splitlines() == ["stopping...", "shutdown called", "record removed"]
     assert err.strip() == (
         "error: the deployment did not stop within 2 s (is its Ray cluster still running?);"
         " exiting without waiting for it"
@@ -81,7 +90,18 @@ def test_a_deployment_stopped_elsewhere_ends_the_run_without_a_second_shutdown()
 
 def test_ray_gone_ends_the_run_with_one_error_line() -> None:
     code, out, err = finish(start(ray_gone=True))
-    assert code == 1 and out == "" and "shutdown called" not in out, (out, err)
+    assert code == 1 and out == "record removed\n", (out, err)
     assert err.strip() == (
         "error: the Ray cluster of deployment 'dep' stopped answering (GCS at 127.0.0.1:1 did not answer); exiting"
     )
+
+
+def test_a_stop_signal_after_ray_died_exits_at_once_without_draining() -> None:
+    with socket.socket() as probe:  # a port nothing listens on: Ray's GCS is gone
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    child = start(ray_address=address)
+    child.send_signal(signal.SIGTERM)
+    code, out, err = finish(child)
+    assert code == 1 and out == "record removed\n", (out, err)
+    assert err.strip() == f"error: its Ray cluster at {address} is gone: nothing left to drain; exiting"
