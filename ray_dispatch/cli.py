@@ -206,7 +206,8 @@ def run(
 
     It runs on a new local Ray of its own unless --address or RAY_ADDRESS names a cluster.
     The config is checked first, as ``validate`` does: a bad one starts nothing (not even Ray).
-    Other commands on this machine find the deployment by --name (a record under ~/.ray_dispatch).
+    Other commands on this machine find the deployment by --name, from a small record in
+    $RAY_DISPATCH_STATE_DIR, else $XDG_RUNTIME_DIR/ray_dispatch, else ~/.ray_dispatch.
     """
     from ray_dispatch.preflight import preflight
 

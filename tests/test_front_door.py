@@ -51,6 +51,14 @@ def test_usage_errors_are_one_error_line_with_exit_2(args: list[str], fragments:
     one_error_line(cli(*args), 2, *fragments)
 
 
+def test_run_help_says_which_ray_it_uses() -> None:
+    helped = " ".join(cli("run", "--help").stdout.split())
+    assert "It runs on a new local Ray of its own unless --address or RAY_ADDRESS names a cluster." in helped
+    assert "Default: a new local Ray, stopped with the deployment." in helped
+    assert "needs --address or RAY_ADDRESS" in helped
+    assert "the running one" not in helped
+
+
 def test_help_and_version_still_exit_0() -> None:
     helped = cli("--help")
     assert helped.exit_code == 0 and "Usage:" in helped.stdout
