@@ -190,3 +190,13 @@ def test_a_second_run_of_a_running_deployment_is_refused_before_starting_anythin
 def test_run_detach_without_a_cluster_to_outlive_it_is_refused(tmp_path: Path) -> None:
     done = ray_dispatch(tmp_path, "run", "examples/seed.yaml", "--detach")
     one_line_from(done, 2, "--detach needs a Ray cluster", "--address")
+
+
+def test_an_address_that_answers_but_is_not_ray_is_given_up_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as not_ray:  # accepts TCP connections (the backlog) but never speaks Ray's protocol
+        not_ray.bind(("127.0.0.1", 0))
+        not_ray.listen(64)
+        address = f"127.0.0.1:{not_ray.getsockname()[1]}"
+        done = ray_dispatch(tmp_path, "status", "--address", address)
+    line = one_line_from(done, 1, f"cannot connect to the Ray cluster at {address} (--address)")
+    assert "did not join it" in line and "GCS port" in line
