@@ -10,7 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +48,20 @@ print("returned", flush=True)
 """
 
 
+STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def no_child_left() -> Iterator[None]:
+    """End any child a failed test left running."""
+    yield
+    while STARTED:
+        child = STARTED.pop()
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=30)
+
+
 def start(
     hang: bool = False, ray_gone: bool = False, checks_until_gone: int = 10**9, ray_address: str | None = None
 ) -> subprocess.Popen[str]:
@@ -52,6 +69,7 @@ def start(
     child = subprocess.Popen(
         [sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    STARTED.append(child)
     assert child.stdout is not None and child.stdout.readline().strip() == "ready"
     return child
 
