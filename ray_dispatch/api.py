@@ -39,7 +39,7 @@ from ray_dispatch.core.config import (
     check_endpoint_config,
     load_config,
 )
-from ray_dispatch.core.errors import ConfigError, DispatchError, one_line
+from ray_dispatch.core.errors import ConfigError, DispatchError, InvalidMessage, one_line
 from ray_dispatch.preflight import ROLE_BASES, endpoint_class, preflight
 from ray_dispatch.tools.draw import Topology, draw
 from ray_dispatch.tools.recent import LiveExplanation
@@ -307,6 +307,7 @@ class Deployment:
             self._handles.pop((endpoint, replica_id), None)
 
     def _check_endpoint(self, endpoint: str) -> None:
+        _require_text("endpoint", endpoint, ConfigError)
         self.config.role(endpoint)  # raises ConfigError naming an unknown endpoint
 
     # -- messages -----------------------------------------------------------------------
@@ -460,8 +461,10 @@ class Deployment:
         """One failure record.
 
         Raises:
+            InvalidMessage: ``failure_id`` is not a string.
             KeyError: no dispatcher has a record with that id.
         """
+        _require_text("failure_id", failure_id, InvalidMessage)
         for handle in self.dispatchers:
             with contextlib.suppress(KeyError, ray.exceptions.ActorDiedError):
                 return _get(handle.failure.remote(failure_id))  # type: ignore[no-any-return]
@@ -471,8 +474,13 @@ class Deployment:
         """Route a failed message again; its record goes once it succeeds.
 
         Raises:
+            InvalidMessage: ``failure_id`` is not a string.
+            ConfigError: ``endpoint`` is given and is not one of the deployment's endpoints.
             KeyError: no dispatcher has a record with that id.
         """
+        _require_text("failure_id", failure_id, InvalidMessage)
+        if endpoint is not None:
+            self._check_endpoint(endpoint)
         for handle in self.dispatchers:
             with contextlib.suppress(KeyError, ray.exceptions.ActorDiedError):
                 return _get(handle.replay_failure.remote(failure_id, endpoint))  # type: ignore[no-any-return]
@@ -500,7 +508,19 @@ class Deployment:
         return sorted(records, key=lambda r: r["timestamp"])
 
     def purge_failures(self, failure_ids: list[str] | None = None) -> int:
-        """Remove the given failure records (all when None); return how many were removed."""
+        """Remove the given failure records (all when None); return how many were removed.
+
+        Raises:
+            InvalidMessage: ``failure_ids`` is not None or a list of strings.
+        """
+        if failure_ids is not None:
+            if isinstance(failure_ids, (str, bytes, Mapping)) or not isinstance(failure_ids, (list, tuple)):
+                raise InvalidMessage(
+                    f"failure_ids: expected a list of failure ids (or None for all), got {_described(failure_ids)}"
+                )
+            for index, failure_id in enumerate(failure_ids):
+                _require_text(f"failure_ids[{index}]", failure_id, InvalidMessage)
+            failure_ids = list(failure_ids)
         return sum(_unless_dead(d.purge_failures.remote(failure_ids), 0) for d in self.dispatchers)
 
     # -- shutdown -------------------------------------------------------------------------
@@ -610,6 +630,18 @@ def _is_detached(handle: Any) -> bool:
         return bool(info.get("IsDetached"))
     except Exception:
         return False
+
+
+def _described(value: Any) -> str:
+    """``value`` for an error line: its type and a short repr."""
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
+
+
+def _require_text(argument: str, value: Any, error: type[DispatchError]) -> None:
+    """Raise ``error`` naming ``argument`` unless ``value`` is a string (an endpoint name, a failure id)."""
+    if not isinstance(value, str):
+        raise error(f"{argument}: expected a string, got {_described(value)}")
 
 
 def _quietly(action: Any) -> None:

@@ -1,24 +1,24 @@
 """``ray-dispatch``: run, inspect and steer deployments from the shell.
 
-Every error is one clear line on stderr and a non-zero exit (2 for bad input,
-1 when the world failed), never a traceback.
+Every error is one clear line on stderr starting ``error:`` and a non-zero exit
+(2 for bad input, usage errors included; 1 when the world failed), never a traceback.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
+from ray_dispatch import run_state
 from ray_dispatch.core.errors import ConfigError, DispatchError, InvalidMessage, one_line
+from ray_dispatch.foreground import run_until_stopped
+from ray_dispatch.ray_connect import connect
 from ray_dispatch.tools import cli as experiments_cli
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -73,56 +73,52 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 
 def _attach(name: str, namespace: str, address: str | None) -> Any:
-    import ray
-
-    from ray_dispatch.api import Deployment, DeploymentNotFound, ensure_ray
+    """The deployment ``name``, on the Ray cluster ``_target`` picks (joined within seconds, or one error line)."""
+    if not _ray_connected():
+        target, source = _target(name, namespace, address)  # before Ray is imported: it may set RAY_AUTH_MODE
+        connect(target, namespace, source)
+    from ray_dispatch.api import Deployment, DeploymentNotFound
 
     try:
-        with _ray_stderr_silenced():
-            ensure_ray(address or "auto", namespace, quiet=True)
-        return Deployment.attach(name, namespace, address=address or "auto")
+        return Deployment.attach(name, namespace, address=None)
     except DeploymentNotFound as exc:
-        # With several Ray clusters on a machine, "auto" may pick another one: say which was asked.
         raise DeploymentNotFound(
             f"{exc} on the Ray cluster at {_ray_address()}; pass --address (or set RAY_ADDRESS)"
             " if the deployment runs elsewhere"
         ) from None
-    except ConnectionError as exc:
+
+
+def _target(name: str, namespace: str, address: str | None) -> tuple[str, str]:
+    """The Ray address a command other than ``run`` uses, and where it came from.
+
+    ``--address``, else ``RAY_ADDRESS``, else the record ``run`` left for this
+    deployment on this machine (``ray_dispatch.run_state``): never a cluster
+    the user did not name or start.
+    """
+    if address:
+        return address, "--address"
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
+    record = run_state.read_record(name, namespace)
+    where = run_state.record_path(name, namespace)
+    if record is None:
         raise DispatchError(
-            f"no running Ray cluster found ({exc}); start a deployment with `ray-dispatch run CONFIG` or pass --address"
-            + _token_auth_hint()
-        ) from None
-    except ray.exceptions.RaySystemError as exc:
-        raise DispatchError(f"cannot connect to Ray: {exc}") from None
+            f"no deployment {name!r} (namespace {namespace!r}) was started on this machine by `ray-dispatch run`"
+            f" (no {where}); pass --address (or set RAY_ADDRESS) to use one running elsewhere"
+        )
+    if not record.detached and not record.owner_alive():
+        run_state.remove_record(name, namespace)
+        raise DispatchError(
+            f"deployment {name!r} (namespace {namespace!r}) is not running: the `ray-dispatch run` that started it"
+            f" (pid {record.pid}) has exited"
+        )
+    if record.token_auth:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")  # the token itself: ~/.ray/auth_token, as for `run`
+    return record.address, f"recorded in {where}"
 
 
-def _token_auth_hint() -> str:
-    """Why connecting may have failed although the cluster runs: Ray's token auth.
-
-    Ray turns token auth on for the local clusters it starts, but a client given
-    an explicit address (``--address``, ``RAY_ADDRESS``) only sends the token
-    when ``RAY_AUTH_MODE=token`` is set.
-    """
-    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
-        return ""
-    return "; if the cluster uses token auth (Ray's default for local clusters), set RAY_AUTH_MODE=token"
-
-
-@contextlib.contextmanager
-def _ray_stderr_silenced() -> Iterator[None]:
-    """Keep Ray's C++ retry warnings (written to fd 2, ~1 a second) off the terminal while connecting.
-
-    A failed connection is reported as one line by ``clean_errors``.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+def _ray_connected() -> bool:
+    return "ray" in sys.modules and bool(sys.modules["ray"].is_initialized())
 
 
 def _ray_address() -> str:
@@ -134,12 +130,41 @@ def _ray_address() -> str:
 
 def deployment_options(func: F) -> F:
     """Add --name, --namespace and --address to a command."""
-    func = click.option("--address", default=None, help="Ray cluster address (default: the running one).")(func)
+    func = click.option(
+        "--address",
+        default=None,
+        help="Ray cluster address (HOST:PORT). Default: $RAY_ADDRESS, else the Ray that `ray-dispatch run`"
+        " started this deployment on, on this machine.",
+    )(func)
     func = click.option("--namespace", default=DEFAULT_NAMESPACE, show_default=True, help="Ray namespace.")(func)
     return click.option("--name", default=DEFAULT_NAME, show_default=True, help="Deployment name.")(func)  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrorGroup(click.Group):
+    """A click group whose usage errors read like every other error: ``error: ...``, one line.
+
+    Click prints ``Usage: ...`` / ``Try ...`` / ``Error: ...`` for a bad option or
+    argument; here it is one line naming the problem and where help is, exit 2.
+    """
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Run the CLI; in standalone mode turn click's errors into one ``error:`` line and an exit code."""
+        run_click: Any = super().main
+        if not standalone_mode:
+            return run_click(*args, standalone_mode=False, **kwargs)
+        try:
+            code = run_click(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            _fail(f"{' '.join(exc.format_message().split()).rstrip('.')}{where}", exc.exit_code)
+        except click.ClickException as exc:
+            _fail(" ".join(exc.format_message().split()), exc.exit_code)
+        except click.Abort:
+            _fail("aborted", 1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=OneLineErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ray-dispatch")
 def main() -> None:
     """Vumi-style message dispatchers on Ray."""
@@ -161,57 +186,71 @@ def validate(config: str) -> None:
 
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
-@deployment_options
-@click.option("--detach", is_flag=True, help="Leave the deployment running (needs a running Ray cluster).")
+@click.option("--name", default=DEFAULT_NAME, show_default=True, help="Deployment name.")
+@click.option("--namespace", default=DEFAULT_NAMESPACE, show_default=True, help="Ray namespace.")
+@click.option(
+    "--address",
+    default=None,
+    help="Start it on the Ray cluster at HOST:PORT (or $RAY_ADDRESS; 'auto': the one `ray start` started here)."
+    " Default: a new local Ray, stopped with the deployment.",
+)
+@click.option(
+    "--detach", is_flag=True, help="Leave the deployment running and return (needs --address or RAY_ADDRESS)."
+)
 @click.option("--allow-prefix", multiple=True, help="Only load classes under these module prefixes.")
 @clean_errors
 def run(
     config: str, name: str, namespace: str, address: str | None, detach: bool, allow_prefix: tuple[str, ...]
 ) -> None:
-    """Start the deployment CONFIG describes and keep it up until Ctrl-C.
+    """Start the deployment CONFIG describes and keep it up until Ctrl-C (or `ray-dispatch stop`).
 
+    It runs on a new local Ray of its own unless --address or RAY_ADDRESS names a cluster.
     The config is checked first, as ``validate`` does: a bad one starts nothing (not even Ray).
+    Other commands on this machine find the deployment by --name, from a small record in
+    $RAY_DISPATCH_STATE_DIR, else $XDG_RUNTIME_DIR/ray_dispatch, else ~/.ray_dispatch.
     """
     from ray_dispatch.preflight import preflight
 
     allowed = list(allow_prefix) or None
     loaded = preflight(config, allowed)
+    earlier = run_state.read_record(name, namespace)
+    if earlier is not None and earlier.running_here() and earlier.pid != os.getpid():
+        raise DispatchError(
+            f"deployment {name!r} (namespace {namespace!r}) already runs on this machine (`ray-dispatch run`,"
+            f" pid {earlier.pid}, Ray at {earlier.address}); stop it (`ray-dispatch stop --name {name}`)"
+            " or give this one another --name"
+        )
+    target, source = (address, "--address") if address else (os.environ.get("RAY_ADDRESS"), "RAY_ADDRESS")
+    if target:
+        connect(target, namespace, source)
+    elif detach and not _ray_connected():
+        raise ConfigError(
+            "--detach needs a Ray cluster that outlives this command: start one (`ray start --head`)"
+            " and pass --address (or set RAY_ADDRESS)"
+        )
 
     from ray_dispatch.api import Deployment, ensure_ray
 
-    if detach and not address:
-        address = "auto"
-    try:
-        # Connecting to a cluster: its retry warnings are hidden; starting a local one: nothing to hide.
-        with _ray_stderr_silenced() if address else contextlib.nullcontext():
-            ensure_ray(address, namespace, quiet=True)
-        deployment = Deployment.start(
-            loaded,
-            name=name,
-            namespace=namespace,
-            detached=detach,
-            address=address,
-            allowed_class_prefixes=allowed,
-        )
-    except ConnectionError as exc:
-        raise DispatchError(
-            f"--detach needs a running Ray cluster ({exc}); start one with `ray start --head` or pass --address"
-            + _token_auth_hint()
-        ) from None
+    ensure_ray(None, namespace, quiet=True)  # a new local Ray, unless connected above
+    deployment = Deployment.start(
+        loaded, name=name, namespace=namespace, detached=detach, allowed_class_prefixes=allowed
+    )
+    token_auth = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    run_state.write_record(run_state.RunRecord(name, namespace, _ray_address(), os.getpid(), detach, token_auth))
     _print_status(deployment.status())
-    click.echo(f"ray address: {_ray_address()} (other commands: --address {_ray_address()}, or RAY_ADDRESS)")
+    click.echo(
+        f"ray address: {_ray_address()} (other commands on this machine find it by --name {name};"
+        f" from elsewhere: --address {_ray_address()}, or RAY_ADDRESS)"
+    )
     if detach:
         click.echo(f"deployment {name!r} is running detached; stop it with `ray-dispatch stop --name {name}`")
         return
     click.echo("running; press Ctrl-C to stop")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(0.5):
-        pass
-    click.echo("stopping...")
-    deployment.shutdown()
-    click.echo("stopped")
+    forget = functools.partial(run_state.remove_record, name, namespace, pid=os.getpid())
+    try:
+        run_until_stopped(deployment, ray_address=_ray_address(), on_exit=forget)
+    finally:
+        forget()
 
 
 @main.command()
@@ -365,6 +404,9 @@ def stop(name: str, namespace: str, address: str | None) -> None:
     """Stop a running deployment: drain messages in flight, then end its actors."""
     deployment = _attach(name, namespace, address)
     deployment.shutdown()
+    record = run_state.read_record(name, namespace)
+    if record is not None and (record.detached or not record.owner_alive()):
+        run_state.remove_record(name, namespace)  # a foreground `run` sees the deployment gone and removes its own
     click.echo(f"deployment {name!r} stopped")
 
 

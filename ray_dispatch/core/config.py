@@ -53,6 +53,9 @@ def _under(target: str, prefix: str) -> bool:
 BUILTIN_PREFIXES = ("ray_dispatch", "routers", "actors")
 """Our own packages: always allowed, whatever ``allowed_prefixes`` says."""
 
+_BUILTIN_PACKAGES = ("routers", "ray_dispatch.middleware")
+"""Packages whose ``__all__`` lists the builtin classes a config names by short path (``routers.X``)."""
+
 
 def resolve_class(path: str, key: str, base: type | None = None, allowed_prefixes: Sequence[str] | None = None) -> type:
     """Import the class named by dotted ``path`` (Vumi paths aliased).
@@ -85,6 +88,12 @@ def resolve_class(path: str, key: str, base: type | None = None, allowed_prefixe
         ) from None
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type):
+        builtin = sorted(getattr(module, "__all__", ())) if module_name in _BUILTIN_PACKAGES else []
+        if builtin:  # routers.X / vumi.dispatchers.X: list what there is rather than name our package
+            raise ConfigError(
+                f"{key}: {path!r} is not a builtin class; the builtin ones are {', '.join(builtin)}"
+                f"{did_you_mean(class_name, builtin)}"
+            )
         raise ConfigError(f"{key}: module {module_name!r} has no class {class_name!r} (from {path!r})")
     if base is not None and not issubclass(cls, base):
         raise ConfigError(f"{key}: {path!r} is not a subclass of {base.__module__}.{base.__name__}")
@@ -391,10 +400,24 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except IncludeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a dispatcher config must be a YAML mapping (got {type(data).__name__})")
     return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: where (line, column, 1-based) and what, and what was being parsed."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return " ".join(str(exc).split())
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    text = f"{where}{exc.problem or exc.context or 'cannot parse'}"
+    if exc.context and exc.problem:
+        started = exc.context_mark
+        at = f" started at line {started.line + 1}, column {started.column + 1}" if started else ""
+        text += f" ({exc.context}{at})"
+    return " ".join(text.split())
 
 
 def load_config(source: Mapping[str, Any] | str | Path | DispatcherConfig) -> DispatcherConfig:

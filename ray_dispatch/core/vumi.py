@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from ray_dispatch.core.errors import did_you_mean
+
 
 def our_routers() -> list[str]:
     """The routers ``routers`` exports (Vumi's builtin routers), imported by name as router classes are."""
@@ -78,7 +80,9 @@ def unavailable_vumi_class(path: str) -> str | None:
     if path.startswith(_ENDPOINT_DISPATCHERS + "."):
         return f"Vumi's {path} is an endpoint dispatcher: {_ENDPOINT_DISPATCHER_ADVICE}"
     if path.startswith("vumi.dispatchers."):
-        return f"Vumi's {path} is not available in ray_dispatch; available routers: {', '.join(our_routers())}"
+        routers = our_routers()
+        hint = did_you_mean(path.rpartition(".")[2], routers)
+        return f"Vumi's {path} is not available in ray_dispatch; available routers: {', '.join(routers)}{hint}"
     if path.startswith("vumi.transports.smpp.") and path.rpartition(".")[2] in _SPLIT_BINDS:
         return (
             f"Vumi's {path} (one half of a split bind) is not available in ray_dispatch; use one endpoint with"
@@ -90,7 +94,8 @@ def unavailable_vumi_class(path: str) -> str | None:
         )
     if path.startswith("vumi.middleware."):
         names = ", ".join(f"vumi.middleware.{module}.{name}" for name, module in OUR_MIDDLEWARE.items())
-        return f"Vumi's {path} is not available in ray_dispatch; available middleware: {names}"
+        hint = did_you_mean(path.rpartition(".")[2], OUR_MIDDLEWARE)
+        return f"Vumi's {path} is not available in ray_dispatch; available middleware: {names}{hint}"
     return None
 
 

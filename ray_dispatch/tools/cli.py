@@ -2,7 +2,7 @@
 
 ``register(group)`` adds the four commands to a click group (the main
 ``ray-dispatch`` CLI mounts them this way). Every error is one line on stderr
-(``Error: ...``) and exit status 2; nothing prints a traceback.
+(``error: ...`` under ``ray-dispatch``) and exit status 2; nothing prints a traceback.
 ``diff --exit-code`` exits 1 when some message is routed differently.
 
 Given a ``LiveDeployments`` (``register(group, live=...)``; the ``ray-dispatch``

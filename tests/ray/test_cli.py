@@ -100,7 +100,10 @@ def test_run_detach_prints_what_runs_where(running: str) -> None:
     assert running.count("alive  actors.builtin.") == 4
     assert "running detached" in running
     address = ray.get_runtime_context().gcs_address
-    assert f"ray address: {address} (other commands: --address {address}, or RAY_ADDRESS)" in running
+    assert (
+        f"ray address: {address} (other commands on this machine find it by --name {NAME};"
+        f" from elsewhere: --address {address}, or RAY_ADDRESS)"
+    ) in running
 
 
 def test_validate_accepts_a_valid_config(config_file: str) -> None:
