@@ -1,7 +1,8 @@
-"""Connection state through ``dep.status()`` and ``ray-dispatch status`` / ``send`` on Ray (SMPP, real test SMSC).
+"""Connection state through ``dep.status()`` and ``ray-dispatch status`` / ``send`` on Ray, against real peers.
 
-One deployment: first no SMSC listens (``down``, the OS error), then an SMSC
-that refuses the bind with ESME_RINVPASWD (``refused``, its status).
+SMPP, one deployment: first no SMSC listens (``down``, the OS error), then an
+SMSC that refuses the bind with ESME_RINVPASWD (``refused``, its status).
+XMPP: a wrong password against prosody (``refused``, ``not-authorized``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from peers.net import free_port
+from peers.prosody import ProsodyServer, prosody_available
 from peers.smsc import SmscPeer
 from peers.tcp_gate import TcpGate
 
@@ -34,13 +36,15 @@ async def cli(*args: str) -> Result:
     return await asyncio.to_thread(CliRunner().invoke, main, list(args), catch_exceptions=False)
 
 
-async def replica_status(deployment: Deployment, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    """Poll (bounded, generously) ``dep.status()`` until the transport replica satisfies ``predicate``."""
+async def replica_status(
+    deployment: Deployment, predicate: Callable[[dict[str, Any]], bool], transport: str = "smpp_transport"
+) -> dict[str, Any]:
+    """Poll (bounded, generously) ``dep.status()`` until replica 0 of ``transport`` satisfies ``predicate``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
     while True:
         status = await asyncio.to_thread(deployment.status)
-        replica: dict[str, Any] = status["endpoints"]["smpp_transport"]["replicas"]["0"]
+        replica: dict[str, Any] = status["endpoints"][transport]["replicas"]["0"]
         if replica.get("alive") and predicate(replica):
             return replica
         if loop.time() > deadline:
@@ -102,3 +106,35 @@ async def test_status_shows_smpp_down_then_refused_with_the_reason(ray_session: 
         await shutdown(deployment)
         await gate.shut()
         smsc.stop()
+
+
+@pytest.mark.skipif(not prosody_available(), reason="prosody is not installed (.ci/run installs it)")
+async def test_status_shows_xmpp_refused_not_authorized_for_a_wrong_password(ray_session: None, tmp_path: Path) -> None:
+    prosody = ProsodyServer(tmp_path / "prosody", free_port())
+    prosody.register("dispatcher", "bot-secret")
+    (tmp_path / "password").write_text("wrong-secret")
+    prosody.start()
+    deployment = None
+    try:
+        config = echo_deployment_config(
+            "xmpp_transport",
+            "actors.transports.xmpp.XmppTransport",
+            {
+                "jid": "dispatcher@localhost",
+                "password": {"file": str(tmp_path / "password")},
+                "host": "127.0.0.1",
+                "port": prosody.port,
+                "tls": "none",
+                "allow_unencrypted_auth": True,
+                "backoff": {"initial_delay": 0.5, "max_delay": 2, "connect_timeout": 5},
+            },
+        )
+        deployment = await deploy(config)
+        refused = await replica_status(deployment, lambda r: state_of(r) == "refused", "xmpp_transport")
+        [session] = refused["connections"]
+        assert session["refusal"] == "not-authorized" and "not-authorized" in session["reason"]
+        assert refused["connected"] is False
+    finally:
+        if deployment is not None:
+            await shutdown(deployment)
+        prosody.stop()
