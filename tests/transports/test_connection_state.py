@@ -25,6 +25,7 @@ from actors.transports.xmpp import XmppTransport
 from tests.transports.conftest import RecordingLink
 
 from .smpp_support import FAST_BACKOFF, outbound
+from .xmpp_support import xmpp_config
 
 
 async def wait_for_state(transport: Any, predicate: Any, timeout: float = 20.0) -> list[dict[str, Any]]:
@@ -100,20 +101,12 @@ async def test_smpp_bound_after_the_smsc_comes_back_clears_the_retry_count(start
 async def test_xmpp_wrong_password_is_refused_with_not_authorized_as_its_code(started: Any, tmp_path: Path) -> None:
     prosody = ProsodyServer(tmp_path / "prosody", free_port())
     prosody.register("dispatcher", "bot-secret")
-    (tmp_path / "password").write_text("wrong-secret\n")
     prosody.start()
     try:
-        config = {
-            "jid": "dispatcher@localhost",
-            "password": {"file": str(tmp_path / "password")},
-            "host": "127.0.0.1",
-            "port": prosody.port,
-            "tls": "none",
-            "allow_unencrypted_auth": True,
-            "backoff": {"initial_delay": 0.2, "max_delay": 1, "connect_timeout": 5},
-        }
+        backoff = {"initial_delay": 0.2, "max_delay": 1, "connect_timeout": 5}
+        config = xmpp_config(prosody, tmp_path / "password", "wrong-secret", backoff=backoff)
         transport = await started(XmppTransport("xmpp", config))
-        [state] = await wait_for_state(transport, lambda states: states[0]["state"] == "refused", timeout=30)
+        [state] = await wait_for_state(transport, lambda states: states[0]["state"] == "refused", timeout=60)
         assert state["connection"] == "xmpp" and state["refusal"] == "not-authorized"
         assert "not-authorized" in state["reason"] and state["next_attempt"] is not None
         assert (await transport.ping())["connected"] is False

@@ -25,6 +25,7 @@ from ray_dispatch.api import Deployment
 from ray_dispatch.cli import main
 
 from .ray_support import deploy, echo_deployment_config, shutdown
+from .xmpp_support import xmpp_config
 
 pytestmark = pytest.mark.ray
 
@@ -112,23 +113,12 @@ async def test_status_shows_smpp_down_then_refused_with_the_reason(ray_session: 
 async def test_status_shows_xmpp_refused_not_authorized_for_a_wrong_password(ray_session: None, tmp_path: Path) -> None:
     prosody = ProsodyServer(tmp_path / "prosody", free_port())
     prosody.register("dispatcher", "bot-secret")
-    (tmp_path / "password").write_text("wrong-secret")
     prosody.start()
     deployment = None
     try:
-        config = echo_deployment_config(
-            "xmpp_transport",
-            "actors.transports.xmpp.XmppTransport",
-            {
-                "jid": "dispatcher@localhost",
-                "password": {"file": str(tmp_path / "password")},
-                "host": "127.0.0.1",
-                "port": prosody.port,
-                "tls": "none",
-                "allow_unencrypted_auth": True,
-                "backoff": {"initial_delay": 0.5, "max_delay": 2, "connect_timeout": 5},
-            },
-        )
+        backoff = {"initial_delay": 0.5, "max_delay": 2, "connect_timeout": 5}
+        xmpp = xmpp_config(prosody, tmp_path / "password", "wrong-secret", backoff=backoff)
+        config = echo_deployment_config("xmpp_transport", "actors.transports.xmpp.XmppTransport", xmpp)
         deployment = await deploy(config)
         refused = await replica_status(deployment, lambda r: state_of(r) == "refused", "xmpp_transport")
         [session] = refused["connections"]
