@@ -18,6 +18,7 @@ from peers.smsc import SmscPeer
 from actors import metrics
 from actors.connection import describe_connection
 from actors.endpoint import TransportActor
+from actors.transports.common import BackoffConfig, ConnectionSupervisor
 from actors.transports.http_api import HttpTransport
 from actors.transports.smpp import SmppTransport
 from actors.transports.telnet import TelnetTransport
@@ -199,3 +200,30 @@ class _RecordingGauge:
     def current(self, endpoint: str, replica: str, connection: str) -> str:
         [state] = [k[3] for k, v in self.values.items() if k[:3] == (endpoint, replica, connection) and v == 1]
         return state
+
+
+async def test_stopping_a_supervisor_during_a_long_backoff_ends_at_once_and_says_stopped() -> None:
+    async def unreachable() -> None:
+        raise OSError("no route to the peer")
+
+    async def never(_: None) -> None:
+        raise AssertionError("never connected")
+
+    backoff = BackoffConfig(initial_delay=3600, max_delay=3600, connect_timeout=5)
+    supervisor: ConnectionSupervisor[None] = ConnectionSupervisor("peer", unreachable, never, never, backoff)
+    supervisor.start()
+    await wait_for_state(_Probe(supervisor), lambda states: states[0]["next_attempt"] is not None)
+    assert supervisor.state.state == "down" and supervisor.state.reason == "OSError: no route to the peer"
+    await asyncio.wait_for(supervisor.stop(grace=7200), 120)  # without waking, it would sleep out the backoff
+    assert (supervisor.state.state, supervisor.state.reason) == ("down", "the transport stopped")
+    assert supervisor.state.next_attempt is None
+
+
+class _Probe:
+    """Shows a supervisor's state the way a transport's ``connection_state()`` does."""
+
+    def __init__(self, supervisor: ConnectionSupervisor[Any]) -> None:
+        self.supervisor = supervisor
+
+    def connection_state(self) -> list[dict[str, Any]]:
+        return [self.supervisor.state.to_dict()]
