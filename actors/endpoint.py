@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from actors import metrics
+from actors.connection import ConnectionState, replica_connected
 from actors.gc_tuning import tune_gc_for_throughput
 from actors.ordering import SeenIds, SenderOrder
 from actors.pool import ReplicaPool, sticky_key
@@ -426,10 +427,46 @@ class TransportActor(EndpointActor):
 
     Override ``setup_transport``, ``teardown_transport`` and
     ``handle_outbound_message``. Set ``TRANSPORT_TYPE`` (``sms``, ``xmpp``, ...).
+    A transport with a peer keeps each connection's state in a
+    ``ConnectionState`` from ``track_connection`` (or a ``ConnectionSupervisor``
+    given one): status and metrics show it. Without any, status shows no peer (n/a).
     """
 
     ROLE: ClassVar[str] = "transport"
     TRANSPORT_TYPE: ClassVar[str] = "sms"
+
+    def __init__(self, endpoint_name: str, config: Mapping[str, Any] | None = None, **kw: Any) -> None:
+        super().__init__(endpoint_name, config, **kw)
+        self._peer_connections: dict[str, ConnectionState] = {}
+
+    def track_connection(self, name: str, state: str = "connecting") -> ConnectionState:
+        """The ``ConnectionState`` of this transport's connection ``name`` (created on first call, in ``state``).
+
+        Move it with ``enter``; ``connection_state()``, status and the
+        ``ray_dispatch_connection_state`` metric follow it.
+        """
+        if name not in self._peer_connections:
+            tracked = ConnectionState(name, state, observer=self._connection_changed)
+            self._peer_connections[name] = tracked
+            self._connection_changed(tracked)
+        return self._peer_connections[name]
+
+    def connection_state(self) -> list[dict[str, Any]]:
+        """Each tracked connection's state (see ``actors.connection``); empty when there is no peer."""
+        return [tracked.to_dict() for tracked in self._peer_connections.values()]
+
+    def _connection_changed(self, tracked: ConnectionState) -> None:
+        metrics.record_connection_state(self.endpoint_name, self.replica_id, tracked.name, tracked.state)
+
+    async def ping(self) -> dict[str, Any]:
+        """Describe this replica (see ``EndpointActor.ping``), with its ``connections`` and whether all are up.
+
+        ``connected`` is None when the transport has no peer connection to report.
+        """
+        info = await super().ping()
+        info["connections"] = self.connection_state()
+        info["connected"] = replica_connected(info["connections"])
+        return info
 
     async def setup_transport(self) -> None:
         """Connect to the outside world (may do I/O). The default does nothing."""

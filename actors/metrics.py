@@ -13,6 +13,9 @@ What is recorded (metric names as Ray exports them, with an extra ``ray_`` prefi
 - ``ray_dispatch_queue_depth`` (gauge; ``destination``): items left waiting in
   a sender when it formed a batch; ``ray_dispatch_pending`` (gauge;
   ``deployment``, ``endpoint``): items a dispatcher has not had confirmed yet;
+- ``ray_dispatch_connection_state`` (gauge; ``endpoint``, ``replica``,
+  ``connection``, ``state``): 1 for the state each transport connection is in
+  (``bound``, ``refused``, ``down``, ... see ``actors.connection``), 0 for the others;
 - ``ray_dispatch_batch_latency_ms`` (histogram; ``deployment``, ``source``):
   from a batch reaching the dispatcher to every delivery it caused being confirmed;
 - ``ray_dispatch_e2e_latency_ms`` (histogram; ``deployment``, ``direction``):
@@ -41,6 +44,7 @@ from datetime import datetime
 from typing import Any
 
 from actors import sender as _sender
+from actors.connection import STATES
 from ray_dispatch.core.message import utcnow
 
 BATCH_SIZE_BOUNDARIES: list[float] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
@@ -176,6 +180,11 @@ class _Instruments:
             "Items the dispatcher sent to an endpoint that are not confirmed yet.",
             tag_keys=("deployment", "endpoint"),
         )
+        self.connection_state = metrics.Gauge(
+            "ray_dispatch_connection_state",
+            "1 for the state each transport replica's connection to its peer is in, 0 for the others.",
+            tag_keys=("endpoint", "replica", "connection", "state"),
+        )
         self.batch_latency = metrics.Histogram(
             "ray_dispatch_batch_latency_ms",
             "From a batch reaching the dispatcher to all its deliveries being confirmed.",
@@ -231,6 +240,16 @@ def record_endpoint_batch(endpoint: str, role: str, size: int, refused: int, dup
     for outcome, count in (("handled", handled), ("refused", refused), ("duplicate", duplicates)):
         if count > 0:
             inst.endpoint_messages.inc(count, tags={"endpoint": endpoint, "role": role, "outcome": outcome})
+
+
+def record_connection_state(endpoint: str, replica: str, connection: str, state: str) -> None:
+    """Set the connection-state gauge of one transport connection: 1 for ``state``, 0 for every other state."""
+    inst = instruments()
+    if inst is None:
+        return
+    for known in STATES:
+        tags = {"endpoint": endpoint, "replica": replica, "connection": connection, "state": known}
+        inst.connection_state.set(1 if known == state else 0, tags=tags)
 
 
 # -- the dispatcher's view ------------------------------------------------------------------

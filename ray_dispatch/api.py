@@ -365,7 +365,13 @@ class Deployment:
     # -- observation ----------------------------------------------------------------------
 
     def status(self, timeout: float = 10.0) -> dict[str, Any]:
-        """Dispatcher counters, and per endpoint its replicas with alive/dead, node and counters."""
+        """Dispatcher counters, and per endpoint its replicas with alive/dead, node and counters.
+
+        A transport replica also has ``connections`` (each connection to its peer:
+        ``state`` — ``connecting``, ``connected``/``bound``/``listening``, ``refused``
+        or ``down`` —, ``reason``, ``since``, ``attempts``, ``next_attempt``; see
+        ``actors.connection``) and ``connected`` (all up; None: no peer).
+        """
         dispatchers = []
         for index, handle in enumerate(self.dispatchers):
             try:
@@ -383,6 +389,21 @@ class Deployment:
                     replicas[rid] = {"alive": False, "error": one_line(original_error(exc))}
             endpoints[endpoint] = {"role": self.config.role(endpoint), "replicas": replicas}
         return {"name": self.name, "namespace": self.namespace, "dispatchers": dispatchers, "endpoints": endpoints}
+
+    def connections(self, endpoint: str, timeout: float = 10.0) -> dict[str, list[dict[str, Any]] | None]:
+        """Each replica of transport ``endpoint``: its connection states, or None when it does not answer.
+
+        Raises:
+            ConfigError: unknown endpoint.
+        """
+        self._check_endpoint(endpoint)
+        found: dict[str, list[dict[str, Any]] | None] = {}
+        for rid in self.replica_ids(endpoint):
+            try:
+                found[rid] = ray.get(self.endpoint(endpoint, rid).connection_state.remote(), timeout=timeout)
+            except Exception:
+                found[rid] = None
+        return found
 
     def explain(self, message_id: str, timeout: float = 30.0) -> LiveExplanation:
         """Explain a message (or event) a dispatcher routed recently, by its id.

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from actors.connection import describe_connection, replica_connected
 from ray_dispatch import run_state
 from ray_dispatch.core.errors import ConfigError, DispatchError, InvalidMessage, one_line
 from ray_dispatch.foreground import run_until_stopped
@@ -294,6 +295,7 @@ def send(
     click.echo(f"message {result['message_id']}")
     for destination in result["destinations"]:
         click.echo(f"  -> {destination}")
+    _warn_if_not_connected(deployment, result["destinations"])
     for failure in result["failures"]:
         click.echo(f"  failed ({failure['stage']}): {failure['reason']}  [failure {failure['failure_id']}]")
     if result.get("dropped"):
@@ -336,9 +338,11 @@ def _print_status(info: dict[str, Any]) -> None:
         click.echo(f"  {entry['role']} {endpoint}: {len(entry['replicas'])} replica(s)")
         for rid, replica in entry["replicas"].items():
             if replica["alive"]:
+                health = "alive, NOT CONNECTED" if replica.get("connected") is False else "alive"
                 click.echo(
-                    f"    [{rid}] alive  {replica['class']} on node {replica['node_id'][:12]} pid {replica['pid']}"
+                    f"    [{rid}] {health}  {replica['class']} on node {replica['node_id'][:12]} pid {replica['pid']}"
                 )
+                _print_connections(replica)
             else:
                 click.echo(f"    [{rid}] DEAD   {replica['error']}")
         if received or published:
@@ -353,6 +357,34 @@ def _store_line(name: str, state: dict[str, Any]) -> str:
     """``<name> <state>``, with the store's one-line detail when it is not ``ok``."""
     shown = state.get("state", "unknown")
     return f"{name} {shown}" if shown in ("ok", "unknown") else f"{name} {shown} ({state.get('detail')})"
+
+
+def _print_connections(replica: dict[str, Any]) -> None:
+    """One line per connection of a transport replica to its peer (``connection: n/a`` when it has none)."""
+    if replica.get("role") != "transport":
+        return
+    connections = replica.get("connections") or []
+    if not connections:
+        click.echo("        connection: n/a (no peer connection reported)")
+    for entry in connections:
+        click.echo(f"        connection {describe_connection(entry)}")
+
+
+def _warn_if_not_connected(deployment: Any, destinations: list[str]) -> None:
+    """Say so when a transport a message went out to has no replica connected to its peer (it waits there)."""
+    for destination in destinations:
+        direction, _, endpoint = destination.partition(":")
+        if direction != "outbound" or not deployment.config.is_transport(endpoint):
+            continue
+        replicas = deployment.connections(endpoint)
+        states = [entry for entries in replicas.values() if entries for entry in entries]
+        if any(replica_connected(entries) is not False for entries in replicas.values() if entries is not None):
+            continue
+        why = "; ".join(describe_connection(entry) for entry in states) or "no replica answered"
+        click.echo(
+            f"  warning: transport {endpoint!r} is not connected to its peer ({why}); "
+            "the message waits there for the connection (outbound_timeout), then is nacked"
+        )
 
 
 def _ms(summary: dict[str, Any]) -> str:

@@ -9,13 +9,16 @@ the transport runs. Outbound code waits (bounded) on ``wait_connected``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 from pydantic import Field
 
+from actors.connection import ConnectionState, PeerRefused
 from ray_dispatch.core.retry import Backoff, BackoffPolicy
 from ray_dispatch.core.secrets import Secret as Secret  # re-exported: transports declare their secrets with it
 
@@ -112,24 +115,34 @@ class BoundedMap(Generic[K, V]):
 
 
 class ConnectionSupervisor(Generic[T]):
-    """Keeps one connection alive: connect, serve until lost, back off, repeat.
+    """Keeps one connection alive: connect, serve until lost, back off, repeat; keeps its ``state``.
+
+    ``state`` (a ``ConnectionState``) says what the connection is doing: ``up_state``
+    once connected; ``refused`` when ``connect`` raised ``PeerRefused`` (the
+    peer's reason and code); ``down`` when it raised anything else (the OS
+    error), took longer than ``connect_timeout``, or the session ended (the
+    reason ``serve`` returned). ``attempts`` and ``next_attempt`` follow the backoff.
 
     Args:
         name: how log lines name this connection (never includes secrets).
         connect: opens the connection and returns it (each call bounded by
             ``backoff.connect_timeout``).
-        serve: runs the session on an open connection; returns or raises when it is lost.
+        serve: runs the session on an open connection; returns (optionally why) or raises when it is lost.
         close: closes a connection (called when the supervisor stops or ``serve`` ends).
         backoff: delays between attempts.
+        state: the state to keep up to date (default: a new one named ``name``).
+        up_state: the state an open connection is in (``connected``, ``bound``, ``listening``).
     """
 
     def __init__(
         self,
         name: str,
         connect: Callable[[], Awaitable[T]],
-        serve: Callable[[T], Awaitable[None]],
+        serve: Callable[[T], Awaitable[str | None]],
         close: Callable[[T], Awaitable[None]],
         backoff: BackoffConfig,
+        state: ConnectionState | None = None,
+        up_state: str = "connected",
     ) -> None:
         self.name = name
         self._connect = connect
@@ -138,8 +151,11 @@ class ConnectionSupervisor(Generic[T]):
         self._backoff = Backoff(backoff)
         self._connect_timeout = backoff.connect_timeout
         self._connected = asyncio.Event()
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.state = state if state is not None else ConnectionState(name)
+        self.up_state = up_state
         self.connection: T | None = None
         self.connects = 0
         self.failures = 0
@@ -153,6 +169,7 @@ class ConnectionSupervisor(Generic[T]):
     def start(self) -> None:
         """Start connecting in the background (idempotent)."""
         self._stopping = False
+        self._wake.clear()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"supervise {self.name}")
 
@@ -171,6 +188,7 @@ class ConnectionSupervisor(Generic[T]):
         supervising task is cancelled only if it has not ended within ``grace`` seconds.
         """
         self._stopping = True
+        self._wake.set()
         task, self._task = self._task, None
         if task is None:
             return
@@ -181,6 +199,8 @@ class ConnectionSupervisor(Generic[T]):
         if not task.done():
             task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        self.state.next_attempt = None
+        self.state.enter("down", "the transport stopped")
 
     async def wait_connected(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for an open connection; return whether there is one."""
@@ -199,23 +219,33 @@ class ConnectionSupervisor(Generic[T]):
     async def _run(self) -> None:
         while not self._stopping:
             connection: T | None = None
+            retry_at: float | None = None
+            self.state.attempts += 1
+            self.state.next_attempt = None
             try:
-                connection = await asyncio.wait_for(self._connect(), self._connect_timeout)
+                connection = await self._open()
                 self.connection = connection
                 self.connects += 1
                 self._backoff.reset()
+                self.state.enter(self.up_state)
                 self._connected.set()
                 log.info("%s: connected", self.name)
-                await self._serve(connection)
+                reason = await self._serve(connection)
                 if self._stopping:
                     log.info("%s: closed", self.name)
                 else:
-                    log.warning("%s: connection lost", self.name)
+                    self.state.enter("down", reason or "the connection was lost")
+                    log.warning("%s: connection lost (%s)", self.name, self.state.reason)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.failures += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if isinstance(exc, PeerRefused):
+                    self.state.enter("refused", str(exc), exc.code)
+                    retry_at = exc.retry_at
+                else:
+                    self.state.enter("down", self.last_error)
                 log.warning("%s: %s", self.name, self.last_error)
             finally:
                 self._connected.clear()
@@ -223,7 +253,20 @@ class ConnectionSupervisor(Generic[T]):
                 if connection is not None and not self._stopping:
                     await _close_quietly(self._close, connection, self.name)
             if not self._stopping:
-                await asyncio.sleep(self._backoff.next_delay())
+                delay = self._backoff.next_delay()
+                if retry_at is not None:
+                    delay = max(delay, retry_at - time.time())
+                self.state.next_attempt = time.time() + delay
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _open(self) -> T:
+        try:
+            return await asyncio.wait_for(self._connect(), self._connect_timeout)
+        except TimeoutError as exc:
+            if str(exc):
+                raise
+            raise TimeoutError(f"no connection within {self._connect_timeout}s") from None
 
 
 async def _close_quietly(close: Callable[[Any], Awaitable[None]], connection: Any, name: str) -> None:

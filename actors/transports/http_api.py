@@ -162,8 +162,16 @@ class HttpTransport(TransportActor):
         app.router.add_get("/openapi.json", self._get_openapi)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
+        if cfg.outbound_url is not None:
+            self.track_connection("webhook", "idle")
         self._listener = ConnectionSupervisor(
-            f"http transport {self.endpoint_name!r} server", self._listen, self._serve, self._close_site, cfg.backoff
+            f"http transport {self.endpoint_name!r} server",
+            self._listen,
+            self._serve,
+            self._close_site,
+            cfg.backoff,
+            state=self.track_connection("server"),
+            up_state="listening",
         )
         await self._listener.start_and_wait()
 
@@ -296,6 +304,7 @@ class HttpTransport(TransportActor):
         if self._outbound_auth:
             headers["Authorization"] = self._outbound_auth
         body = message.to_json()
+        webhook = self.track_connection("webhook", "idle")
         backoff = Backoff(cfg.backoff)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.outbound_timeout
@@ -313,17 +322,33 @@ class HttpTransport(TransportActor):
                 ) as response:
                     text = await response.text()
                     if 200 <= response.status < 300:
+                        webhook.enter("ok")
                         return _peer_message_id(text) or message.message_id
                     last = f"webhook answered {response.status}: {text[:200]}"
                     if 400 <= response.status < 500 and response.status not in RETRIED_STATUSES:
+                        webhook.enter(*_webhook_refusal(response.status, last))
                         return _Refused(last)
+                    webhook.attempts += 1
+                    webhook.enter("failing", last, response.status)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 last = f"webhook unreachable: {type(exc).__name__}: {exc}"
+                webhook.attempts += 1
+                webhook.enter("down", last)
             self.counters["outbound_retries"] += 1
             log.info("http transport %r: attempt %d failed: %s", self.endpoint_name, attempt, last)
             if attempt < cfg.outbound_attempts:
                 await asyncio.sleep(max(0.0, min(backoff.next_delay(), deadline - loop.time())))
         return _Refused(f"gave up after {attempt} attempt(s): {last}")
+
+
+def _webhook_refusal(status: int, reason: str) -> tuple[str, str | None, int | None]:
+    """The webhook's state after a 4xx that is not retried: ``refused`` on 401/403 (the credentials), else ``ok``.
+
+    Any other 4xx refuses that one message (a nack): the webhook itself works.
+    """
+    if status in (401, 403):
+        return "refused", reason, status
+    return "ok", None, None
 
 
 class _Refused:

@@ -54,9 +54,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from actors.connection import ConnectionState
 from actors.endpoint import EndpointConfig, TransportActor
 from actors.transports.common import BackoffConfig, BoundedMap, ConnectionSupervisor, Secret, SendWindow
-from actors.transports.connection_state import ConnectionState
 from actors.transports.smpp_codec import (
     ESM_CLASS_DELIVERY_RECEIPT,
     ESM_CLASS_INTERMEDIATE_NOTIFICATION,
@@ -246,7 +246,6 @@ class SmppTransport(TransportActor):
         self._password = ""
         self._transmitter: ConnectionSupervisor[SmppSession] | None = None
         self._receiver: ConnectionSupervisor[SmppSession] | None = None
-        self._bind_states: dict[str, ConnectionState] = {}
         self._window = SendWindow(cfg.window_size)
         self._pacer = SendPacer(cfg.tps, cfg.throttle_delay, cfg.throttle_max_delay)
         self._references = itertools.cycle(range(1, 256 if cfg.long_messages == "udh" else 65536))
@@ -288,16 +287,16 @@ class SmppTransport(TransportActor):
         await asyncio.gather(*(bind.start_and_wait() for bind in binds))
 
     def _supervisor(self, name: str, bind_type: str) -> ConnectionSupervisor[SmppSession]:
-        state = self._bind_states[bind_type] = ConnectionState(bind_type)
-
         async def connect() -> SmppSession:
-            return await self._bind(bind_type, state)
+            return await self._bind(bind_type)
 
-        async def serve(session: SmppSession) -> None:
-            reason = await session.wait_closed()
-            state.enter("down", reason)
+        async def serve(session: SmppSession) -> str | None:
+            return await session.wait_closed()
 
-        return ConnectionSupervisor(name, connect, serve, self._unbind, self.config.backoff)
+        state = self.track_connection(bind_type)
+        return ConnectionSupervisor(
+            name, connect, serve, self._unbind, self.config.backoff, state=state, up_state="bound"
+        )
 
     async def teardown_transport(self) -> None:
         """Unbind, and nack what could not be sent (waits a few seconds for outstanding submits).
@@ -326,7 +325,7 @@ class SmppTransport(TransportActor):
         ``since`` (wall-clock seconds), ``attempts`` (bind attempts since the last success) and
         ``next_attempt`` (see ``ConnectionState``).
         """
-        return [state.to_dict() for state in self._bind_states.values()]
+        return super().connection_state()
 
     async def wait_bound(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for every bind to be up; return whether they are."""
@@ -334,14 +333,11 @@ class SmppTransport(TransportActor):
         results = await asyncio.gather(*(b.wait_connected(timeout) for b in binds))
         return bool(results) and all(results)
 
-    async def _bind(self, bind_type: str, state: ConnectionState) -> SmppSession:
+    async def _bind(self, bind_type: str) -> SmppSession:
+        """Connect and bind; a refusal retrying cannot fix is not tried again for ``permanent_refusal_delay``."""
         cfg = self.config
-        if _refused_for_good(state) and state.next_attempt is not None and time.time() < state.next_attempt:
-            earlier = f"the bind earlier (not tried again before {_clock(state.next_attempt)})"
-            raise BindRefused(earlier, state.refusal or 0)
-        state.attempts += 1  # the state stays what the last attempt left (refused, down) until this one ends
         try:
-            session = await SmppSession.open(
+            return await SmppSession.open(
                 cfg.host,
                 cfg.port,
                 bind_type,
@@ -354,26 +350,15 @@ class SmppTransport(TransportActor):
                 bind_timeout=cfg.backoff.connect_timeout,
             )
         except BindRefused as exc:
-            state.enter("refused", str(exc), exc.status)
             if exc.permanent:
-                state.next_attempt = time.time() + cfg.permanent_refusal_delay
+                exc.retry_at = time.time() + cfg.permanent_refusal_delay
                 log.error(
                     "smpp transport %r: %s; retrying cannot fix this: check the config (next attempt at %s)",
                     self.endpoint_name,
                     exc,
-                    _clock(state.next_attempt),
+                    _clock(exc.retry_at),
                 )
             raise
-        except asyncio.CancelledError:
-            state.enter("down", f"no bind response within {cfg.backoff.connect_timeout}s")
-            raise
-        except (OSError, TimeoutError) as exc:
-            state.enter("down", f"{type(exc).__name__}: {exc}")
-            raise
-        state.attempts = 0
-        state.next_attempt = None
-        state.enter("bound")
-        return session
 
     async def _unbind(self, session: SmppSession) -> None:
         await session.unbind()
@@ -634,7 +619,7 @@ class SmppTransport(TransportActor):
             _Refused: the SMSC refused the bind for a reason retrying cannot fix.
         """
         assert self._transmitter is not None
-        state = self._bind_states["TRX" if self.config.bind_mode == "transceiver" else "TX"]
+        state = self._transmitting_state()
         loop = asyncio.get_running_loop()
         while not self._closing and loop.time() < deadline:
             session = self._transmitter.connection
@@ -651,8 +636,11 @@ class SmppTransport(TransportActor):
                 waiting.cancel()
         return None
 
+    def _transmitting_state(self) -> ConnectionState:
+        return self.track_connection("TRX" if self.config.bind_mode == "transceiver" else "TX")
+
     def _bind_trouble(self) -> str:
-        state = self._bind_states["TRX" if self.config.bind_mode == "transceiver" else "TX"]
+        state = self._transmitting_state()
         if state.reason is None:
             return "the bind never came up"
         return f"the bind is {state.state}: {state.reason}"

@@ -19,6 +19,7 @@ import itertools
 import logging
 from collections.abc import Callable
 
+from actors.connection import PeerRefused
 from actors.transports.smpp_pdu import (
     ENQUIRE_LINK,
     ESME_RINVCMDID,
@@ -37,13 +38,13 @@ from actors.transports.smpp_pdu import (
 log = logging.getLogger(__name__)
 
 
-class BindRefused(Exception):
-    """The SMSC answered the bind with a non-zero command_status (kept as ``status``)."""
+class BindRefused(PeerRefused):
+    """The SMSC answered the bind with a non-zero command_status (kept as ``status``, and as ``code``)."""
 
     def __init__(self, command: str, status: int) -> None:
+        super().__init__(f"the SMSC refused {command}: {describe_status(status)}", status)
         self.status = status
         self.permanent = status in PERMANENT_BIND_REFUSALS
-        super().__init__(f"the SMSC refused {command}: {describe_status(status)}")
 
 
 class SessionLost(ConnectionError):

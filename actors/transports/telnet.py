@@ -113,6 +113,8 @@ class TelnetTransport(TransportActor):
             self._serve,
             self._close_server,
             self.config.backoff,
+            state=self.track_connection("server"),
+            up_state="listening",
         )
         await self._supervisor.start_and_wait()
 

@@ -44,9 +44,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from actors.connection import PeerRefused
 from actors.endpoint import EndpointConfig, TransportActor
 from actors.transports.common import BackoffConfig, BoundedMap, ConnectionSupervisor, Secret, SendWindow
-from actors.transports.connection_state import ConnectionState
 from ray_dispatch.core.errors import DeliveryError, InvalidMessage
 from ray_dispatch.core.message import TransportUserMessage
 
@@ -199,8 +199,11 @@ class _Session:
             future.set_result(None)
 
 
-class _AuthRefused(ConnectionError):
-    """The server refused the login (the text has its SASL condition, e.g. ``not-authorized``)."""
+class _AuthRefused(PeerRefused):
+    """The server refused the login (the text has its SASL condition, e.g. ``not-authorized``, also its ``code``)."""
+
+    def __init__(self, condition: str) -> None:
+        super().__init__(f"the server refused the login: {condition}", condition)
 
 
 class XmppTransport(TransportActor):
@@ -215,7 +218,6 @@ class XmppTransport(TransportActor):
         self._supervisor: ConnectionSupervisor[_Session] | None = None
         self._sent: BoundedMap[str, str] = BoundedMap(self.config.remember_sent)
         self._window = SendWindow(self.config.window_size)
-        self._state = ConnectionState("xmpp")
 
     @property
     def bare_jid(self) -> str:
@@ -233,10 +235,11 @@ class XmppTransport(TransportActor):
         self._password = self.config.password.reveal("password")
         self._supervisor = ConnectionSupervisor(
             f"xmpp transport {self.endpoint_name!r} ({self.config.jid})",
-            self._connect_noting_state,
+            self._connect,
             self._serve,
             self._disconnect,
             self.config.backoff,
+            state=self.track_connection("xmpp"),
         )
         await self._supervisor.start_and_wait()
 
@@ -250,7 +253,7 @@ class XmppTransport(TransportActor):
         """The session's state: ``connecting``, ``connected``, ``refused`` (the server's SASL condition,
         e.g. ``not-authorized``) or ``down`` (why), with ``since`` and ``attempts`` (see ``ConnectionState``).
         """
-        return [self._state.to_dict()]
+        return super().connection_state()
 
     def is_connected(self) -> bool:
         """Whether the session is up."""
@@ -259,23 +262,6 @@ class XmppTransport(TransportActor):
     async def wait_connected(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the session; return whether it is up."""
         return self._supervisor is not None and await self._supervisor.wait_connected(timeout)
-
-    async def _connect_noting_state(self) -> _Session:
-        self._state.attempts += 1
-        try:
-            session = await self._connect()
-        except asyncio.CancelledError:
-            self._state.enter("down", f"no session within {self.config.backoff.connect_timeout}s")
-            raise
-        except _AuthRefused as exc:
-            self._state.enter("refused", str(exc))
-            raise
-        except Exception as exc:
-            self._state.enter("down", f"{type(exc).__name__}: {exc}")
-            raise
-        self._state.attempts = 0
-        self._state.enter("connected")
-        return session
 
     async def _connect(self) -> _Session:
         import slixmpp
@@ -332,9 +318,7 @@ class XmppTransport(TransportActor):
         client.add_event_handler("stream_negotiated", lambda _: mark("stream_negotiated"))
         client.add_event_handler("presence_available", on_presence)
         client.add_event_handler("stanza_acked", session.on_stanza_acked)
-        client.add_event_handler(
-            "failed_auth", lambda stanza: fail(f"the server refused the login: {stanza['condition']}", _AuthRefused)
-        )
+        client.add_event_handler("failed_auth", lambda stanza: fail(stanza["condition"], _AuthRefused))
         client.add_event_handler("connection_failed", lambda error: fail(f"connection failed: {error}"))
 
         def on_disconnected(_: Any) -> None:
@@ -356,9 +340,9 @@ class XmppTransport(TransportActor):
             raise
         return session
 
-    async def _serve(self, session: _Session) -> None:
+    async def _serve(self, session: _Session) -> str:
         await session.gone.wait()
-        self._state.enter("down", "the connection dropped")
+        return "the connection dropped"
 
     async def _disconnect(self, session: _Session) -> None:
         if not session.gone.is_set():

@@ -19,6 +19,8 @@ from ray_dispatch.core.errors import ConfigError
 from ray_dispatch.core.message import TransportUserMessage
 from tests.transports.conftest import HoldingLink
 
+from .xmpp_support import xmpp_config
+
 pytestmark = pytest.mark.skipif(not prosody_available(), reason="prosody is not installed (.ci/run installs it)")
 
 FAST_BACKOFF = {"initial_delay": 0.2, "max_delay": 1.0, "connect_timeout": 5.0}
@@ -37,17 +39,7 @@ def prosody(tmp_path: Path) -> Iterator[ProsodyServer]:
 
 
 def transport_config(prosody: ProsodyServer, secret_file: Path, **extra: Any) -> dict[str, Any]:
-    secret_file.write_text("bot-secret\n")
-    return {
-        "jid": "dispatcher@localhost",
-        "password": {"file": str(secret_file)},
-        "host": "127.0.0.1",
-        "port": prosody.port,
-        "tls": "none",
-        "allow_unencrypted_auth": True,
-        "backoff": FAST_BACKOFF,
-        **extra,
-    }
+    return xmpp_config(prosody, secret_file, "bot-secret", **{"backoff": FAST_BACKOFF, **extra})
 
 
 @contextlib.asynccontextmanager
