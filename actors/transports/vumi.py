@@ -7,7 +7,8 @@ for its own plumbing (AMQP, Redis) is ignored with a warning, and any other
 key is refused with its name and what to use instead. An inline
 ``password`` (Vumi configs have them) is accepted, never echoed, with a
 warning pointing to ``{env: NAME}``. ``vumi.transports.telnet.TelnetServerTransport``
-runs our ``TelnetTransport`` the same way.
+runs our ``TelnetTransport`` and ``vumi.transports.xmpp.XMPPTransport`` our
+``XmppTransport`` the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from actors.endpoint import EndpointConfig
 from actors.transports.common import Secret
 from actors.transports.smpp import SmppTransport, SmppTransportConfig
 from actors.transports.telnet import TelnetTransport, TelnetTransportConfig
+from actors.transports.xmpp import XmppTransport, XmppTransportConfig
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +166,14 @@ def _submit_config(config: dict[str, Any]) -> dict[str, Any]:
     return mapped
 
 
+def _vumi_password(value: Any) -> Any:
+    """A Vumi ``password``: inline text becomes an ``InlineSecret`` (with a warning); ``{env: ...}`` stays as it is."""
+    if not isinstance(value, str):
+        return value
+    log.warning("password: given inline in a Vumi config; use password: {env: NAME} to keep it out of files")
+    return InlineSecret.holding(value)
+
+
 def vumi_smpp_config(vumi: dict[str, Any]) -> dict[str, Any]:
     """Map a Vumi SMPP transport config onto ``SmppTransportConfig``'s keys.
 
@@ -177,13 +187,7 @@ def vumi_smpp_config(vumi: dict[str, Any]) -> dict[str, Any]:
         elif key in _SAME_NAME:
             ours[key] = value
         elif key == "password":
-            if isinstance(value, str):
-                log.warning(
-                    "password: given inline in a Vumi config; use password: {env: NAME} to keep it out of files"
-                )
-                ours[key] = InlineSecret.holding(value)
-            else:
-                ours[key] = value
+            ours[key] = _vumi_password(value)
         elif key == "mt_tps":
             ours["tps"] = value or None
         elif key == "initial_reconnect_delay":
@@ -263,3 +267,50 @@ class VumiTelnetTransport(TelnetTransport):
     """Our ``TelnetTransport`` configured with Vumi's keys (``vumi.transports.telnet.TelnetServerTransport``)."""
 
     CONFIG_CLASS: ClassVar[type[EndpointConfig]] = VumiTelnetTransportConfig
+
+
+_XMPP_NO_COUNTERPART = ("debug", "status", "status_message", "presence_interval")
+"""Vumi XMPP keys about traffic logging and presence broadcasts: accepted, ignored with a warning."""
+
+
+def vumi_xmpp_config(vumi: dict[str, Any]) -> dict[str, Any]:
+    """Map Vumi's ``XMPPTransport`` keys (``username``, ``password``, ``host``, ``port``, ...) onto ours.
+
+    ``username`` is the account's JID (a ``/resource`` in it becomes ``resource``);
+    ``host``, ``port`` and ``ping_interval`` keep their names; ``debug``, ``status``,
+    ``status_message`` and ``presence_interval`` have no counterpart and are
+    ignored with a warning. Our own ``XmppTransportConfig`` keys (``tls``,
+    ``window_size``, ...) may be added to a Vumi config and are passed on.
+
+    Raises:
+        ValueError: an unsupported key (named, with the supported ones).
+    """
+    ours: dict[str, Any] = {}
+    for key, value in vumi.items():
+        if key == "username":
+            jid, _, resource = str(value).partition("/")
+            ours["jid"] = jid
+            if resource:
+                ours["resource"] = resource
+        elif key == "password":
+            ours[key] = _vumi_password(value)
+        elif key in _XMPP_NO_COUNTERPART or key in _IGNORED:
+            log.warning("%s: a Vumi setting with no counterpart here; ignored", key)
+        elif key in XmppTransportConfig.model_fields:
+            ours[key] = value
+        else:
+            ours_keys = ", ".join(XmppTransportConfig.model_fields)
+            raise ValueError(
+                f"{key}: not a key of Vumi's XMPP transport that ray_dispatch supports; use one of username,"
+                f" password, host, port, ping_interval (or a key of ours: {ours_keys})"
+            )
+    return ours
+
+
+VumiXmppTransportConfig = reading_vumi_keys(XmppTransportConfig, vumi_xmpp_config)
+
+
+class VumiXmppTransport(XmppTransport):
+    """Our ``XmppTransport`` configured with Vumi's keys (``vumi.transports.xmpp.XMPPTransport``)."""
+
+    CONFIG_CLASS: ClassVar[type[EndpointConfig]] = VumiXmppTransportConfig

@@ -46,6 +46,8 @@ VUMI_TRANSPORTS: dict[str, str] = {
     "vumi.transports.smpp.SmppTransport": "actors.transports.vumi.VumiSmppTransport",
     "vumi.transports.telnet.TelnetServerTransport": "actors.transports.vumi.VumiTelnetTransport",
     "vumi.transports.telnet.telnet.TelnetServerTransport": "actors.transports.vumi.VumiTelnetTransport",
+    "vumi.transports.xmpp.XMPPTransport": "actors.transports.vumi.VumiXmppTransport",
+    "vumi.transports.xmpp.xmpp.XMPPTransport": "actors.transports.vumi.VumiXmppTransport",
 }
 """Vumi transport classes -> ours, configured with Vumi's keys (``actors/transports/vumi.py``)."""
 

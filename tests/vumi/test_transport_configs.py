@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 from peers.line_client import LineClient
+from peers.net import free_port
+from peers.prosody import ProsodyServer, prosody_available
 from peers.smsc import SmscPeer
+from peers.xmpp_client import XmppPeer
 
-from actors.transports.vumi import VumiSmppTransport, VumiTelnetTransport, vumi_smpp_config, vumi_telnet_config
+from actors.transports.vumi import (
+    VumiSmppTransport,
+    VumiTelnetTransport,
+    VumiXmppTransport,
+    vumi_smpp_config,
+    vumi_telnet_config,
+    vumi_xmpp_config,
+)
 from ray_dispatch.core.config import resolve_class
 from ray_dispatch.core.errors import ConfigError
 from ray_dispatch.core.message import TransportUserMessage
@@ -147,8 +158,76 @@ async def test_vumi_telnet_config_listens_and_receives(link: Any) -> None:
 
 def test_vumi_transport_we_do_not_map_is_refused_naming_those_we_do() -> None:
     with pytest.raises(ConfigError) as info:
-        resolve_class("vumi.transports.xmpp.XMPPTransport", "endpoints.x.class")
+        resolve_class("vumi.transports.httprpc.HttpRpcTransport", "endpoints.x.class")
     text = str(info.value)
-    assert text.startswith("endpoints.x.class: Vumi's vumi.transports.xmpp.XMPPTransport is not available")
+    assert text.startswith("endpoints.x.class: Vumi's vumi.transports.httprpc.HttpRpcTransport is not available")
     assert "vumi.transports.smpp.SmppTransceiverTransport" in text
     assert "vumi.transports.telnet.TelnetServerTransport" in text
+    assert "vumi.transports.xmpp.XMPPTransport" in text
+
+
+# -- Vumi's XMPPTransport -------------------------------------------------------------------------
+
+
+def vumi_xmpp(port: int, **more: Any) -> dict[str, Any]:
+    """The keys of Vumi's XMPPTransport config (vumi/transports/xmpp/xmpp.py, validate_config), on our prosody."""
+    return {
+        "transport_name": "xmpp_transport",
+        "username": "dispatcher@localhost",
+        "password": "bot-secret",
+        "host": "127.0.0.1",
+        "port": port,
+        "status": "chat",
+        "status_message": "Ready",
+        "ping_interval": 60,
+        "presence_interval": 60,
+        "debug": False,
+        **more,
+    }
+
+
+@pytest.mark.parametrize("path", ["vumi.transports.xmpp.XMPPTransport", "vumi.transports.xmpp.xmpp.XMPPTransport"])
+def test_vumi_xmpp_class_paths_resolve_to_our_transport(path: str) -> None:
+    assert resolve_class(path, "endpoints.xmpp.class") is VumiXmppTransport
+
+
+def test_vumi_xmpp_keys_map_onto_ours(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        mapped = vumi_xmpp_config(vumi_xmpp(5222, username="bot@example.org/vumi"))
+    assert mapped["jid"] == "bot@example.org" and mapped["resource"] == "vumi"
+    assert (mapped["host"], mapped["port"], mapped["ping_interval"]) == ("127.0.0.1", 5222, 60)
+    assert mapped["password"].reveal("password") == "bot-secret"
+    assert "status" not in mapped and "presence_interval" not in mapped
+    assert "bot-secret" not in caplog.text and "{env: NAME}" in caplog.text
+
+
+def test_an_unsupported_vumi_xmpp_key_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"^roster_size: not a key of Vumi's XMPP transport"):
+        vumi_xmpp_config(vumi_xmpp(5222, roster_size=3))
+
+
+@pytest.mark.skipif(not prosody_available(), reason="prosody is not installed (.ci/run installs it)")
+async def test_a_vumi_xmpp_config_logs_in_to_prosody_and_carries_a_chat_message(link: Any, tmp_path: Path) -> None:
+    server = ProsodyServer(tmp_path / "prosody", free_port())
+    server.register("dispatcher", "bot-secret")
+    server.register("alice", "alice-secret")
+    server.start()
+    try:
+        # tls and allow_unencrypted_auth are ours (loopback prosody without certificates); the rest is Vumi's
+        config = vumi_xmpp(server.port, tls="none", allow_unencrypted_auth=True)
+        transport = VumiXmppTransport("xmpp", config)
+        transport.use_link(link)
+        await transport.start()
+        alice = XmppPeer("alice@localhost", "alice-secret", server.port)
+        try:
+            assert await transport.wait_connected(30)
+            await alice.connect()
+            alice.send("dispatcher@localhost", "hello from a Vumi config")
+            await link.wait_until(lambda: link.inbound)
+            [message] = link.inbound
+            assert (message.from_addr, message.content) == ("alice@localhost", "hello from a Vumi config")
+        finally:
+            await alice.close()
+            await transport.stop()
+    finally:
+        server.stop()
