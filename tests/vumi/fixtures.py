@@ -249,4 +249,24 @@ VUMI_ROUTER_CONFIGS: dict[str, dict[str, Any]] = {
         "redirect_outbound": {"app1": "transport1", "app2": "transport2"},
         "redirect_inbound": {"transport1": "app1", "transport2": "app2"},
     },
+    # vumi/dispatchers/tests/test_load_balancer.py, BaseLoadBalancingTestCase.setUp, with each
+    # subclass's reply_affinity / rewrite_transport_names
+    "TestLoadBalancingWithoutReplyAffinity": {
+        "transport_names": ["transport_1", "transport_2"],
+        "exposed_names": ["round_robin"],
+        "router_class": "vumi.dispatchers.load_balancer.LoadBalancingRouter",
+        "reply_affinity": False,
+    },
+    "TestLoadBalancingWithReplyAffinity": {
+        "transport_names": ["transport_1", "transport_2"],
+        "exposed_names": ["round_robin"],
+        "router_class": "vumi.dispatchers.load_balancer.LoadBalancingRouter",
+        "reply_affinity": True,
+    },
+    "TestLoadBalancingWithRewriteTransportNames": {
+        "transport_names": ["transport_1", "transport_2"],
+        "exposed_names": ["round_robin"],
+        "router_class": "vumi.dispatchers.load_balancer.LoadBalancingRouter",
+        "rewrite_transport_names": True,
+    },
 }
