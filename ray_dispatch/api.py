@@ -123,7 +123,38 @@ class Deployment:
             ConfigError: the config is invalid (the same line ``ray-dispatch validate`` prints).
             DispatchError: a deployment with this name already runs.
         """
-        loaded = preflight(config, allowed_class_prefixes)
+        return cls.start_checked(
+            preflight(config, allowed_class_prefixes),
+            name=name,
+            namespace=namespace,
+            detached=detached,
+            address=address,
+            allowed_class_prefixes=allowed_class_prefixes,
+            health_interval=health_interval,
+            timeout=timeout,
+        )
+
+    @classmethod
+    def start_checked(
+        cls,
+        loaded: DispatcherConfig,
+        *,
+        name: str = DEFAULT_NAME,
+        namespace: str = DEFAULT_NAMESPACE,
+        detached: bool = False,
+        address: str | None = None,
+        allowed_class_prefixes: Sequence[str] | None = None,
+        health_interval: float = 2.0,
+        timeout: float = 120.0,
+    ) -> Deployment:
+        """``start`` for a config that ``preflight`` returned (with the same ``allowed_class_prefixes``).
+
+        For callers that check the config themselves before connecting to Ray
+        (``ray-dispatch run``), so that it is not checked twice.
+
+        Raises:
+            DispatchError: a deployment with this name already runs.
+        """
         ensure_ray(address, namespace)
         if dispatcher_names(name, namespace):
             raise DispatchError(f"a deployment named {name!r} already runs in namespace {namespace!r}")

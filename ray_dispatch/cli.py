@@ -233,7 +233,7 @@ def run(
     from ray_dispatch.api import Deployment, ensure_ray
 
     ensure_ray(None, namespace, quiet=True)  # a new local Ray, unless connected above
-    deployment = Deployment.start(
+    deployment = Deployment.start_checked(  # checked above, before Ray started
         loaded, name=name, namespace=namespace, detached=detach, allowed_class_prefixes=allowed
     )
     token_auth = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
