@@ -47,12 +47,16 @@ def run_until_stopped(
     stop = threading.Event()
     check = still_running or functools.partial(_dispatchers_registered, deployment, ray_address)
     gone: list[tuple[str, bool]] = []  # (why, whether Ray itself is gone)
+    # The handler only appends to a list: calling ``stop.set()`` there could deadlock, because the
+    # handler runs in the main thread, which may hold ``stop``'s own lock inside ``stop.wait``.
+    signalled: list[int] = []
     for sig in _STOP_SIGNALS:
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda signum, _frame: signalled.append(signum))
     watcher = threading.Thread(target=_watch, args=(deployment.name, check, stop, gone), name="run-watch", daemon=True)
     watcher.start()
-    while not stop.wait(0.5):
+    while not signalled and not stop.wait(0.5):
         pass
+    stop.set()  # ends the watcher when a signal ended the wait
     if not gone and ray_address and not _answers(ray_address):
         gone.append((f"its Ray cluster at {ray_address} is gone: nothing left to drain; exiting", True))
     if gone:
