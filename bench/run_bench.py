@@ -131,7 +131,15 @@ class BenchSizes:
 # -- (a) the raw-Ray baseline ------------------------------------------------------------
 
 
-class BaselineSink:
+class ProcessId:
+    """Lets the driver find a baseline actor's process (for its CPU time)."""
+
+    async def pid(self) -> int:
+        """This actor's process id."""
+        return os.getpid()
+
+
+class BaselineSink(ProcessId):
     """Last hop of the baseline: counts payloads by message id, confirms by returning.
 
     A batch is a list of ``(direction, payload)`` pairs, or one msgpack blob of
@@ -164,7 +172,7 @@ class BaselineSink:
         return {"unique": self.ids.unique, "duplicates": self.ids.duplicates}
 
 
-class BaselineForwarder:
+class BaselineForwarder(ProcessId):
     """Middle hop of the baseline: hands each batch on and returns once the sink confirmed it."""
 
     def __init__(self, sink: Any) -> None:
@@ -175,7 +183,7 @@ class BaselineForwarder:
         return await self.sink.receive.remote("forwarder", batch)  # type: ignore[no-any-return]
 
 
-class BaselineSource:
+class BaselineSource(ProcessId):
     """First hop of the baseline: builds ``LoadTransport``'s payloads and sends them in batches."""
 
     def __init__(self) -> None:
@@ -232,25 +240,32 @@ def account_delivery(sent: int, before: dict[str, int], after: dict[str, int]) -
 
 
 def _baseline_rounds(
-    source: Any, forwarder: Any, sink: Any, sizes: BenchSizes, batch: int, blob: bool
+    chain: dict[str, Any], pids: dict[str, list[int]], sizes: BenchSizes, batch: int, blob: bool
 ) -> dict[str, Any]:
-    """``rounds`` timed runs of the chain at one batch size; the best complete round's rate."""
+    """``rounds`` timed runs of the chain at one batch size; the best complete round's rate and CPU per message."""
+    source, forwarder, sink = chain["source"], chain["forwarder"], chain["sink"]
     rounds: list[float | None] = []
+    cpu: list[dict[str, float] | None] = []
     accounts = []
     for round_ in range(sizes.rounds):
         before = ray.get(sink.counts.remote())
         run = f"{'blob' if blob else 'b'}{batch}r{round_}"
-        seconds: float = ray.get(source.run.remote(forwarder, sizes.baseline_messages, batch, IN_FLIGHT, run, blob))
+        with CpuMeter(pids) as meter:
+            call = source.run.remote(forwarder, sizes.baseline_messages, batch, IN_FLIGHT, run, blob)
+            seconds: float = ray.get(call)
         account = account_delivery(sizes.baseline_messages, before, ray.get(sink.counts.remote()))
         accounts.append(account)
         rounds.append(sizes.baseline_messages / seconds if account["complete"] else None)
+        cpu.append(meter.per_message(sizes.baseline_messages) if account["complete"] else None)
     rates = [r for r in rounds if r is not None]
+    best = rounds.index(max(rates)) if rates else None
     return {
         "msgs_per_s": round(max(rates)) if rates else None,
         "rounds": [None if r is None else round(r) for r in rounds],
         "complete": all(a["complete"] for a in accounts),
         "missing": sum(a["missing"] for a in accounts),
         "duplicates": sum(a["duplicates"] for a in accounts),
+        "cpu_us_per_msg": None if best is None else cpu[best],
     }
 
 
@@ -259,15 +274,15 @@ def run_baseline(sizes: BenchSizes) -> dict[str, Any]:
     sink: Any = _actor(BaselineSink)
     forwarder: Any = _actor(BaselineForwarder, sink)
     source: Any = _actor(BaselineSource)
+    chain = {"source": source, "forwarder": forwarder, "sink": sink}
     results: dict[str, Any] = {}
     try:
+        pids = {role: [ray.get(handle.pid.remote())] for role, handle in chain.items()}
         ray.get(source.run.remote(forwarder, 100, 100, IN_FLIGHT, "warmup"))
         ray.get(source.run.remote(forwarder, 100, 100, IN_FLIGHT, "warmup-blob", True))
         for batch in sizes.baseline_batches:
-            results[str(batch)] = _baseline_rounds(source, forwarder, sink, sizes, batch, blob=False)
-        results["blob"] = {
-            str(sizes.blob_batch): _baseline_rounds(source, forwarder, sink, sizes, sizes.blob_batch, True)
-        }
+            results[str(batch)] = _baseline_rounds(chain, pids, sizes, batch, blob=False)
+        results["blob"] = {str(sizes.blob_batch): _baseline_rounds(chain, pids, sizes, sizes.blob_batch, True)}
         counts = ray.get(sink.counts.remote())
         results["received_unique"] = counts["unique"]
         results["duplicates"] = counts["duplicates"]
@@ -666,7 +681,8 @@ NOTES = {
     "baseline_blob_msgs_per_s": (
         "the same chain shipping ONE msgpack blob (msgspec.msgpack) per batch of 1000: the source encodes "
         "the batch, the forwarder forwards the bytes untouched, the sink decodes them and counts every id; "
-        "the fair ceiling for a batch-native path. ratio_to_blob = dispatch_msgs_per_s / it"
+        "the fair ceiling for a batch-native path. ratio_to_blob = dispatch_msgs_per_s / it. Each baseline "
+        "variant has cpu_us_per_msg of its source, forwarder (the dispatcher's counterpart) and sink"
     ),
     "dispatch_msgs_per_s": (
         "scenario b with acks flowing back: for each generated inbound message the application replies, "
