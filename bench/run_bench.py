@@ -100,7 +100,7 @@ class BenchSizes:
 
     @classmethod
     def full(cls) -> BenchSizes:
-        """The reported run (about five to eight minutes here)."""
+        """The reported run (about four to five minutes on a quiet 2-core machine)."""
         return cls(200_000, (100, 1000), 40_000, 20_000, 100.0, 10.0, 30.0)
 
     @classmethod
@@ -150,10 +150,15 @@ class BaselineSink(ProcessId):
         self.ids = IdCounter()
         self.latency = LatencyReservoir(20_000)
         self.decoder = msgspec.msgpack.Decoder()
+        self.blob_bytes = 0
 
     async def receive(self, source: str, batch: list[Any] | bytes) -> list[tuple[int, str]]:
         """Count a batch (and, for batches of one, the latency since ``sent_at``); return no rejections."""
-        items = self.decoder.decode(batch) if isinstance(batch, bytes) else batch
+        if isinstance(batch, bytes):
+            self.blob_bytes += len(batch)
+            items = self.decoder.decode(batch)
+        else:
+            items = batch
         for _direction, payload in items:
             self.ids.add(payload["message_id"])
         if len(items) == 1:
@@ -168,8 +173,8 @@ class BaselineSink(ProcessId):
         return summary
 
     async def counts(self) -> dict[str, int]:
-        """Distinct message ids received (``unique``) and repeats of one already received (``duplicates``)."""
-        return {"unique": self.ids.unique, "duplicates": self.ids.duplicates}
+        """Distinct message ids received (``unique``), repeats (``duplicates``), bytes of blobs received."""
+        return {"unique": self.ids.unique, "duplicates": self.ids.duplicates, "blob_bytes": self.blob_bytes}
 
 
 class BaselineForwarder(ProcessId):
@@ -247,6 +252,7 @@ def _baseline_rounds(
     rounds: list[float | None] = []
     cpu: list[dict[str, float] | None] = []
     accounts = []
+    start_bytes = ray.get(sink.counts.remote())["blob_bytes"]
     for round_ in range(sizes.rounds):
         before = ray.get(sink.counts.remote())
         run = f"{'blob' if blob else 'b'}{batch}r{round_}"
@@ -259,7 +265,9 @@ def _baseline_rounds(
         cpu.append(meter.per_message(sizes.baseline_messages) if account["complete"] else None)
     rates = [r for r in rounds if r is not None]
     best = rounds.index(max(rates)) if rates else None
+    shipped = ray.get(sink.counts.remote())["blob_bytes"] - start_bytes
     return {
+        "blob_bytes_per_msg": round(shipped / (sizes.baseline_messages * sizes.rounds), 1) if blob else None,
         "msgs_per_s": round(max(rates)) if rates else None,
         "rounds": [None if r is None else round(r) for r in rounds],
         "complete": all(a["complete"] for a in accounts),
@@ -681,7 +689,8 @@ NOTES = {
     "baseline_blob_msgs_per_s": (
         "the same chain shipping ONE msgpack blob (msgspec.msgpack) per batch of 1000: the source encodes "
         "the batch, the forwarder forwards the bytes untouched, the sink decodes them and counts every id; "
-        "the fair ceiling for a batch-native path. ratio_to_blob = dispatch_msgs_per_s / it. Each baseline "
+        "the fair ceiling for a batch-native path (payloads are LoadTransport's wire dicts, encoded as maps: "
+        "blob_bytes_per_msg says how big). ratio_to_blob = dispatch_msgs_per_s / it. Each baseline "
         "variant has cpu_us_per_msg of its source, forwarder (the dispatcher's counterpart) and sink"
     ),
     "dispatch_msgs_per_s": (
@@ -696,7 +705,8 @@ NOTES = {
         "user + system CPU (/proc/<pid>/stat utime + stime, every thread) of the transport, dispatcher and "
         "application processes from just before the flow started to its last arrival, divided by the routed "
         "messages; from b's best round with replies and acks (every flow of b, c and g has its own). Pids "
-        "from each actor's ping(); Ray's raylet/GCS and the driver are not counted"
+        "from each actor's ping(); Ray's raylet/GCS and the driver are not counted; each process's idle background "
+        "(Ray's threads) is, which only shows when a flow is slow (a loaded machine)"
     ),
     "latency": (
         "scenario d: time from LoadTransport handing the message to its link to SinkApplication's hook; "

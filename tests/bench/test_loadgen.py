@@ -109,6 +109,7 @@ def test_bench_json_has_every_key_and_loses_nothing(ray_session: None) -> None:
     assert (blob["complete"], blob["missing"], blob["duplicates"]) == (True, 0, 0)
     assert result["baseline_blob_msgs_per_s"] == blob["msgs_per_s"] > 0
     assert set(blob["cpu_us_per_msg"]) == {"source", "forwarder", "sink", "total"}
+    assert blob["blob_bytes_per_msg"] > 100  # a whole wire payload per message went through as bytes
     assert result["ratio_to_blob"] > 0
     flows = (
         *scenarios["b_dispatch"].values(),
