@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bench import run_bench
-from bench.run_bench import account_flow, best_round
+from bench.run_bench import account_delivery, account_flow, account_sink, best_round
 
 
 def sink(unique: int, duplicates: int = 0, acks_unique: int = 0, ack_duplicates: int = 0) -> dict[str, Any]:
@@ -70,6 +70,7 @@ def test_the_whole_run_says_incomplete_and_skips_overload_without_a_complete_inb
         "run_dispatch": {"with_acks": lossy, "inbound_only": stalled},
         "run_keyword": account_flow(100, True, [sink(100, acks_unique=100)], seconds=1.0),
         "run_light_load": {"latency_ms": latency},
+        "run_dispatcher_replicas": {"1": lossy, "2": lossy, "two_over_one": None},
     }
     for name, value in canned.items():
         monkeypatch.setattr(run_bench, name, lambda _sizes, value=value: value)
@@ -78,6 +79,7 @@ def test_the_whole_run_says_incomplete_and_skips_overload_without_a_complete_inb
         raise AssertionError("overload ran against an unknown capacity")
 
     monkeypatch.setattr(run_bench, "run_overload", no_overload)
+    monkeypatch.setattr(run_bench, "run_latency_under_load", no_overload)
     monkeypatch.setattr(run_bench.ray, "is_initialized", lambda: True)
     result = run_bench.run_bench(run_bench.BenchSizes.tiny())
     assert result["complete"] is False
@@ -85,4 +87,71 @@ def test_the_whole_run_says_incomplete_and_skips_overload_without_a_complete_inb
     assert result["inbound_only_msgs_per_s"] is None and result["keyword_msgs_per_s"] == 300
     assert result["overload_lost"] is None and result["overload_peak_rss_mb"] is None
     assert "skipped" in result["scenarios"]["e_overload"]
+    assert "skipped" in result["scenarios"]["f_latency_under_load"]
+    assert result["overload_queueing_delay_p99_ms"] is None
+    assert result["latency_under_load"]["80%"] == {
+        "offered_rate": None,
+        "complete": False,
+        "p50_ms": None,
+        "p99_ms": None,
+    }
+    assert result["cpu_us_per_msg"] is None and result["scale_out_model"] is None
+    assert result["dispatchers_1_vs_2"] == {"1": None, "2": None, "two_over_one": None}
     assert not any(result["targets"][key]["met"] for key in ("dispatch_msgs_per_s", "ratio", "overload_lost"))
+
+
+def test_a_baseline_round_that_lost_or_repeated_messages_is_incomplete() -> None:
+    before = {"unique": 100, "duplicates": 0}
+    assert account_delivery(50, before, {"unique": 150, "duplicates": 0}) == {
+        "complete": True,
+        "missing": 0,
+        "duplicates": 0,
+    }
+    assert account_delivery(50, before, {"unique": 147, "duplicates": 0}) == {
+        "complete": False,
+        "missing": 3,
+        "duplicates": 0,
+    }
+    assert account_delivery(50, before, {"unique": 150, "duplicates": 2})["complete"] is False
+
+
+def test_an_incomplete_flow_reports_no_cpu_per_message_nor_latency() -> None:
+    # What _flow and _paced do with an incomplete account: no per-message figure from a partial run.
+    blank = run_bench._no_latency({"count": 10, "p50": 1.0, "p90": 2.0, "p99": 3.0, "mean": 1.5, "max": 4.0})
+    assert blank == {"count": 10, "p50": None, "p90": None, "p99": None, "mean": None, "max": None}
+    assert account_sink(10, {"unique": 9, "duplicates": 0}) == {"complete": False, "missing": 1, "duplicates": 0}
+    assert account_sink(10, {"unique": 10, "duplicates": 1})["complete"] is False
+
+
+def test_the_targets_compare_against_the_blob_baseline_and_the_raw_latency() -> None:
+    result = {
+        "baseline_blob_msgs_per_s": 100_000,
+        "dispatch_msgs_per_s": 120_000,
+        "ratio_to_blob": 1.2,
+        "ratio": 1.5,
+        "inbound_only_msgs_per_s": 79_000,  # just under 0.8 x the blob baseline
+        "keyword_msgs_per_s": 50_000,
+        "cpu_us_per_msg": {"transport": 2.0, "dispatcher": 5.5, "application": 2.0, "total": 9.5},
+        "baseline_latency_p50_ms": 2.0,
+        "latency_p50_ms": 2.3,
+        "latency_p99_ms": 9.0,
+        "latency_under_load": {"80%": {"p99_ms": 49.0}},
+        "overload_peak_rss_mb": 300.0,
+        "overload_lost": 0,
+        "overload_queueing_delay_p99_ms": 1200.0,
+    }
+    met = {key: value["met"] for key, value in run_bench.targets(result).items()}
+    assert met == {
+        "dispatch_msgs_per_s": True,
+        "ratio_to_blob": True,
+        "ratio": True,
+        "inbound_only_msgs_per_s": False,
+        "keyword_msgs_per_s": True,
+        "dispatcher_cpu_us_per_msg": False,
+        "latency_p50_ms": True,
+        "latency_p99_ms": True,
+        "latency_under_load_80_p99_ms": True,
+        "overload_peak_rss_mb": True,
+        "overload_lost": True,
+        "overload_queueing_delay_p99_ms": False,
+    }

@@ -70,12 +70,20 @@ def test_bench_json_has_every_key_and_loses_nothing(ray_session: None) -> None:
     result = bench.run_bench(bench.BenchSizes.tiny())
     for key in (
         "baseline_msgs_per_s",
+        "baseline_blob_msgs_per_s",
         "dispatch_msgs_per_s",
         "ratio",
+        "ratio_to_blob",
         "latency_p50_ms",
         "latency_p99_ms",
+        "latency_under_load",
         "overload_peak_rss_mb",
         "overload_lost",
+        "overload_queueing_delay_p50_ms",
+        "overload_queueing_delay_p99_ms",
+        "cpu_us_per_msg",
+        "dispatchers_1_vs_2",
+        "scale_out_model",
         "machine",
         "targets",
         "scenarios",
@@ -86,18 +94,57 @@ def test_bench_json_has_every_key_and_loses_nothing(ray_session: None) -> None:
     assert result["complete"] is True
     assert result["machine"]["cpus"] and result["machine"]["date"]
     scenarios = result["scenarios"]
-    assert set(scenarios) == {"a_baseline", "b_dispatch", "c_keyword", "d_light_load", "e_overload"}
-    assert scenarios["a_baseline"]["received_unique"] == scenarios["a_baseline"]["sent"]
-    for flow in (*scenarios["b_dispatch"].values(), scenarios["c_keyword"]):
+    assert set(scenarios) == {
+        "a_baseline",
+        "b_dispatch",
+        "c_keyword",
+        "d_light_load",
+        "e_overload",
+        "f_latency_under_load",
+        "g_dispatcher_replicas",
+    }
+    baseline = scenarios["a_baseline"]
+    assert baseline["received_unique"] == baseline["sent"] and baseline["duplicates"] == 0
+    blob = baseline["blob"]["1000"]
+    assert (blob["complete"], blob["missing"], blob["duplicates"]) == (True, 0, 0)
+    assert result["baseline_blob_msgs_per_s"] == blob["msgs_per_s"] > 0
+    assert set(blob["cpu_us_per_msg"]) == {"source", "forwarder", "sink", "total"}
+    assert blob["blob_bytes_per_msg"] > 100  # a whole wire payload per message went through as bytes
+    assert result["ratio_to_blob"] > 0
+    flows = (
+        *scenarios["b_dispatch"].values(),
+        scenarios["c_keyword"],
+        scenarios["g_dispatcher_replicas"]["1"],
+        scenarios["g_dispatcher_replicas"]["2"],
+    )
+    for flow in flows:
         assert (flow["complete"], flow["missing"], flow["duplicates"]) == (True, 0, 0), flow
         assert flow["routed_msgs_per_s"] > 0 and flow["routed"] in (flow["messages"], 3 * flow["messages"])
+        assert set(flow["cpu_us_per_msg"]) == {"transport", "dispatcher", "application", "total"}
     with_acks = scenarios["b_dispatch"]["with_acks"]
     assert with_acks["received_unique"] == with_acks["messages"] and with_acks["acks"] == with_acks["messages"]
+    assert result["cpu_us_per_msg"] == with_acks["cpu_us_per_msg"] and result["cpu_us_per_msg"]["total"] > 0
     keyword = scenarios["c_keyword"]
     assert keyword["per_app"]["app_a"] + keyword["per_app"]["app_b"] == keyword["messages"]
     assert keyword["per_app"]["app_a"] > 0 and keyword["per_app"]["app_b"] > 0
     assert keyword["acks"] == keyword["messages"] and keyword["failure_records"] == 0
+    two = scenarios["g_dispatcher_replicas"]["2"]
+    assert result["dispatchers_1_vs_2"]["2"] == two["routed_msgs_per_s"]
+    assert result["dispatchers_1_vs_2"]["two_over_one"] > 0
+    for level in ("50%", "80%"):
+        loaded = scenarios["f_latency_under_load"][level]
+        assert (loaded["complete"], loaded["missing"], loaded["duplicates"]) == (True, 0, 0), loaded
+        assert loaded["received_unique"] == loaded["messages"] > 0
+        assert result["latency_under_load"][level]["p99_ms"] == loaded["latency_ms"]["p99"] is not None
+    light = scenarios["d_light_load"]
+    assert (light["complete"], light["missing"], light["duplicates"]) == (True, 0, 0)
     overload = scenarios["e_overload"]
     assert overload["lost"] == result["overload_lost"] == 0
+    assert (overload["complete"], overload["missing"], overload["duplicates"]) == (True, 0, 0)
     assert overload["received_unique"] == overload["sent"] > 0
+    assert result["overload_queueing_delay_p99_ms"] == overload["queueing_delay_ms"]["p99"] is not None
     assert result["overload_peak_rss_mb"] > 0
+    model = result["scale_out_model"]
+    assert model["cpu_us_per_msg_total"] == pytest.approx(result["cpu_us_per_msg"]["total"], abs=0.05)
+    assert set(model["predicted_msgs_per_s"]) >= {"2", "4", "8"}
+    assert set(result["targets"]) >= {"ratio_to_blob", "dispatcher_cpu_us_per_msg", "latency_under_load_80_p99_ms"}
