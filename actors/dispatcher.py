@@ -307,6 +307,10 @@ class DispatcherActor:
             "metrics": self.metrics.snapshot(),
         }
 
+    async def pending(self) -> dict[str, int]:
+        """Messages sent to each endpoint's replicas and not yet confirmed (the autoscaler's load signal)."""
+        return self._pending_per_endpoint()
+
     def _pending_per_endpoint(self) -> dict[str, int]:
         return {name: sum(r["pending"] for r in pool.stats().values()) for name, pool in self.pools.items()}
 

@@ -17,6 +17,7 @@ notebook and a script.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -29,6 +30,7 @@ from typing import Any
 
 import ray
 
+from actors.autoscaler import find_autoscaler, start_autoscaler
 from actors.dispatcher import DispatcherActor
 from actors.endpoint import EndpointActor
 from actors.naming import dispatcher_actor_name, dispatcher_names, endpoint_actor_name, replica_ids
@@ -95,6 +97,8 @@ class Deployment:
         # weak (they do not keep an actor alive), so without these a replica the
         # dispatcher lets go of could be collected by Ray before it was stopped.
         self._handles: dict[tuple[str, str], Any] = {}
+        # The autoscaler this driver started (kept for the same reason as ``_handles``).
+        self._autoscaler: Any = None
         # What ``spawn`` started per endpoint, so ``scale`` grows it alike.
         self._spawned: dict[str, EndpointSpec] = {}
 
@@ -178,6 +182,7 @@ class Deployment:
             for endpoint, endpoint_spec in loaded.endpoints.items():
                 if endpoint_spec.class_path and endpoint_spec.replicas:
                     deployment._spawn(endpoint, endpoint_spec, endpoint_spec.replicas, timeout)
+            deployment._start_autoscaler()
         except BaseException:
             deployment.shutdown(timeout=5)
             raise
@@ -199,6 +204,17 @@ class Deployment:
         dispatchers: list[Any] = [ray.get_actor(n, namespace=namespace) for n in found]
         raw: dict[str, Any] = ray.get(dispatchers[0].raw_config.remote())
         return cls(name, namespace, load_config(raw), dispatchers, detached=_is_detached(dispatchers[0]))
+
+    def _start_autoscaler(self) -> None:
+        """Start the autoscaler actor when an endpoint has an ``autoscaling:`` block (see ``actors.autoscaler``)."""
+        scaled = self._autoscaled()
+        if scaled:
+            connect = functools.partial(_attach_in_cluster, self.name, self.namespace)
+            self._autoscaler = start_autoscaler(self.name, self.namespace, scaled, connect, detached=self.detached)
+
+    def _autoscaled(self) -> dict[str, dict[str, Any]]:
+        """Each endpoint with an ``autoscaling:`` block, and the block as a dict."""
+        return {name: spec.autoscaling.model_dump() for name, spec in self.config.endpoints.items() if spec.autoscaling}
 
     # -- endpoints ----------------------------------------------------------------------
 
@@ -419,6 +435,14 @@ class Deployment:
                 except Exception as exc:
                     replicas[rid] = {"alive": False, "error": one_line(original_error(exc))}
             endpoints[endpoint] = {"role": self.config.role(endpoint), "replicas": replicas}
+        autoscaler = find_autoscaler(self.name, self.namespace)
+        if autoscaler is not None:
+            try:
+                scaling: dict[str, Any] = ray.get(autoscaler.state.remote(), timeout=timeout)
+            except Exception as exc:
+                scaling = {name: {"error": one_line(original_error(exc))} for name in self._autoscaled()}
+            for endpoint, state in scaling.items():
+                endpoints[endpoint]["autoscaling"] = state
         return {"name": self.name, "namespace": self.namespace, "dispatchers": dispatchers, "endpoints": endpoints}
 
     def connections(self, endpoint: str, timeout: float = 10.0) -> dict[str, list[dict[str, Any]] | None]:
@@ -579,6 +603,9 @@ class Deployment:
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop transports (no new input), drain the dispatchers, stop applications, kill every actor."""
+        autoscaler = find_autoscaler(self.name, self.namespace)
+        if autoscaler is not None:  # it scales nothing while the rest stops (killed last: it owns replicas)
+            _quietly(lambda: ray.get(autoscaler.stop.remote(), timeout=timeout))
         handles = {(e, r): self._handle_or_none(e, r) for e in self.config.endpoint_names for r in self.replica_ids(e)}
         transports = [h for (e, _), h in handles.items() if h and self.config.is_transport(e)]
         applications = [h for (e, _), h in handles.items() if h and not self.config.is_transport(e)]
@@ -586,9 +613,10 @@ class Deployment:
         _quietly(lambda: ray.get([d.drain.remote(timeout) for d in self.dispatchers], timeout=timeout + 5))
         _quietly(lambda: ray.get([h.stop.remote() for h in applications], timeout=timeout))
         _quietly(lambda: ray.get([d.stop.remote(5) for d in self.dispatchers], timeout=10))
-        for handle in [*handles.values(), *self.dispatchers]:
+        for handle in [*handles.values(), *self.dispatchers, autoscaler]:
             if handle is not None:
                 _quietly(lambda h=handle: ray.kill(h))
+        self._autoscaler = None
         deadline = time.monotonic() + 10
         while dispatcher_names(self.name, self.namespace) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -608,6 +636,11 @@ class Deployment:
 
     def __repr__(self) -> str:
         return f"<Deployment {self.name!r} in {self.namespace!r}: {len(self.dispatchers)} dispatcher(s)>"
+
+
+def _attach_in_cluster(name: str, namespace: str) -> Deployment:
+    """The running deployment, attached from inside the cluster (what the autoscaler actor scales through)."""
+    return Deployment.attach(name, namespace, address=None)
 
 
 def _get(ref: Any, timeout: float | None = None) -> Any:

@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -336,6 +337,8 @@ def _print_status(info: dict[str, Any]) -> None:
         received = {k: v for k, v in counts.get("received", {}).items() if k.endswith(f":{endpoint}")}
         published = {k: v for k, v in counts.get("published", {}).items() if k.endswith(f":{endpoint}")}
         click.echo(f"  {entry['role']} {endpoint}: {len(entry['replicas'])} replica(s)")
+        if entry.get("autoscaling"):
+            click.echo(f"    autoscaling: {_autoscaling_line(entry['autoscaling'])}")
         for rid, replica in entry["replicas"].items():
             if replica["alive"]:
                 health = "alive, NOT CONNECTED" if replica.get("connected") is False else "alive"
@@ -348,6 +351,24 @@ def _print_status(info: dict[str, Any]) -> None:
         if received or published:
             click.echo(f"    from it: {received or '{}'}  to it: {published or '{}'}")
         _print_rates(info["dispatchers"], endpoint)
+
+
+def _autoscaling_line(state: dict[str, Any]) -> str:
+    """Bounds, what the load asks for, and the last scaling decision with its reason."""
+    if "min_replicas" not in state:
+        return f"unknown ({state.get('error')})"
+    line = (
+        f"{state['min_replicas']}..{state['max_replicas']} replicas,"
+        f" target {state['target_pending_per_replica']:g} pending per replica;"
+        f" pending {state['pending']}, load asks for {state['target']}"
+    )
+    last = state.get("last_decision")
+    if last:
+        when = time.strftime("%H:%M:%S", time.localtime(last["at"]))
+        line += f"; last: {last['current']} -> {last['target']} at {when} ({last['reason']})"
+    if state.get("error"):
+        line += f"; error: {state['error']}"
+    return line
 
 
 _STORES = (("routing", "store"), ("failures", "failure_store"))

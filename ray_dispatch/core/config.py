@@ -21,6 +21,7 @@ Our additions say what a deployment runs, and are declared here too::
         batching: {max_batch: 500}      # dispatcher -> this endpoint (``BatchingOptions``)
         rate_limit: 50                  # messages per second to this endpoint (an SMSC's TPS)
         config: {auto_ack: true}        # the endpoint's own config (its class's ``CONFIG_CLASS``)
+        autoscaling: {min_replicas: 1, max_replicas: 4}  # replicas follow the load (``core.autoscaling``)
 
 An endpoint without a ``class`` is not started by the deployment: its
 replicas are spawned from code later (``Deployment.spawn``). Unknown keys in
@@ -37,6 +38,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ray_dispatch.core.autoscaling import AutoscalingSpec
 from ray_dispatch.core.batching import BatchingOptions
 from ray_dispatch.core.errors import ConfigError, did_you_mean, format_validation_error, got, in_file
 from ray_dispatch.core.vumi import IncludeError, load_yaml, unavailable_vumi_class, unsupported_vumi_config, vumi_alias
@@ -203,8 +205,25 @@ class EndpointSpec(ActorSpec):
     policy: Policy = "round_robin"
     rate_limit: float | None = Field(None, gt=0)
     config: dict[str, Any] = Field(default_factory=dict)
+    autoscaling: AutoscalingSpec | None = None
 
     _empty_config = field_validator("config", mode="before")(_mapping_or_empty)
+
+    @model_validator(mode="after")
+    def _replicas_within_autoscaling(self) -> EndpointSpec:
+        scaling = self.autoscaling
+        if scaling is None:
+            return self
+        if not self.class_path:
+            raise ValueError("autoscaling needs a 'class': the autoscaler starts replicas of it")
+        if "replicas" not in self.model_fields_set:
+            self.replicas = scaling.min_replicas
+        elif not scaling.min_replicas <= self.replicas <= scaling.max_replicas:
+            raise ValueError(
+                f"replicas ({self.replicas}) is outside autoscaling's"
+                f" [min_replicas, max_replicas] = [{scaling.min_replicas}, {scaling.max_replicas}]"
+            )
+        return self
 
 
 class DispatcherSpec(ActorSpec):

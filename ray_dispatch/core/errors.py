@@ -149,6 +149,8 @@ def _known_keys(model: type[BaseModel] | None, path: Sequence[object]) -> list[s
     current: Any = model
     for part in path:
         current = _step(current, part)
+    if typing.get_origin(current) in (typing.Union, types.UnionType):  # an optional block: ``Spec | None``
+        current = next((a for a in typing.get_args(current) if isinstance(a, type) and issubclass(a, BaseModel)), None)
     if not (isinstance(current, type) and issubclass(current, BaseModel)):
         return []
     fields = current.model_fields
