@@ -146,3 +146,17 @@ async def test_serve_metrics_answers_a_scrape_with_a_fresh_status() -> None:
         await runner.cleanup()
     assert FakeDeployment.calls == 2
     assert body.encode() == render_metrics(STATUS)[0]
+
+
+def test_the_readme_table_names_every_family_with_its_type_and_labels() -> None:
+    from pathlib import Path
+
+    from ray_dispatch.console.prometheus import FAMILIES
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in readme.splitlines():
+        if line.startswith("| `ray_dispatch_"):
+            name, kind, labels = (cell.strip().strip("`") for cell in line.strip("|").split("|")[:3])
+            rows[name] = (kind, tuple(label.strip() for label in labels.split(",")))
+    assert rows == {family.name: (family.kind, family.labels) for family in FAMILIES}
