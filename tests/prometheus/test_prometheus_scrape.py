@@ -25,6 +25,7 @@ from ray_dispatch.api import Deployment
 from ray_dispatch.console.prometheus import serve_metrics
 from tests.peers.net import free_port
 from tests.peers.prometheus_server import PrometheusServer, prometheus_available
+from tests.prometheus.dashboard import as_instant_query, dashboard_queries, load_dashboard, variable_queries
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.ray
@@ -107,6 +108,15 @@ def test_prometheus_query_api_returns_messages_total_with_labels_and_the_count_s
                     f'histogram_quantile(0.5, sum by (le) (ray_dispatch_e2e_latency_ms_bucket{{deployment="{NAME}"}}))'
                 )
                 assert float(median["value"][1]) > 0 and math.isfinite(float(median["value"][1])), diagnosis
+                # every query of the Grafana dashboard parses and runs in this Prometheus
+                answers = {
+                    query: server.query(as_instant_query(query, NAME)) for query in dashboard_queries(load_dashboard())
+                }
+                received_rate = as_instant_query(next(q for q in answers if 'stage="received"' in q), NAME)
+                # a rate needs two scrapes of the series: wait (bounded) for the second one
+                assert wait_for(lambda: server.query(received_rate), timeout=60, interval=0.5), diagnosis
+                [variable] = variable_queries(load_dashboard())
+                assert NAME in {series["metric"]["deployment"] for series in answers[variable]}
             finally:
                 server.stop()
         assert server.process is None
