@@ -34,6 +34,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from actors.connection import STATES
+from ray_dispatch.core.errors import one_line
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The text exposition format every Prometheus 2.x and 3.x reads (what ``generate_latest`` writes)."""
@@ -246,13 +247,17 @@ async def serve_metrics(deployment: Any, host: str = "127.0.0.1", port: int = 0)
     """Serve ``GET /metrics`` for ``deployment`` (a ``Deployment``) on ``host:port``; return the runner and port.
 
     Each scrape takes a fresh ``deployment.status()`` (in a worker thread: it
-    waits on Ray). ``port`` 0 picks a free one. Stop with ``await runner.cleanup()``.
+    waits on Ray); when that fails the answer is 503 with one line saying why.
+    ``port`` 0 picks a free one. Stop with ``await runner.cleanup()``.
     The console serves the same at its own ``/metrics``; this is for a
     deployment without a console (and for tests).
     """
 
     async def metrics(_request: web.Request) -> web.Response:
-        status = await asyncio.get_running_loop().run_in_executor(None, deployment.status)
+        try:
+            status = await asyncio.get_running_loop().run_in_executor(None, deployment.status)
+        except Exception as exc:  # the scraper sees the target down, with the reason
+            return web.Response(status=503, text=f"deployment status failed: {one_line(exc)}\n")
         body, content_type = render_metrics(status)
         return web.Response(body=body, headers={"Content-Type": content_type})
 

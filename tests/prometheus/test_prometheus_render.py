@@ -160,3 +160,20 @@ def test_the_readme_table_names_every_family_with_its_type_and_labels() -> None:
             name, kind, labels = (cell.strip().strip("`") for cell in line.strip("|").split("|")[:3])
             rows[name] = (kind, tuple(label.strip() for label in labels.split(",")))
     assert rows == {family.name: (family.kind, family.labels) for family in FAMILIES}
+
+
+async def test_serve_metrics_answers_503_with_the_reason_when_status_fails() -> None:
+    import aiohttp
+
+    class BrokenDeployment:
+        def status(self) -> dict[str, Any]:
+            raise ConnectionError("Ray is not running at 127.0.0.1:6379")
+
+    runner, port = await serve_metrics(BrokenDeployment(), "127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
+            status, text = response.status, await response.text()
+    finally:
+        await runner.cleanup()
+    assert status == 503
+    assert text == "deployment status failed: ConnectionError: Ray is not running at 127.0.0.1:6379\n"
