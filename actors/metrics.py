@@ -30,11 +30,14 @@ Export: ``ray.util.metrics`` only reaches Prometheus when Ray's metrics agent
 runs, which needs ``ray[default]`` (and the dashboard/metrics export enabled).
 With plain ``ray`` — what this project installs — every call is a silent
 no-op. ``ray-dispatch status`` does not depend on export: each dispatcher
-keeps rates and recent latencies itself (``DispatcherMetrics.snapshot``).
+keeps rates and recent latencies itself (``DispatcherMetrics.snapshot``), and
+cumulative histogram buckets (``BucketCounts``) from which
+``ray_dispatch.console.prometheus`` renders ``/metrics`` with the names above.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import time
@@ -145,6 +148,52 @@ class RecentLatencies:
         return summary
 
 
+class BucketCounts:
+    """Cumulative histogram counts over fixed upper bounds (Prometheus ``le`` buckets), with count and sum.
+
+    What ``/metrics`` exports as a histogram (``ray_dispatch.console.prometheus``):
+    unlike the reservoirs above it never forgets, so a scraper can take rates of it.
+
+    Args:
+        boundaries: the buckets' inclusive upper bounds, ascending (``+Inf`` is implied).
+    """
+
+    def __init__(self, boundaries: list[float]) -> None:
+        self.boundaries = list(boundaries)
+        self._per_bucket = [0] * len(self.boundaries)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count one value in the first bucket whose bound is at least ``value``."""
+        self.count += 1
+        self.sum += value
+        slot = bisect.bisect_left(self.boundaries, value)
+        if slot < len(self._per_bucket):
+            self._per_bucket[slot] += 1
+
+    def add(self, other: BucketCounts) -> None:
+        """Add ``other``'s counts (same boundaries) to these."""
+        self.count += other.count
+        self.sum += other.sum
+        self._per_bucket = [a + b for a, b in zip(self._per_bucket, other._per_bucket, strict=True)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``buckets``: ``[bound, values <= bound]`` pairs (cumulative); ``count`` (the ``+Inf`` bucket); ``sum``."""
+        cumulative, running = [], 0
+        for bound, n in zip(self.boundaries, self._per_bucket, strict=True):
+            running += n
+            cumulative.append([bound, running])
+        return {"buckets": cumulative, "count": self.count, "sum": round(self.sum, 6)}
+
+
+def _observe_into(table: dict[str, BucketCounts], key: str, value: float, boundaries: list[float]) -> None:
+    counts = table.get(key)
+    if counts is None:
+        counts = table[key] = BucketCounts(boundaries)
+    counts.observe(value)
+
+
 # -- Ray instruments ------------------------------------------------------------------------
 
 
@@ -223,7 +272,15 @@ def instruments() -> _Instruments | None:
     return _instruments
 
 
+_sent_batch_sizes: dict[str, BucketCounts] = {}
+"""Batch sizes of every sender of this process, by sender name (``endpoint[replica]``), for ``status``."""
+_sent_queue_depth: dict[str, int] = {}
+"""Items left queued in each sender of this process when it formed its last batch, by sender name."""
+
+
 def _observe_sender_batch(destination: str, size: int, queued: int) -> None:
+    _observe_into(_sent_batch_sizes, destination, size, BATCH_SIZE_BOUNDARIES)
+    _sent_queue_depth[destination] = queued
     inst = _instruments
     if inst is not None:
         tags = {"destination": destination}
@@ -291,6 +348,10 @@ class DispatcherMetrics:
         self._last_counts: dict[tuple[str, str, str], int] = {}
         self.rates: dict[str, dict[str, float]] = {"received": {}, "published": {}, "failed": {}}
         self.rate_interval = 0.0
+        self.batch_latency_buckets: dict[str, BucketCounts] = {}  # by source endpoint, ms
+        self.e2e_latency_buckets: dict[str, BucketCounts] = {}  # by direction, ms
+        self.received_batch_sizes: dict[str, BucketCounts] = {}  # by source endpoint
+        _sender.set_batch_observer(_observe_sender_batch)  # the pools' batch sizes, even without Ray export
 
     def batch_done(self, source: str, batch: list[Any], started: float) -> None:
         """Record a batch from ``source`` that was routed and confirmed; ``started`` is ``clock()`` at arrival."""
@@ -299,6 +360,8 @@ class DispatcherMetrics:
         self.batches += 1
         self.items += len(batch)
         self.batch_latency.add(elapsed)
+        _observe_into(self.batch_latency_buckets, source, elapsed * 1000, LATENCY_BOUNDARIES_MS)
+        _observe_into(self.received_batch_sizes, source, len(batch), BATCH_SIZE_BOUNDARIES)
         age = self._age_of_first(batch)
         inst = instruments()
         if inst is not None:
@@ -310,6 +373,7 @@ class DispatcherMetrics:
             if recent is None:
                 recent = self.e2e_latency[age[0]] = RecentLatencies(self._window)
             recent.add(age[1])
+            _observe_into(self.e2e_latency_buckets, age[0], age[1] * 1000, LATENCY_BOUNDARIES_MS)
         if now - self._sampled_at >= self.interval:
             self.sample()
 
@@ -352,10 +416,41 @@ class DispatcherMetrics:
         self.rate_interval = round(elapsed, 3)
         self._sampled_at = now
 
+    def histograms(self, endpoints: list[str]) -> dict[str, Any]:
+        """Cumulative bucket counts (``BucketCounts.to_dict``) since start, and queue depths, for ``/metrics``.
+
+        ``batch_latency_ms`` by source endpoint, ``e2e_latency_ms`` by direction,
+        ``batch_size`` by ``received`` (source endpoint) and ``published``
+        (destination endpoint, its replicas' senders added up); ``queue_depth``
+        per destination endpoint: items its senders left queued at their last batch.
+        """
+        published: dict[str, BucketCounts] = {}
+        queued: dict[str, int] = {}
+        for sender_name, counts in list(_sent_batch_sizes.items()):
+            endpoint = sender_name.rpartition("[")[0] if sender_name.endswith("]") else sender_name
+            if endpoint not in endpoints:
+                continue
+            published.setdefault(endpoint, BucketCounts(BATCH_SIZE_BOUNDARIES)).add(counts)
+            queued[endpoint] = queued.get(endpoint, 0) + _sent_queue_depth.get(sender_name, 0)
+
+        def dump(table: dict[str, BucketCounts]) -> dict[str, Any]:
+            return {key: counts.to_dict() for key, counts in sorted(table.items())}
+
+        return {
+            "batch_latency_ms": dump(self.batch_latency_buckets),
+            "e2e_latency_ms": dump(self.e2e_latency_buckets),
+            "batch_size": {"received": dump(self.received_batch_sizes), "published": dump(published)},
+            "queue_depth": dict(sorted(queued.items())),
+        }
+
     def snapshot(self) -> dict[str, Any]:
-        """Rates (msgs/s per ``direction:endpoint`` over the last interval), latencies (ms), batches, pending."""
+        """Rates (msgs/s per ``direction:endpoint`` over the last interval), latencies (ms), batches, pending.
+
+        ``histograms`` has the cumulative counts ``/metrics`` exports (see ``histograms``).
+        """
         if self._clock() - self._sampled_at >= min(self.interval, 0.2):
             self.sample()
+        pending = dict(self._pending())
         return {
             "interval_s": self.rate_interval,
             "rates": self.rates,
@@ -363,5 +458,6 @@ class DispatcherMetrics:
             "e2e_latency_ms": {d: r.summary() for d, r in sorted(self.e2e_latency.items())},
             "batches": self.batches,
             "mean_batch": round(self.items / self.batches, 1) if self.batches else None,
-            "pending": dict(self._pending()),
+            "pending": pending,
+            "histograms": self.histograms(list(pending)),
         }

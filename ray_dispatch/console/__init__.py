@@ -1,0 +1,1 @@
+"""The deployment's web face: the operations console and its Prometheus ``/metrics``."""

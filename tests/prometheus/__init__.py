@@ -1,0 +1,1 @@
+"""Tests of ``/metrics`` (the Prometheus exposition), its Grafana dashboard and histogram buckets."""
