@@ -149,8 +149,9 @@ class Console:
         return self._page(f"Failure {failure_id[:12]}", "/failures", body)
 
     async def config_page(self, request: web.Request) -> web.Response:
-        config = self._config()
-        return self._page("Config", "/config", pages.config_page(config["yaml"], config["source"], None))
+        config = await self._config()
+        body = pages.config_page(config["yaml"], config["source"], config["generation"])
+        return self._page("Config", "/config", body)
 
     # -- JSON API ------------------------------------------------------------------------
 
@@ -181,13 +182,14 @@ class Console:
         shown = [r for r in records if model.failure_matches(r, filters.get("q", ""))]
         return shown, len(records)
 
-    def _config(self) -> dict[str, Any]:
+    async def _config(self) -> dict[str, Any]:
+        status = await self._status()  # also the dispatchers' generation (and the config in force, once applied live)
         raw = self.deployment.config.raw
         return {
             "yaml": model.config_yaml(raw),
             "config": model.masked(raw),
             "source": self.deployment.config.source,
-            "generation": None,
+            "generation": model.generation_of(status),
         }
 
     async def api_status(self, request: web.Request) -> web.Response:
@@ -235,7 +237,7 @@ class Console:
         return _json({"purged": await asyncio.to_thread(self.deployment.purge_failures, ids)})
 
     async def api_config(self, request: web.Request) -> web.Response:
-        return _json(self._config())
+        return _json(await self._config())
 
     async def api_openapi(self, request: web.Request) -> web.Response:
         return _json(openapi_document(self.deployment.name))

@@ -144,6 +144,12 @@ def dispatcher_rows(status: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def generation_of(status: Mapping[str, Any]) -> int | None:
+    """The config generation the dispatchers report (the highest; None before live reconfiguration exists)."""
+    found = [d["generation"] for d in status.get("dispatchers", []) if isinstance(d.get("generation"), int)]
+    return max(found) if found else None
+
+
 def failure_matches(record: Mapping[str, Any], text: str) -> bool:
     """Whether a failure record's id, reason, stage or message content contains ``text`` (any case)."""
     if not text:

@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from ray_dispatch.console.app import is_loopback
-from ray_dispatch.console.model import config_yaml, dispatcher_rows, endpoint_rows, failure_matches, masked
+from ray_dispatch.console.model import (
+    config_yaml,
+    dispatcher_rows,
+    endpoint_rows,
+    failure_matches,
+    generation_of,
+    masked,
+)
 from ray_dispatch.core.config import load_config
 from ray_dispatch.core.errors import ConfigError
 from ray_dispatch.preflight import preflight
@@ -86,6 +93,12 @@ def test_dispatcher_rows_carry_latencies_and_dead_dispatchers() -> None:
     assert alive["latency"]["batch"] == {"p50": 1.5, "p99": 9.0, "count": 4}
     assert alive["latency"]["e2e inbound"]["p99"] == 12.0
     assert not dead["alive"] and "gone" in dead["error"]
+
+
+def test_the_generation_is_the_highest_a_dispatcher_reports() -> None:
+    assert generation_of(status_with({}, {})) is None  # before live reconfiguration
+    status = {"dispatchers": [{"generation": 3}, {"generation": 4}, {"alive": False}]}
+    assert generation_of(status) == 4
 
 
 def test_failure_text_filter_looks_at_id_reason_stage_and_content() -> None:
