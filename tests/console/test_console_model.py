@@ -128,3 +128,24 @@ def test_the_console_block_is_typed_and_a_bad_value_is_one_line_naming_it() -> N
 def test_loopback_addresses() -> None:
     assert all(is_loopback(h) for h in ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
     assert not any(is_loopback(h) for h in ["0.0.0.0", "192.0.2.1", "::", "example.org"])
+
+
+class NamedOnly:
+    """Enough of a Deployment for ``/metrics`` (the placeholder exporter reads the name only)."""
+
+    name, namespace = "dep", "ns"
+
+
+@pytest.mark.parametrize("metrics_open", [True, False])
+async def test_metrics_need_the_token_unless_the_bind_is_loopback(metrics_open: bool) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from ray_dispatch.console.app import Console
+
+    app = Console(NamedOnly(), "tok", metrics_open=metrics_open, cookie="c").application()  # type: ignore[arg-type]
+    async with TestClient(TestServer(app)) as client:
+        anonymous = await client.get("/metrics")
+        assert anonymous.status == (200 if metrics_open else 401)
+        with_token = await client.get("/metrics", headers={"Authorization": "Bearer tok"})
+        assert with_token.status == 200 and 'deployment="dep"' in await with_token.text()
+        assert (await client.get("/api/openapi.json")).status == 401  # only /metrics is ever open
