@@ -293,9 +293,10 @@ def _start_console(deployment: Any, host: str | None, port: int | None) -> None:
 @clean_errors
 def console(name: str, namespace: str, address: str | None, deployment: str | None) -> None:
     """Print the web console's address (with its token) of a running deployment."""
+    found = _attach(deployment or name, namespace, address)  # before Ray is imported: it may set RAY_AUTH_MODE
     from ray_dispatch.console import console_url
 
-    click.echo(console_url(_attach(deployment or name, namespace, address)))
+    click.echo(console_url(found))
 
 
 @main.command()

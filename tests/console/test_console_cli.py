@@ -6,8 +6,11 @@ import contextlib
 import json
 import re
 import socket
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import ray
@@ -22,6 +25,7 @@ from tests.console.deployment import CONFIG, token_and_port
 pytestmark = pytest.mark.ray
 
 NAMESPACE = "console_cli_tests"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CONSOLE_LINE = re.compile(r"^console: (http://127\.0\.0\.1:\d+/\?token=[\w-]+)$", re.M)
 
 
@@ -103,3 +107,20 @@ def test_a_console_port_in_use_is_one_line_and_starts_nothing(ray_session: None,
 def test_console_of_an_unknown_deployment_is_one_line(ray_session: None) -> None:
     line = one_error_line(cli("console", "--deployment", "nobody", "--namespace", NAMESPACE), 1)
     assert "no deployment named 'nobody'" in line
+
+
+def test_console_finds_the_deployment_before_importing_ray() -> None:
+    """Ray reads RAY_AUTH_MODE when imported: the record's token setting must be in place first (as for status)."""
+    code = (
+        "import sys\n"
+        "import ray_dispatch.cli as cli\n"
+        "def attach(name, namespace, address):\n"
+        "    print('ray imported before attach:', 'ray' in sys.modules, name, flush=True)\n"
+        "    raise SystemExit(0)\n"
+        "cli._attach = attach\n"
+        "cli.main(['console', '--deployment', 'seed'])\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert child.stdout.strip() == "ray imported before attach: False seed", (child.stdout, child.stderr)
