@@ -29,13 +29,15 @@ from aiohttp import web
 
 from ray_dispatch.console import model, pages
 from ray_dispatch.console.openapi import openapi_document
-from ray_dispatch.console.prometheus import CONTENT_TYPE, render_metrics
+from ray_dispatch.console.prometheus import render_metrics
 from ray_dispatch.core.errors import one_line
 
 if TYPE_CHECKING:
     from ray_dispatch.api import Deployment
 
 STATIC = Path(__file__).with_name("static")
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The Prometheus text exposition format's content type."""
 TOPOLOGY_REFRESH = 2.0
 """Seconds between two refreshes of the topology picture."""
 
@@ -244,7 +246,7 @@ class Console:
 
     async def metrics(self, request: web.Request) -> web.Response:
         text = await asyncio.to_thread(render_metrics, self.deployment)
-        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
+        return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 def _error_text(text: str) -> str:

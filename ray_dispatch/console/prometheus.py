@@ -1,15 +1,14 @@
 """``/metrics``: the deployment in Prometheus exposition format.
 
 A minimal placeholder until the Prometheus exporter lands: it says the
-console is up. ``render_metrics`` is the one function the console calls.
+console is up. ``render_metrics(deployment) -> str`` is the one name the
+console imports from here (``ray_dispatch.console.app``); it is called in a
+worker thread, so it may block on Ray.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-"""The Prometheus text exposition format's content type."""
 
 
 def render_metrics(deployment: Any) -> str:

@@ -131,21 +131,25 @@ def test_loopback_addresses() -> None:
 
 
 class NamedOnly:
-    """Enough of a Deployment for ``/metrics`` (the placeholder exporter reads the name only)."""
+    """Enough of a Deployment for the token check (the exporter is stubbed)."""
 
     name, namespace = "dep", "ns"
 
 
 @pytest.mark.parametrize("metrics_open", [True, False])
-async def test_metrics_need_the_token_unless_the_bind_is_loopback(metrics_open: bool) -> None:
+async def test_metrics_need_the_token_unless_the_bind_is_loopback(
+    metrics_open: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
-    from ray_dispatch.console.app import Console
+    from ray_dispatch.console import app as console_app
 
-    app = Console(NamedOnly(), "tok", metrics_open=metrics_open, cookie="c").application()  # type: ignore[arg-type]
+    monkeypatch.setattr(console_app, "render_metrics", lambda dep: f'ray_dispatch_up{{deployment="{dep.name}"}} 1\n')
+    app = console_app.Console(NamedOnly(), "tok", metrics_open=metrics_open, cookie="c").application()  # type: ignore[arg-type]
     async with TestClient(TestServer(app)) as client:
         anonymous = await client.get("/metrics")
         assert anonymous.status == (200 if metrics_open else 401)
         with_token = await client.get("/metrics", headers={"Authorization": "Bearer tok"})
         assert with_token.status == 200 and 'deployment="dep"' in await with_token.text()
+        assert with_token.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         assert (await client.get("/api/openapi.json")).status == 401  # only /metrics is ever open
