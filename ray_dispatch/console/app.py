@@ -36,8 +36,6 @@ if TYPE_CHECKING:
     from ray_dispatch.api import Deployment
 
 STATIC = Path(__file__).with_name("static")
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-"""The Prometheus text exposition format's content type."""
 TOPOLOGY_REFRESH = 2.0
 """Seconds between two refreshes of the topology picture."""
 
@@ -245,8 +243,12 @@ class Console:
         return _json(openapi_document(self.deployment.name))
 
     async def metrics(self, request: web.Request) -> web.Response:
-        text = await asyncio.to_thread(render_metrics, self.deployment)
-        return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+        try:
+            status = await self._status()
+        except Exception as exc:  # the scraper sees the target down, with the reason
+            return web.Response(status=503, text=f"deployment status failed: {one_line(exc)}\n")
+        body, content_type = render_metrics(status)
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 def _error_text(text: str) -> str:

@@ -135,6 +135,9 @@ class NamedOnly:
 
     name, namespace = "dep", "ns"
 
+    def status(self) -> dict[str, Any]:
+        return {"name": self.name, "dispatchers": [], "endpoints": {}}
+
 
 @pytest.mark.parametrize("metrics_open", [True, False])
 async def test_metrics_need_the_token_unless_the_bind_is_loopback(
@@ -144,7 +147,10 @@ async def test_metrics_need_the_token_unless_the_bind_is_loopback(
 
     from ray_dispatch.console import app as console_app
 
-    monkeypatch.setattr(console_app, "render_metrics", lambda dep: f'ray_dispatch_up{{deployment="{dep.name}"}} 1\n')
+    def render(status: dict[str, Any]) -> tuple[bytes, str]:
+        return f'ray_dispatch_up{{deployment="{status["name"]}"}} 1\n'.encode(), "text/plain; version=0.0.4"
+
+    monkeypatch.setattr(console_app, "render_metrics", render)
     app = console_app.Console(NamedOnly(), "tok", metrics_open=metrics_open, cookie="c").application()  # type: ignore[arg-type]
     async with TestClient(TestServer(app)) as client:
         anonymous = await client.get("/metrics")
