@@ -2,7 +2,8 @@
 
 Every actor of a deployment is a named Ray actor in the deployment's namespace:
 ``<deployment>:dispatcher:<index>`` for the dispatchers and
-``<deployment>:<endpoint>:<replica>`` for endpoint replicas, so any driver (or
+``<deployment>:<endpoint>:<replica>`` for endpoint replicas (and
+``<deployment>::console`` for its web console), so any driver (or
 a restarted actor) finds them without being handed their handles.
 """
 
@@ -23,6 +24,15 @@ def endpoint_actor_name(deployment: str, endpoint: str, replica_id: str) -> str:
 def dispatcher_actor_name(deployment: str, index: int) -> str:
     """The Ray actor name of one dispatcher replica."""
     return f"{deployment}:{DISPATCHER}:{index}"
+
+
+def console_actor_name(deployment: str) -> str:
+    """The Ray actor name of a deployment's web console (``ray_dispatch.console``).
+
+    The double colon keeps it apart from every endpoint replica's name (an
+    endpoint name is never empty).
+    """
+    return f"{deployment}::console"
 
 
 def _named(prefix: str, namespace: str | None) -> list[tuple[str, str, str]]:

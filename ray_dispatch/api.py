@@ -33,7 +33,7 @@ import ray
 from actors.autoscaler import find_autoscaler, start_autoscaler
 from actors.dispatcher import DispatcherActor
 from actors.endpoint import EndpointActor
-from actors.naming import dispatcher_actor_name, dispatcher_names, endpoint_actor_name, replica_ids
+from actors.naming import console_actor_name, dispatcher_actor_name, dispatcher_names, endpoint_actor_name, replica_ids
 from ray_dispatch.core.config import (
     DEFAULT_ACTOR_OPTIONS,
     DispatcherConfig,
@@ -484,17 +484,22 @@ class Deployment:
             raise KeyError("; ".join(missing) or f"deployment {self.name!r} has no dispatchers")
         return max(found, key=lambda e: e.recorded.seen_at)
 
-    def graph(self, title: str | None = None, timeout: float = 10.0) -> Topology:
-        """Draw the running deployment: its topology with live message counts and replicas.
+    def graph(
+        self, title: str | None = None, timeout: float = 10.0, *, status: dict[str, Any] | None = None
+    ) -> Topology:
+        """Draw the running deployment: its topology with live message counts, rates and replicas.
 
         Links carry the messages the dispatchers received from and published to
-        each endpoint (per direction in the tooltip) and the failures recorded
-        for it; boxes show the replicas running, and the dead ones (not
-        answering, or seen dying by a dispatcher and not running since). Shown
-        inline in Jupyter; ``.save("x.svg")`` or ``.png`` writes a file.
+        each endpoint (per direction in the tooltip), their rate over the
+        dispatchers' last interval, and the failures recorded for it; boxes
+        show the replicas running, and the dead ones (not answering, or seen
+        dying by a dispatcher and not running since). Shown inline in Jupyter;
+        ``.save("x.svg")`` or ``.png`` writes a file. ``status`` is a
+        ``status()`` the caller already has (else it is asked for).
         """
-        info = self.status(timeout=timeout)
+        info = status if status is not None else self.status(timeout=timeout)
         counts: dict[str, int] = {}
+        rates: dict[str, float] = {}
         failed: dict[str, int] = {}
         for dispatcher in info["dispatchers"]:
             stats = dispatcher.get("stats") or {}
@@ -502,6 +507,9 @@ class Deployment:
                 counts[key] = counts.get(key, 0) + n
             for key, n in stats.get("failed", {}).items():
                 failed[key] = failed.get(key, 0) + n
+            measured = (dispatcher.get("metrics") or {}).get("rates") or {}
+            for key, rate in [*measured.get("received", {}).items(), *measured.get("published", {}).items()]:
+                rates[key] = rates.get(key, 0.0) + rate
         replicas = {e: sum(r["alive"] for r in entry["replicas"].values()) for e, entry in info["endpoints"].items()}
         # Dead: listed but not answering, or seen dying by a dispatcher and not running since.
         gone = {
@@ -521,6 +529,7 @@ class Deployment:
             failed=failed,
             dead=dead,
             dispatchers=len(self.dispatchers),
+            rates=rates,
             title=title if title is not None else f"deployment {self.name} (namespace {self.namespace}), live",
         )
 
@@ -602,7 +611,10 @@ class Deployment:
     # -- shutdown -------------------------------------------------------------------------
 
     def shutdown(self, timeout: float = 30.0) -> None:
-        """Stop transports (no new input), drain the dispatchers, stop applications, kill every actor."""
+        """Stop transports (no new input), drain the dispatchers, stop applications, kill every actor.
+
+        The deployment's autoscaler and web console (``ray_dispatch.console``), if they run, go too.
+        """
         autoscaler = find_autoscaler(self.name, self.namespace)
         if autoscaler is not None:  # it scales nothing while the rest stops (killed last: it owns replicas)
             _quietly(lambda: ray.get(autoscaler.stop.remote(), timeout=timeout))
@@ -613,7 +625,10 @@ class Deployment:
         _quietly(lambda: ray.get([d.drain.remote(timeout) for d in self.dispatchers], timeout=timeout + 5))
         _quietly(lambda: ray.get([h.stop.remote() for h in applications], timeout=timeout))
         _quietly(lambda: ray.get([d.stop.remote(5) for d in self.dispatchers], timeout=10))
-        for handle in [*handles.values(), *self.dispatchers, autoscaler]:
+        console = None
+        with contextlib.suppress(ValueError):  # no console runs
+            console = ray.get_actor(console_actor_name(self.name), namespace=self.namespace)
+        for handle in [console, *handles.values(), *self.dispatchers, autoscaler]:
             if handle is not None:
                 _quietly(lambda h=handle: ray.kill(h))
         self._autoscaler = None

@@ -200,13 +200,32 @@ def validate(config: str) -> None:
     "--detach", is_flag=True, help="Leave the deployment running and return (needs --address or RAY_ADDRESS)."
 )
 @click.option("--allow-prefix", multiple=True, help="Only load classes under these module prefixes.")
+@click.option(
+    "--console-host", default=None, help="Address the web console listens on. Default: console.host, else 127.0.0.1."
+)
+@click.option(
+    "--console-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port of the web console. Default: console.port, else a free one.",
+)
+@click.option("--no-console", is_flag=True, help="Do not start the web console.")
 @clean_errors
 def run(
-    config: str, name: str, namespace: str, address: str | None, detach: bool, allow_prefix: tuple[str, ...]
+    config: str,
+    name: str,
+    namespace: str,
+    address: str | None,
+    detach: bool,
+    allow_prefix: tuple[str, ...],
+    console_host: str | None,
+    console_port: int | None,
+    no_console: bool,
 ) -> None:
     """Start the deployment CONFIG describes and keep it up until Ctrl-C (or `ray-dispatch stop`).
 
     It runs on a new local Ray of its own unless --address or RAY_ADDRESS names a cluster.
+    Its web console's address (with its token) is printed as ``console: http://...``.
     The config is checked first, as ``validate`` does: a bad one starts nothing (not even Ray).
     Other commands on this machine find the deployment by --name, from a small record in
     $RAY_DISPATCH_STATE_DIR, else $XDG_RUNTIME_DIR/ray_dispatch, else ~/.ray_dispatch.
@@ -244,6 +263,8 @@ def run(
         f"ray address: {_ray_address()} (other commands on this machine find it by --name {name};"
         f" from elsewhere: --address {_ray_address()}, or RAY_ADDRESS)"
     )
+    if not no_console and loaded.console.enabled:
+        _start_console(deployment, console_host, console_port)
     if detach:
         click.echo(f"deployment {name!r} is running detached; stop it with `ray-dispatch stop --name {name}`")
         return
@@ -253,6 +274,30 @@ def run(
         run_until_stopped(deployment, ray_address=_ray_address(), on_exit=forget)
     finally:
         forget()
+
+
+def _start_console(deployment: Any, host: str | None, port: int | None) -> None:
+    """Start the deployment's web console and print its line; a console that cannot start stops the deployment."""
+    from ray_dispatch.console import start_console
+
+    try:
+        url = start_console(deployment, host=host, port=port)
+    except BaseException:
+        deployment.shutdown(timeout=10)
+        raise
+    click.echo(f"console: {url}")
+
+
+@main.command()
+@deployment_options
+@click.option("--deployment", default=None, help="Deployment name (the same as --name).")
+@clean_errors
+def console(name: str, namespace: str, address: str | None, deployment: str | None) -> None:
+    """Print the web console's address (with its token) of a running deployment."""
+    found = _attach(deployment or name, namespace, address)  # before Ray is imported: it may set RAY_AUTH_MODE
+    from ray_dispatch.console import console_url
+
+    click.echo(console_url(found))
 
 
 @main.command()

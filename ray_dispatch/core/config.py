@@ -136,6 +136,22 @@ class FailureStoreSpec(StoreSpec):
     class_path: str = Field("ray_dispatch.failures.MemoryFailureStore", alias="class")
 
 
+class ConsoleSpec(BaseModel):
+    """The ``console:`` block: the web console ``ray-dispatch run`` starts (``ray_dispatch.console``).
+
+    Attributes:
+        enabled: whether ``run`` starts it (default yes; ``--no-console`` also turns it off).
+        host: the address it listens on (default ``127.0.0.1``: this machine only).
+        port: the port it listens on; 0 (the default) picks a free one.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(0, ge=0, le=65535)
+
+
 DISPATCHER_NAME = "dispatcher"
 """Reserved: the dispatcher actors are named ``<deployment>:dispatcher:<index>`` (``actors.naming``)."""
 
@@ -250,6 +266,7 @@ class DispatcherConfig(BaseModel):
         max_hops: a message consumed more times than this is a routing loop.
         recent_outcomes: how many recent messages each dispatcher actor remembers
             for explain-by-id (0 turns it off).
+        console: the web console's address, and whether ``run`` starts it.
         raw: the whole config as given (routers and middleware read their keys here).
         source: the file it came from, if any.
     """
@@ -267,6 +284,7 @@ class DispatcherConfig(BaseModel):
     return_route_ttl: float = Field(DEFAULT_RETURN_ROUTE_TTL, gt=0)
     max_hops: int = Field(10, ge=1)
     recent_outcomes: int = Field(10_000, ge=0, strict=True)
+    console: ConsoleSpec = Field(default_factory=ConsoleSpec)
     raw: dict[str, Any] = Field(default_factory=dict)
     source: str | None = None
 
@@ -286,7 +304,7 @@ class DispatcherConfig(BaseModel):
             raise ValueError("must be a mapping of endpoint name to spec")
         return {name: _mapping_or_empty(spec) for name, spec in value.items()}
 
-    _empty_dispatcher = field_validator("dispatcher", mode="before")(_mapping_or_empty)
+    _empty_dispatcher = field_validator("dispatcher", "console", mode="before")(_mapping_or_empty)
 
     @field_validator("middleware", mode="before")
     @classmethod

@@ -58,6 +58,7 @@ class Topology:
         failed: failure records per endpoint, shown on the edge in red.
         dead: replicas per endpoint that do not answer, shown in the box in red.
         dispatchers: dispatcher replicas, shown in the dispatcher's heading when more than one.
+        rates: messages per second per endpoint link (both ways), shown next to the count.
     """
 
     title: str
@@ -72,6 +73,7 @@ class Topology:
     failed: dict[str, int] = field(default_factory=dict)
     dead: dict[str, int] = field(default_factory=dict)
     dispatchers: int = 1
+    rates: dict[str, float] = field(default_factory=dict)
 
     def to_svg(self) -> str:
         """Return the picture as an SVG document."""
@@ -130,6 +132,7 @@ def draw(
     failed: Mapping[str, int] | None = None,
     dead: Mapping[str, int] | None = None,
     dispatchers: int = 1,
+    rates: Mapping[str, float] | None = None,
 ) -> Topology:
     """Build the topology picture of ``config`` (shown inline in Jupyter; ``.save("x.svg")``).
 
@@ -144,6 +147,7 @@ def draw(
         failed: failure records per endpoint, keyed like ``counts``.
         dead: replicas per endpoint that do not answer.
         dispatchers: how many dispatcher replicas run.
+        rates: messages per second per endpoint, keyed like ``counts`` (summed per endpoint).
 
     Raises:
         ConfigError: the config, or its router's config, is invalid.
@@ -174,6 +178,7 @@ def draw(
         failed={k: v for k, v in _per_endpoint(failed or {}, endpoints).items() if v},
         dead={k: int(v) for k, v in (dead or {}).items() if k in endpoints and v},
         dispatchers=dispatchers,
+        rates=_summed(rates or {}, endpoints),
     )
 
 
@@ -184,12 +189,17 @@ def _known(routes: list[StaticRoute] | None, endpoints: set[str]) -> list[Static
     return [StaticRoute(*route) for route in routes if route[0] in endpoints and route[1] in endpoints]
 
 
-def _per_endpoint(counts: Mapping[str, int], endpoints: set[str]) -> dict[str, int]:
-    totals: dict[str, int] = {}
-    for key, n in counts.items():
+def _per_endpoint(counts: Mapping[str, float], endpoints: set[str]) -> dict[str, int]:
+    return {name: int(n) for name, n in _summed(counts, endpoints).items()}
+
+
+def _summed(values: Mapping[str, float], endpoints: set[str]) -> dict[str, float]:
+    """``values`` keyed by endpoint or ``direction:endpoint``, summed per endpoint."""
+    totals: dict[str, float] = {}
+    for key, n in values.items():
         name = key if key in endpoints else key.partition(":")[2]
         if name in endpoints:
-            totals[name] = totals.get(name, 0) + int(n)
+            totals[name] = totals.get(name, 0.0) + float(n)
     return totals
 
 
@@ -236,12 +246,17 @@ class _SvgLayout:
         n = self.topo.replicas.get(name, 1)
         return f"{name} \u00d7{n}" if n > 1 else name
 
+    def _count_label(self, name: str) -> str:
+        """``N msgs``, and `` · R/s`` when a rate is known for the link."""
+        rate = self.topo.rates.get(name)
+        return f"{self.topo.counts.get(name, 0):,} msgs" + (f" \u00b7 {rate:,.1f}/s" if rate is not None else "")
+
     def _edge_width(self, name: str) -> float:
         count = self.topo.counts.get(name)
         failed = self.topo.failed.get(name)
         labels = [
             name,
-            *([f"{count:,} msgs"] if count is not None else []),
+            *([self._count_label(name)] if count is not None else []),
             *([f"{failed:,} failed"] if failed else []),
         ]
         return _text_width(max(labels, key=len), 12)
@@ -334,7 +349,7 @@ class _SvgLayout:
         count = self.topo.counts.get(name)
         count_text = (
             f'<text class="count" x="{mid:.1f}" y="{y + 16:.1f}" text-anchor="middle" font-size="11"'
-            f' fill="#333333">{count:,} msgs</text>'
+            f' fill="#333333">{self._count_label(name)}</text>'
             if count is not None
             else ""
         )

@@ -8,6 +8,7 @@ ring's bound is tested too.
 
 from __future__ import annotations
 
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -158,7 +159,7 @@ def test_the_live_graph_has_counts_replicas_and_failures(dep: Deployment) -> Non
     edges = {str(g.get("data-endpoint")): g for g in root.iter(f"{SVG}g") if "edge" in g.get("class", "")}
     assert sorted(edges) == sorted([*CONFIG["transport_names"], *CONFIG["exposed_names"]])
     sms_texts = [str(t.text) for t in edges["smpp_transport"].iter(f"{SVG}text")]
-    assert sms_texts[0] == "smpp_transport" and sms_texts[1].endswith(" msgs")
+    assert sms_texts[0] == "smpp_transport" and re.fullmatch(r"[\d,]+ msgs \u00b7 [\d,]+\.\d/s", sms_texts[1])
     assert (
         "my_application \u00d72" in svg
         and "no replicas running" in svg
