@@ -307,6 +307,17 @@ class DispatcherActor:
             "metrics": self.metrics.snapshot(),
         }
 
+    async def failure_counts(self) -> dict[str, int]:
+        """Failure records kept now, per ``"direction:endpoint"`` where they failed (what ``failures list`` shows).
+
+        Unlike ``stats["failed"]``, which counts every failure ever recorded, this
+        drops when records are replayed or purged.
+
+        Raises:
+            StoreUnavailable: the failure store cannot be reached.
+        """
+        return await self.core.failures.count_by_endpoint()
+
     def _pending_per_endpoint(self) -> dict[str, int]:
         return {name: sum(r["pending"] for r in pool.stats().values()) for name, pool in self.pools.items()}
 
