@@ -33,8 +33,9 @@ from actors.naming import endpoint_actor_name as endpoint_actor_name
 from actors.naming import find_dispatchers as find_dispatchers
 from actors.ordering import SeenIds, SenderOrder
 from actors.pool import ReplicaPool, sticky_key
-from actors.ray_calls import classify_ray_error, current_node_id, receive_call
+from actors.ray_calls import classify_ray_error, current_node_id, probe_replica, receive_call
 from actors.sender import Order, SenderOptions
+from actors.watchdog import ReplicaWatchdog
 from actors.wire import WireItem, checked_from_wire, to_wire
 from ray_dispatch.core.deployment import deployment_spec
 from ray_dispatch.core.dispatcher import Dispatcher, DispatchOutcome
@@ -95,10 +96,18 @@ class DispatcherActor:
         self.pools: dict[str, ReplicaPool] = {}
         self.core = Dispatcher(config, RayOutbox(self.pools), allowed_class_prefixes=allowed_class_prefixes)
         self.spec = deployment_spec(self.core.config)
+        section = self.core.config.dispatcher
+        self.watchdog = ReplicaWatchdog(
+            self.pools,
+            probe_replica,
+            call_deadline=section.call_deadline,
+            probe_timeout=section.probe_timeout,
+            classify=classify_ray_error,
+        )
         for name, endpoint in self.spec.endpoints.items():
             self.pools[name] = ReplicaPool(
                 name,
-                receive_call(DISPATCHER_SOURCE),
+                self.watchdog.watched(receive_call(DISPATCHER_SOURCE)),
                 endpoint.policy,
                 SenderOptions.model_validate(endpoint.batching),
                 classify=classify_ray_error,
@@ -107,6 +116,7 @@ class DispatcherActor:
             )
         self._health_interval = health_interval
         self._health_task: asyncio.Task[None] | None = None
+        self._watchdog_task: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
         self._removed: set[tuple[str, str]] = set()
         self._route_lock = asyncio.Lock()
@@ -127,6 +137,9 @@ class DispatcherActor:
                 tune_gc_for_throughput()
                 if self._health_interval > 0:
                     self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
+                if self.watchdog.call_deadline > 0:
+                    interval = min(0.25, self.watchdog.call_deadline / 4)
+                    self._watchdog_task = asyncio.get_running_loop().create_task(self.watchdog.run(interval))
         return await self.status()
 
     async def _ready(self) -> None:
@@ -145,6 +158,8 @@ class DispatcherActor:
             pool = self.pools[endpoint]
             if (endpoint, replica_id) in self._removed:
                 continue  # being stopped: its name lingers until it is killed
+            if self.watchdog.suspected(endpoint, replica_id):
+                continue  # evicted for not answering: the watchdog adds it back when it answers
             if all(r.replica_id != replica_id for r in pool.replicas):
                 try:
                     handle = ray.get_actor(name, namespace=namespace)
@@ -170,6 +185,7 @@ class DispatcherActor:
             KeyError: unknown endpoint or replica.
         """
         self._removed.add((endpoint, replica_id))
+        self.watchdog.forget(endpoint, replica_id)
         return await self._pool(endpoint).remove(replica_id, timeout)
 
     def _pool(self, endpoint: str) -> ReplicaPool:
@@ -186,8 +202,9 @@ class DispatcherActor:
     async def stop(self, timeout: float = 30.0) -> bool:
         """Drain (bounded), stop health checks, tear down the router; return whether all was confirmed."""
         drained = await self.drain(timeout)
-        if self._health_task is not None:
-            self._health_task.cancel()
+        for task in (self._health_task, self._watchdog_task):
+            if task is not None:
+                task.cancel()
         await self.core.stop()
         for pool in self.pools.values():
             await pool.close()

@@ -115,3 +115,23 @@ def test_the_head_starts_the_deployment_the_way_the_cli_expects(raw: dict[str, A
     assert local_config.is_file()
     result = CliRunner().invoke(cli.main, ["validate", str(local_config)])
     assert result.exit_code == 0, result.stderr
+
+
+def test_the_head_sets_faster_node_health_checks_that_ray_start_accepts(raw: dict[str, Any]) -> None:
+    """Ray's defaults declare a lost node dead after ~15 s; the shipped settings after ~5 s (a silent host: ~15 s)."""
+    from ray._raylet import Config
+    from ray.scripts.scripts import start
+
+    [head] = ray_start_commands(raw["head_start_ray_commands"])
+    words = shlex.split(head.split(";")[-1])
+    assert words[:2] == ["ray", "start"]
+    settings = start.make_context("start", words[2:]).params["system_config"]  # parsed as `ray start` would
+    assert set(settings) == {"health_check_period_ms", "health_check_timeout_ms", "health_check_failure_threshold"}
+    assert all(hasattr(Config, key) for key in settings), "a key Ray 2.60 does not know"
+    period, timeout = settings["health_check_period_ms"], settings["health_check_timeout_ms"]
+    threshold = settings["health_check_failure_threshold"]
+    defaults = Config.health_check_period_ms(), Config.health_check_failure_threshold()
+    assert period * threshold <= 5_000 < defaults[0] * defaults[1]
+    assert (timeout + period) * threshold <= 15_000 and timeout >= 1_000  # not so tight that a busy node is killed
+    for note in ("health_check_period_ms", "call_deadline"):
+        assert note in CLUSTER_YAML.read_text().split("cluster_name:")[0], f"the header should explain {note}"
