@@ -118,7 +118,7 @@ def test_the_head_starts_the_deployment_the_way_the_cli_expects(raw: dict[str, A
 
 
 def test_the_head_sets_faster_node_health_checks_that_ray_start_accepts(raw: dict[str, Any]) -> None:
-    """Ray's defaults declare a lost node dead after ~15 s; the shipped settings after ~5 s (a silent host: ~15 s)."""
+    """Ray's defaults declare a lost raylet's node dead after ~15 s, the shipped settings after ~5 s."""
     from ray._raylet import Config
     from ray.scripts.scripts import start
 
@@ -132,6 +132,6 @@ def test_the_head_sets_faster_node_health_checks_that_ray_start_accepts(raw: dic
     threshold = settings["health_check_failure_threshold"]
     defaults = Config.health_check_period_ms(), Config.health_check_failure_threshold()
     assert period * threshold <= 5_000 < defaults[0] * defaults[1]
-    assert (timeout + period) * threshold <= 15_000 and timeout >= 1_000  # not so tight that a busy node is killed
+    assert timeout >= Config.health_check_timeout_ms()  # a busy raylet that answers late must not be killed
     for note in ("health_check_period_ms", "call_deadline"):
         assert note in CLUSTER_YAML.read_text().split("cluster_name:")[0], f"the header should explain {note}"
