@@ -15,7 +15,9 @@ so their batches go to the other replicas too, and so do the sender's retries
 of them. Receivers drop duplicates by message id, so a batch the lost
 replica did handle is harmless to resend.
 
-An evicted replica stays suspected: it is probed every round and added back
+The last replica of a pool is never evicted: with nobody to take its
+messages they would fail, while waiting lets them through once Ray restarts
+it. An evicted replica stays suspected: it is probed every round and added back
 to its pool once it answers (Ray restarted it elsewhere, or the node came
 back). Until then, finding it by name (``DispatcherActor.refresh``) must not
 add it back: ask ``suspected``.
@@ -173,7 +175,7 @@ class ReplicaWatchdog:
         )
         evicted = []
         for (name, pool, replica), answered in zip(overdue, answers, strict=False):
-            if not answered:
+            if not answered and len(pool.replicas) > 1:  # the last one keeps its messages: nobody else could
                 await self._evict(name, pool, replica)
                 evicted.append(f"{name}[{replica.replica_id}]")
         for ((name, replica_id), target), answered in zip(suspects, answers[len(overdue) :], strict=True):

@@ -180,5 +180,17 @@ async def test_a_batch_retried_past_the_deadline_counts_from_its_first_try() -> 
     await pool.close()
 
 
+async def test_the_last_replica_is_not_evicted_its_messages_wait_for_it() -> None:
+    watchdog, pool, replicas, clock, dead = make("only")
+    replicas["only"].lose()
+    futures = await send_all_past_the_deadline(pool, clock)
+    assert await watchdog.check() == []
+    assert replicas["only"].probes == 1 and [r.replica_id for r in pool.replicas] == ["only"]
+    replicas["only"].come_back()  # Ray restarted it
+    await asyncio.wait_for(asyncio.gather(*futures), 10)
+    assert sorted(replicas["only"].got) == USERS and dead == []
+    await pool.close()
+
+
 def test_ray_error_classification_treats_an_unresponsive_replica_as_dead() -> None:
     assert classify_ray_error(ReplicaUnresponsive("gone quiet")) == "dead"
