@@ -12,7 +12,9 @@ is confirmed or has become a failure record: a sender that got no answer
 
 The actor finds its endpoint replicas by name (``<deployment>:<endpoint>:<replica>``
 named actors in its namespace) when it starts, when told to ``refresh``, and
-after it is restarted; it pings them periodically and drops the dead ones.
+after it is restarted; it pings them periodically and drops the dead ones, and
+its ``ReplicaWatchdog`` gives up on a replica whose calls hang (a lost node)
+once it has not answered a probe (``actors.watchdog``).
 """
 
 from __future__ import annotations
@@ -176,6 +178,7 @@ class DispatcherActor:
             KeyError: ``endpoint`` is not one of this dispatcher's endpoints.
         """
         self._removed.discard((endpoint, replica_id))
+        self.watchdog.forget(endpoint, replica_id)  # a new actor under that name: no longer suspected
         self._pool(endpoint).add(replica_id, handle)
 
     async def remove_replica(self, endpoint: str, replica_id: str, timeout: float = 30.0) -> bool:

@@ -52,6 +52,8 @@ def test_no_message_was_lost_or_failed(run: dict[str, Any]) -> None:
     twice = run["received"] - MESSAGES  # handled by the dying replica but not confirmed: delivered again
     after = run["seconds_to_finish_after_removal"]
     print(f"\nnode loss: {MESSAGES} sent, 0 lost, {twice} delivered twice, stream done {after} s after the removal")
+    pause, user_pause = run["longest_pause_after_removal"], run["longest_user_pause_after_removal"]
+    print(f"node loss, cluster.yaml's health checks: longest pause {pause} s (one user: {user_pause} s)")
 
 
 @pytest.fixture(scope="module")
