@@ -12,7 +12,9 @@ is confirmed or has become a failure record: a sender that got no answer
 
 The actor finds its endpoint replicas by name (``<deployment>:<endpoint>:<replica>``
 named actors in its namespace) when it starts, when told to ``refresh``, and
-after it is restarted; it pings them periodically and drops the dead ones.
+after it is restarted; it pings them periodically and drops the dead ones, and
+its ``ReplicaWatchdog`` gives up on a replica whose calls hang (a lost node)
+once it has not answered a probe (``actors.watchdog``).
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from actors.naming import endpoint_actor_name as endpoint_actor_name
 from actors.naming import find_dispatchers as find_dispatchers
 from actors.ordering import SeenIds, SenderOrder
 from actors.pool import ReplicaPool, sticky_key
-from actors.ray_calls import classify_ray_error, current_node_id, receive_call
+from actors.ray_calls import classify_ray_error, current_node_id, probe_replica, receive_call
 from actors.sender import Order, SenderOptions
+from actors.watchdog import ReplicaWatchdog
 from actors.wire import WireItem, checked_from_wire, to_wire
 from ray_dispatch.core.deployment import deployment_spec
 from ray_dispatch.core.dispatcher import Dispatcher, DispatchOutcome
@@ -95,10 +98,18 @@ class DispatcherActor:
         self.pools: dict[str, ReplicaPool] = {}
         self.core = Dispatcher(config, RayOutbox(self.pools), allowed_class_prefixes=allowed_class_prefixes)
         self.spec = deployment_spec(self.core.config)
+        section = self.core.config.dispatcher
+        self.watchdog = ReplicaWatchdog(
+            self.pools,
+            probe_replica,
+            call_deadline=section.call_deadline,
+            probe_timeout=section.probe_timeout,
+            classify=classify_ray_error,
+        )
         for name, endpoint in self.spec.endpoints.items():
             self.pools[name] = ReplicaPool(
                 name,
-                receive_call(DISPATCHER_SOURCE),
+                self.watchdog.watched(receive_call(DISPATCHER_SOURCE)),
                 endpoint.policy,
                 SenderOptions.model_validate(endpoint.batching),
                 classify=classify_ray_error,
@@ -107,6 +118,7 @@ class DispatcherActor:
             )
         self._health_interval = health_interval
         self._health_task: asyncio.Task[None] | None = None
+        self._watchdog_task: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
         self._removed: set[tuple[str, str]] = set()
         self._route_lock = asyncio.Lock()
@@ -127,6 +139,9 @@ class DispatcherActor:
                 tune_gc_for_throughput()
                 if self._health_interval > 0:
                     self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
+                if self.watchdog.call_deadline > 0:
+                    interval = min(0.25, self.watchdog.call_deadline / 4)
+                    self._watchdog_task = asyncio.get_running_loop().create_task(self.watchdog.run(interval))
         return await self.status()
 
     async def _ready(self) -> None:
@@ -145,6 +160,8 @@ class DispatcherActor:
             pool = self.pools[endpoint]
             if (endpoint, replica_id) in self._removed:
                 continue  # being stopped: its name lingers until it is killed
+            if self.watchdog.suspected(endpoint, replica_id):
+                continue  # evicted for not answering: the watchdog adds it back when it answers
             if all(r.replica_id != replica_id for r in pool.replicas):
                 try:
                     handle = ray.get_actor(name, namespace=namespace)
@@ -161,6 +178,7 @@ class DispatcherActor:
             KeyError: ``endpoint`` is not one of this dispatcher's endpoints.
         """
         self._removed.discard((endpoint, replica_id))
+        self.watchdog.forget(endpoint, replica_id)  # a new actor under that name: no longer suspected
         self._pool(endpoint).add(replica_id, handle)
 
     async def remove_replica(self, endpoint: str, replica_id: str, timeout: float = 30.0) -> bool:
@@ -170,6 +188,7 @@ class DispatcherActor:
             KeyError: unknown endpoint or replica.
         """
         self._removed.add((endpoint, replica_id))
+        self.watchdog.forget(endpoint, replica_id)
         return await self._pool(endpoint).remove(replica_id, timeout)
 
     def _pool(self, endpoint: str) -> ReplicaPool:
@@ -186,8 +205,9 @@ class DispatcherActor:
     async def stop(self, timeout: float = 30.0) -> bool:
         """Drain (bounded), stop health checks, tear down the router; return whether all was confirmed."""
         drained = await self.drain(timeout)
-        if self._health_task is not None:
-            self._health_task.cancel()
+        for task in (self._health_task, self._watchdog_task):
+            if task is not None:
+                task.cancel()
         await self.core.stop()
         for pool in self.pools.values():
             await pool.close()
@@ -310,6 +330,17 @@ class DispatcherActor:
     async def pending(self) -> dict[str, int]:
         """Messages sent to each endpoint's replicas and not yet confirmed (the autoscaler's load signal)."""
         return self._pending_per_endpoint()
+
+    async def failure_counts(self) -> dict[str, int]:
+        """Failure records kept now, per ``"direction:endpoint"`` where they failed (what ``failures list`` shows).
+
+        Unlike ``stats["failed"]``, which counts every failure ever recorded, this
+        drops when records are replayed or purged.
+
+        Raises:
+            StoreUnavailable: the failure store cannot be reached.
+        """
+        return await self.core.failures.count_by_endpoint()
 
     def _pending_per_endpoint(self) -> dict[str, int]:
         return {name: sum(r["pending"] for r in pool.stats().values()) for name, pool in self.pools.items()}

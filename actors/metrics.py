@@ -210,7 +210,7 @@ class _Instruments:
         )
         self.endpoint_messages = metrics.Counter(
             "ray_dispatch_endpoint_messages_total",
-            "Messages endpoint replicas handled, refused, or dropped as duplicates.",
+            "Messages endpoint replicas handled, refused, dropped as duplicates, or ignored (kinds they do not carry).",
             tag_keys=("endpoint", "role", "outcome"),
         )
         self.batch_size = metrics.Histogram(
@@ -297,6 +297,13 @@ def record_endpoint_batch(endpoint: str, role: str, size: int, refused: int, dup
     for outcome, count in (("handled", handled), ("refused", refused), ("duplicate", duplicates)):
         if count > 0:
             inst.endpoint_messages.inc(count, tags={"endpoint": endpoint, "role": role, "outcome": outcome})
+
+
+def record_endpoint_ignored(endpoint: str, role: str, kind: str) -> None:
+    """Count one inbound message an endpoint replica does not carry (outcome ``ignored_<kind>``)."""
+    inst = instruments()
+    if inst is not None:
+        inst.endpoint_messages.inc(1, tags={"endpoint": endpoint, "role": role, "outcome": f"ignored_{kind}"})
 
 
 def record_connection_state(endpoint: str, replica: str, connection: str, state: str) -> None:

@@ -9,6 +9,7 @@ import ray
 from ray import exceptions as rex
 
 from actors.sender import ErrorKind, Order
+from actors.watchdog import ReplicaUnresponsive
 
 _TRANSIENT = (
     rex.ActorUnavailableError,
@@ -25,9 +26,10 @@ def classify_ray_error(exc: BaseException) -> ErrorKind:
 
     ``ActorUnavailableError`` (restarting, unreachable) and object-store trouble
     are transient; ``ActorDiedError`` means the actor is gone for good (no
-    restarts left); an exception raised by the receiver's own code is permanent.
+    restarts left), and so is a replica the watchdog gave up on (``ReplicaUnresponsive``);
+    an exception raised by the receiver's own code is permanent.
     """
-    if isinstance(exc, rex.ActorDiedError):
+    if isinstance(exc, (rex.ActorDiedError, ReplicaUnresponsive)):
         return "dead"
     if isinstance(exc, _TRANSIENT):
         return "transient"
@@ -46,6 +48,11 @@ def receive_call(source: str) -> Callable[[Any], Callable[[list[Any], Order], Aw
         return call
 
     return make_call
+
+
+async def probe_replica(handle: Any) -> Any:
+    """The watchdog's cheap call to an endpoint replica: its ``ping``."""
+    return await handle.ping.remote()
 
 
 def current_node_id() -> str:

@@ -10,6 +10,8 @@ replica is killed right after.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections import defaultdict
 from typing import Any, ClassVar
 
@@ -24,10 +26,27 @@ class Ledger:
 
     def __init__(self) -> None:
         self.arrivals: list[tuple[str, str, str, str | None]] = []
+        self.arrived_at: list[float] = []  # time.time() of each arrival, in step with ``arrivals``
 
     def record(self, replica: str, items: list[tuple[str, str, str | None]]) -> None:
         """Add ``(direction, message_id, user)`` items handled by ``replica``."""
         self.arrivals.extend((replica, d, mid, user) for d, mid, user in items)
+        self.arrived_at.extend(itertools.repeat(time.time(), len(items)))
+
+    def longest_pause(self, since: float, per_user: bool = False) -> float:
+        """Longest stretch of wall-clock seconds without an arrival, counted from ``since`` (a ``time.time()``).
+
+        The stretch from ``since`` to the first arrival after it counts too, so a
+        stream that stalls right after ``since`` shows the whole stall. With
+        ``per_user``, the longest such stretch of any one user's messages (each
+        user's stretch ends at that user's last arrival).
+        """
+        streams: dict[str | None, list[float]] = defaultdict(lambda: [since])
+        for (_, _, _, user), at in zip(self.arrivals, self.arrived_at, strict=True):
+            if at > since:
+                streams[user if per_user else None].append(at)
+        gaps = (b - a for times in streams.values() for a, b in itertools.pairwise(sorted(times)))
+        return max(gaps, default=0.0)
 
     def ids(self, direction: str = "inbound") -> list[str]:
         """Every id that arrived in ``direction``, with repeats, in arrival order."""
@@ -51,6 +70,7 @@ class Ledger:
     def clear(self) -> None:
         """Forget everything."""
         self.arrivals.clear()
+        self.arrived_at.clear()
 
 
 class LedgerApplicationConfig(EndpointConfig):

@@ -491,7 +491,8 @@ class Deployment:
 
         Links carry the messages the dispatchers received from and published to
         each endpoint (per direction in the tooltip), their rate over the
-        dispatchers' last interval, and the failures recorded for it; boxes
+        dispatchers' last interval, and the failure records kept for it now (as
+        ``failures list`` shows them: purged or replayed ones are gone); boxes
         show the replicas running, and the dead ones (not answering, or seen
         dying by a dispatcher and not running since). Shown inline in Jupyter;
         ``.save("x.svg")`` or ``.png`` writes a file. ``status`` is a
@@ -505,11 +506,16 @@ class Deployment:
             stats = dispatcher.get("stats") or {}
             for key, n in [*stats.get("received", {}).items(), *stats.get("published", {}).items()]:
                 counts[key] = counts.get(key, 0) + n
-            for key, n in stats.get("failed", {}).items():
-                failed[key] = failed.get(key, 0) + n
             measured = (dispatcher.get("metrics") or {}).get("rates") or {}
             for key, rate in [*measured.get("received", {}).items(), *measured.get("published", {}).items()]:
                 rates[key] = rates.get(key, 0.0) + rate
+        for handle in self.dispatchers:
+            try:
+                kept = ray.get(handle.failure_counts.remote(), timeout=timeout)
+            except Exception:  # dead, or its failure store is down: as in status, it shows no failures
+                continue
+            for key, n in kept.items():
+                failed[key] = failed.get(key, 0) + n
         replicas = {e: sum(r["alive"] for r in entry["replicas"].values()) for e, entry in info["endpoints"].items()}
         # Dead: listed but not answering, or seen dying by a dispatcher and not running since.
         gone = {

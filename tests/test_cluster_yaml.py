@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import re
 import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,7 @@ def test_every_ray_start_turns_token_auth_on(raw: dict[str, Any]) -> None:
 
 def test_shells_on_the_nodes_get_token_auth_and_the_token_is_mounted(raw: dict[str, Any]) -> None:
     assert raw["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
-    bashrc = [c for c in raw["setup_commands"] if "~/.bashrc" in c]
+    bashrc = [c for c in raw["setup_commands"] if "~/.bashrc" in c and "RAY_AUTH_MODE" in c]
     assert len(bashrc) == 1 and "export RAY_AUTH_MODE=token" in bashrc[0]
     assert "get-auth-token --generate" in CLUSTER_YAML.read_text()
 
@@ -102,6 +103,21 @@ def test_every_node_installs_the_project(raw: dict[str, Any]) -> None:
     assert installs[0] in prepared["head_setup_commands"] and installs[0] in prepared["worker_setup_commands"]
 
 
+def test_every_node_gets_python_3_11_and_installs_into_it_first_on_path(raw: dict[str, Any]) -> None:
+    """The project needs Python 3.11 (pyproject), which Ray's default AWS image does not have."""
+    requires = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    setup = raw["setup_commands"]
+    [venv] = [i for i, c in enumerate(setup) if "uv venv" in c]
+    assert requires == ">=3.11" and "--python 3.11" in setup[venv] and "~/rd-venv" in setup[venv]
+    [on_path] = [i for i, c in enumerate(setup) if "PATH" in c and "~/.bashrc" in c]
+    assert 'export PATH="$HOME/rd-venv/bin:$PATH"' in setup[on_path]
+    [install] = [i for i, c in enumerate(setup) if "pip install" in c]
+    assert venv < install and setup[install].startswith("~/rd-venv/bin/python -m pip install")
+    assert all(c.startswith("~/rd-venv/bin/python -m pip") for c in raw["head_setup_commands"])
+    header = CLUSTER_YAML.read_text().split("cluster_name:")[0]
+    assert "Python 3.11+" in header and "3.10" not in header
+
+
 def test_the_head_starts_the_deployment_the_way_the_cli_expects(raw: dict[str, Any]) -> None:
     last = raw["head_start_ray_commands"][-1]
     assert sets_token_auth(last) and "RAY_ADDRESS=auto" in last.split(";")[0]
@@ -115,3 +131,23 @@ def test_the_head_starts_the_deployment_the_way_the_cli_expects(raw: dict[str, A
     assert local_config.is_file()
     result = CliRunner().invoke(cli.main, ["validate", str(local_config)])
     assert result.exit_code == 0, result.stderr
+
+
+def test_the_head_sets_faster_node_health_checks_that_ray_start_accepts(raw: dict[str, Any]) -> None:
+    """Ray's defaults declare a lost raylet's node dead after ~15 s, the shipped settings after ~5 s."""
+    from ray._raylet import Config
+    from ray.scripts.scripts import start
+
+    [head] = ray_start_commands(raw["head_start_ray_commands"])
+    words = shlex.split(head.split(";")[-1])
+    assert words[:2] == ["ray", "start"]
+    settings = start.make_context("start", words[2:]).params["system_config"]  # parsed as `ray start` would
+    assert set(settings) == {"health_check_period_ms", "health_check_timeout_ms", "health_check_failure_threshold"}
+    assert all(hasattr(Config, key) for key in settings), "a key Ray 2.60 does not know"
+    period, timeout = settings["health_check_period_ms"], settings["health_check_timeout_ms"]
+    threshold = settings["health_check_failure_threshold"]
+    defaults = Config.health_check_period_ms(), Config.health_check_failure_threshold()
+    assert period * threshold <= 5_000 < defaults[0] * defaults[1]
+    assert timeout >= Config.health_check_timeout_ms()  # a busy raylet that answers late must not be killed
+    for note in ("health_check_period_ms", "call_deadline"):
+        assert note in CLUSTER_YAML.read_text().split("cluster_name:")[0], f"the header should explain {note}"

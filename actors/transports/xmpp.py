@@ -7,6 +7,11 @@ for as long as the transport runs; XEP-0199 pings detect a dead server.
 Inbound: every chat or normal message with a body becomes a user message from
 the sender's bare JID to this transport's bare JID (``to_addr`` of replies is
 a bare JID; the sender's resource is kept in ``transport_metadata.xmpp``).
+Groupchat and headline messages, and messages with an empty body, are not
+carried: each is counted in ``counters`` (``ignored_groupchat``,
+``ignored_headline``, ``ignored_empty_body``) and the metric
+``ray_dispatch_endpoint_messages_total`` (outcome ``ignored_<kind>``), and the
+first of each kind is logged.
 With stream management, the server's count of handled stanzas includes a
 message only once the dispatcher confirmed it: if the transport dies first,
 the server stores the message offline (and delivers it on the next login) or
@@ -44,6 +49,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from actors import metrics
 from actors.connection import PeerRefused
 from actors.endpoint import EndpointConfig, TransportActor
 from actors.transports.common import BackoffConfig, BoundedMap, ConnectionSupervisor, Secret, SendWindow
@@ -366,7 +372,10 @@ class XmppTransport(TransportActor):
         """Hand a chat message to the dispatcher and wait for its confirmation (invalid: a record)."""
         kind = stanza["type"]
         body = stanza["body"]
+        if kind == "error":
+            return  # a bounce: _on_error reports it
         if kind not in ("chat", "normal") or not body:
+            self._ignore(kind if kind not in ("chat", "normal") else "empty_body", stanza["from"])
             return
         sender = stanza["from"]
         metadata = {"xmpp": {"resource": sender.resource, "type": kind, "id": stanza["id"] or None}}
@@ -383,6 +392,22 @@ class XmppTransport(TransportActor):
             await self.publish_message(wait=True, **fields)
         except (InvalidMessage, DeliveryError, RuntimeError):
             await self.publish_from_peer(**fields)  # kept as an undeliverable record
+
+    def _ignore(self, kind: str, sender: Any) -> None:
+        """Count an inbound message this transport does not carry; log the first of each kind."""
+        key = f"ignored_{kind}"
+        if not self.counters[key]:
+            what = "messages with an empty body" if kind == "empty_body" else f"{kind} messages"
+            log.warning(
+                "xmpp transport %r: ignoring %s (first from %s); it carries chat and normal messages"
+                " with a body only; counted in counters[%r], logged once",
+                self.endpoint_name,
+                what,
+                sender,
+                key,
+            )
+        self.counters[key] += 1
+        metrics.record_endpoint_ignored(self.endpoint_name, self.ROLE, kind)
 
     async def _on_receipt(self, stanza: Any) -> None:
         user_message_id = self._sent.pop(stanza["receipt"])

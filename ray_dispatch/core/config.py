@@ -243,9 +243,16 @@ class EndpointSpec(ActorSpec):
 
 
 class DispatcherSpec(ActorSpec):
-    """The ``dispatcher:`` section: how many dispatcher actors; ``batching`` is for the endpoints' sends to them."""
+    """The ``dispatcher:`` section: how many dispatcher actors; ``batching`` is for the endpoints' sends to them.
+
+    ``call_deadline``: seconds a call to an endpoint replica may go unconfirmed
+    before the dispatcher probes the replica (0 turns this off); ``probe_timeout``:
+    seconds the probe may take before the replica's messages go to the others.
+    """
 
     replicas: int = Field(1, ge=1)
+    call_deadline: float = Field(2.0, ge=0)
+    probe_timeout: float = Field(1.0, gt=0)
 
 
 class DispatcherConfig(BaseModel):

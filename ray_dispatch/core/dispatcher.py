@@ -498,7 +498,7 @@ class Dispatcher:
             destination=destination,
         )
         await self.failures.add(record)
-        where = destination or endpoint
+        where = record.failed_at
         known = where in self._transports or where in self._exposed
         self.stats.failed[direction, where if known else "(unknown endpoint)"] += 1  # type: ignore[index]
         return record

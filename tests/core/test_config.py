@@ -390,6 +390,7 @@ def test_every_endpoint_gets_a_typed_spec_and_batching_is_a_model() -> None:
     assert config.endpoints["sms"].batching.max_batch == 10 and config.endpoints["sms"].batching.max_queued == 20_000
     assert config.endpoints["app1"].class_path is None and config.endpoints["app1"].config == {}
     assert config.dispatcher.replicas == 2 and config.dispatcher.batching.max_batch == 1000
+    assert (config.dispatcher.call_deadline, config.dispatcher.probe_timeout) == (2.0, 1.0)  # fail over within ~4 s
 
 
 @pytest.mark.parametrize(
@@ -411,6 +412,14 @@ def test_every_endpoint_gets_a_typed_spec_and_batching_is_a_model() -> None:
         (
             {"endpoints": {"sms": {"batching": {"max_batch": 0}}}},
             "endpoints.sms.batching.max_batch: Input should be greater than or equal to 1 (got 0)",
+        ),
+        (
+            {"dispatcher": {"call_deadline": -1}},
+            "dispatcher.call_deadline: Input should be greater than or equal to 0 (got -1)",
+        ),
+        (
+            {"dispatcher": {"probe_timeout": 0}},
+            "dispatcher.probe_timeout: Input should be greater than 0 (got 0)",
         ),
         ({"endpoints": ["sms"]}, "endpoints: must be a mapping of endpoint name to spec"),
         ({"endpoints": {"nobody": {}}}, "endpoints ['nobody'] are in neither transport_names nor exposed_names"),

@@ -23,6 +23,7 @@ the batches it had not confirmed; the dispatcher redelivers them to replica
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import Any
@@ -94,6 +95,7 @@ def run(cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
         if not wait_for(lambda: len(ray.get(ledger.ids.remote(), timeout=20)) > messages // 4, 120):
             raise RuntimeError("traffic did not start")
         at_removal = len(ray.get(ledger.ids.remote(), timeout=20))
+        removed_wall = time.time()
         cluster.remove_node(victim, allow_graceful=False)
         removed_at = time.monotonic()
         sent_ids = ray.get(sending, timeout=200)
@@ -116,6 +118,10 @@ def run(cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
             "failures": dep.failures(),
             "dead_replicas": status["dead_replicas"],
             "seconds_to_finish_after_removal": round(finished - removed_at, 2),
+            "longest_pause_after_removal": round(ray.get(ledger.longest_pause.remote(removed_wall), timeout=30), 2),
+            "longest_user_pause_after_removal": round(
+                ray.get(ledger.longest_pause.remote(removed_wall, per_user=True), timeout=30), 2
+            ),
             "seconds_total": round(finished - started, 2),
             "app_senders": status["endpoints"]["app"],
         }
@@ -124,16 +130,31 @@ def run(cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
         ray.kill(ledger)
 
 
+def shipped_health_checks() -> dict[str, Any]:
+    """The node health-check settings ``cluster.yaml`` gives the head's ``ray start --system-config``."""
+    import shlex
+    from pathlib import Path
+
+    import yaml
+
+    cluster = yaml.safe_load((Path(__file__).resolve().parents[2] / "cluster.yaml").read_text())
+    for command in cluster["head_start_ray_commands"]:
+        for word in shlex.split(command):
+            if word.startswith("--system-config="):
+                return json.loads(word.removeprefix("--system-config="))  # type: ignore[no-any-return]
+    raise LookupError("cluster.yaml: no --system-config on the head's ray start")
+
+
 def main() -> int:
     """Start the cluster, run, print ``RESULT <json>``, shut everything down."""
+    shipped = "--ray-default-health-checks" not in sys.argv
     return cluster_script_main(
         __doc__,
         {
             "num_cpus": 1,
             "resources": {"head": 100},
             "include_dashboard": False,
-            # Notice a dead node within about two seconds instead of Ray's default ~30.
-            "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3},
+            "_system_config": shipped_health_checks() if shipped else {},
         },
         run,
         _add_arguments,
@@ -142,6 +163,11 @@ def main() -> int:
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=5_000, help="messages to stream")
+    parser.add_argument(
+        "--ray-default-health-checks",
+        action="store_true",
+        help="keep Ray's node health-check settings (default: the ones cluster.yaml ships)",
+    )
 
 
 if __name__ == "__main__":

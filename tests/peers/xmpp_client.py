@@ -46,9 +46,9 @@ class XmppPeer:
         self.client.connect("127.0.0.1", self.port)
         await asyncio.wait_for(self._started, timeout)
 
-    def send(self, to: str, body: str) -> None:
-        """Send a chat message."""
-        self.client.send_message(mto=slixmpp.JID(to), mbody=body, mtype="chat")
+    def send(self, to: str, body: str, mtype: str = "chat") -> None:
+        """Send a message (a chat message unless ``mtype`` says otherwise: groupchat, headline, normal)."""
+        self.client.send_message(mto=slixmpp.JID(to), mbody=body, mtype=mtype)  # type: ignore[arg-type]
 
     async def wait_for_bodies(self, count: int, timeout: float = 10.0) -> list[str]:
         """Wait (bounded) until ``count`` messages arrived; return their bodies."""

@@ -140,6 +140,7 @@ def test_a_bad_recent_outcomes_value_fails_before_anything_starts(ray_session: N
 
 
 def test_the_live_graph_has_counts_replicas_and_failures(dep: Deployment) -> None:
+    assert dep.send("late_transport", "nobody home either")["failures"]
     status = dep.status()
     stats = status["dispatchers"][0]["stats"]
     topology = dep.graph()
@@ -166,6 +167,19 @@ def test_the_live_graph_has_counts_replicas_and_failures(dep: Deployment) -> Non
         and f"deployment {NAME} (namespace {NAMESPACE}), live" in svg
     )
     assert "failed" in [t.get("class") for t in edges["later_app"].iter(f"{SVG}text")]
+
+
+def test_the_live_graph_shows_the_failure_records_kept_now_not_every_failure_ever(dep: Deployment) -> None:
+    dep.send("late_transport", "one more for nobody")
+    assert dep.graph().failed.get("later_app", 0) >= 1
+    purged = cli("failures", "purge", "--all", "--name", NAME, "--namespace", NAMESPACE)
+    assert purged.exit_code == 0, purged.output
+    [dispatcher] = dep.status()["dispatchers"]
+    assert dispatcher["failures"] == 0 and dispatcher["stats"]["failed"]["inbound:later_app"] >= 1
+    topology = dep.graph()
+    assert topology.failed == {}
+    later_app = [g for g in ET.fromstring(topology.to_svg()).iter(f"{SVG}g") if g.get("data-endpoint") == "later_app"]
+    assert "failed" not in [t.get("class") for g in later_app for t in g.iter(f"{SVG}text")]
 
 
 def test_cli_explain_and_graph_by_deployment(dep: Deployment, tmp_path: Path) -> None:

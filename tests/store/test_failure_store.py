@@ -47,6 +47,21 @@ async def test_the_bound_counts_what_it_dropped(failure_store: FailureStore) -> 
         assert await failure_store.dropped() == 2
 
 
+async def test_counts_per_endpoint_are_of_the_records_kept_now(failure_store: FailureStore) -> None:
+    """Where each failed (destination, else arrival endpoint); purged and removed records no longer count."""
+    kept = [
+        await failure_store.add(record()),
+        await failure_store.add(record(destination="app")),
+        await failure_store.add(record(destination="app")),
+        await failure_store.add(record("outbound", "app", destination="sms")),
+    ]
+    assert await failure_store.count_by_endpoint() == {"inbound:sms": 1, "inbound:app": 2, "outbound:sms": 1}
+    await failure_store.remove([kept[1].failure_id])
+    assert await failure_store.count_by_endpoint() == {"inbound:sms": 1, "inbound:app": 1, "outbound:sms": 1}
+    await failure_store.purge()
+    assert await failure_store.count_by_endpoint() == {}
+
+
 class IgnoresFilters(MemoryFailureStore):
     """Lists every record, whatever was asked."""
 

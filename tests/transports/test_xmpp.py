@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from peers.prosody import ProsodyServer, prosody_available
 from peers.tcp_gate import TcpGate
 from peers.xmpp_client import XmppPeer
 
+from actors import metrics
 from actors.transports.xmpp import XmppTransport
 from ray_dispatch.core.errors import ConfigError
 from ray_dispatch.core.message import TransportUserMessage
@@ -351,3 +353,30 @@ async def test_an_inbound_message_the_dispatcher_had_not_confirmed_when_the_conn
     finally:
         link.release()
         prosody.stop()
+
+
+async def test_groupchat_headline_and_empty_messages_are_counted_and_logged_once_per_kind(
+    link: Any, transport: XmppTransport, alice: XmppPeer, caplog: pytest.LogCaptureFixture, monkeypatch: Any
+) -> None:
+    recorded: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(metrics, "record_endpoint_ignored", lambda *args: recorded.append(args))
+    to_transport = "dispatcher@localhost/ray_dispatch"  # a full JID: the server delivers every type to it
+    with caplog.at_level(logging.WARNING, logger="actors.transports.xmpp"):
+        alice.send(to_transport, "room talk", mtype="groupchat")
+        alice.send(to_transport, "more room talk", mtype="groupchat")
+        alice.send(to_transport, "breaking news", mtype="headline")
+        alice.client.send_raw(f'<message to="{to_transport}" type="chat"><body></body></message>')
+        alice.send(to_transport, "a real chat message")
+        await link.wait_until(lambda: link.inbound)
+        await link.wait_until(lambda: sum(transport.counters[f"ignored_{k}"] for k in IGNORED) == 4)
+    assert [m.content for m in link.inbound] == ["a real chat message"]
+    assert {k: transport.counters[f"ignored_{k}"] for k in IGNORED} == {"groupchat": 2, "headline": 1, "empty_body": 1}
+    assert sorted(kind for _, _, kind in recorded) == ["empty_body", "groupchat", "groupchat", "headline"]
+    lines = [r.getMessage() for r in caplog.records if "ignoring" in r.getMessage()]
+    assert len(lines) == 3, lines
+    assert any("ignoring groupchat messages (first from alice@localhost/peer)" in line for line in lines)
+    assert any("ignoring headline messages" in line and "counters['ignored_headline']" in line for line in lines)
+    assert any("ignoring messages with an empty body" in line for line in lines)
+
+
+IGNORED = ("groupchat", "headline", "empty_body")

@@ -112,6 +112,11 @@ class FailureRecord:
             reason = f"{reason[:MAX_REASON_CHARS]}... ({len(reason)} characters, cut)"
         self.reason = reason
 
+    @property
+    def failed_at(self) -> str | None:
+        """The endpoint where it failed: the destination if it got that far, else the one it arrived on."""
+        return self.destination or self.endpoint
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-encodable dict: the message as its Vumi JSON payload.
 
@@ -212,6 +217,22 @@ class FailureStore(ABC):
     @abstractmethod
     async def count(self) -> int:
         """Return how many records are kept."""
+
+    async def count_by_endpoint(self) -> dict[str, int]:
+        """Return how many records are kept per ``"direction:endpoint"``, the endpoint being where each failed.
+
+        Where a record failed is its ``destination`` if it got that far, else the
+        endpoint it arrived on (``"direction:"`` when neither is known). The
+        default reads every record (``list``); a store may count faster.
+
+        Raises:
+            StoreUnavailable: the store cannot be reached.
+        """
+        counts: dict[str, int] = {}
+        for record in await self.list():
+            key = f"{record.direction}:{record.failed_at or ''}"
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The default does nothing."""
