@@ -31,7 +31,9 @@ import ray
 
 from actors.dispatcher import DispatcherActor
 from actors.endpoint import EndpointActor
+from actors.history import find_history
 from actors.naming import dispatcher_actor_name, dispatcher_names, endpoint_actor_name, replica_ids
+from ray_dispatch import reconfigure
 from ray_dispatch.core.config import (
     DEFAULT_ACTOR_OPTIONS,
     DispatcherConfig,
@@ -175,6 +177,7 @@ class Deployment:
         deployment = cls(name, namespace, loaded, dispatchers, detached=detached)
         try:
             _get([d.start.remote() for d in dispatchers], timeout=timeout)
+            reconfigure.record_start(deployment)  # its config is generation 1
             for endpoint, endpoint_spec in loaded.endpoints.items():
                 if endpoint_spec.class_path and endpoint_spec.replicas:
                     deployment._spawn(endpoint, endpoint_spec, endpoint_spec.replicas, timeout)
@@ -329,7 +332,10 @@ class Deployment:
             self._remove_replica(endpoint, rid, timeout)
 
     def _remove_replica(self, endpoint: str, replica_id: str, timeout: float) -> None:
-        handle = self.endpoint(endpoint, replica_id)
+        # By name, not via ``endpoint()``: an apply removes endpoints its new config no longer has.
+        handle = self._handles.get((endpoint, replica_id)) or ray.get_actor(
+            endpoint_actor_name(self.name, endpoint, replica_id), namespace=self.namespace
+        )
         ray.get([d.remove_replica.remote(endpoint, replica_id, timeout) for d in self.dispatchers], timeout=timeout + 5)
         try:
             ray.get(handle.stop.remote(), timeout=timeout)
@@ -340,6 +346,45 @@ class Deployment:
     def _check_endpoint(self, endpoint: str) -> None:
         _require_text("endpoint", endpoint, ConfigError)
         self.config.role(endpoint)  # raises ConfigError naming an unknown endpoint
+
+    # -- changing the config --------------------------------------------------------------
+
+    def apply(
+        self,
+        config: Mapping[str, Any] | str | Path | DispatcherConfig,
+        dry_run: bool = False,
+        *,
+        allowed_class_prefixes: Sequence[str] | None = None,
+        timeout: float = 120.0,
+    ) -> reconfigure.ApplyResult:
+        """Switch the running deployment to ``config`` as its next generation; return the plan and result.
+
+        The new config gets the full preflight; the plan lists the changes and
+        the routing difference on recent traffic; with ``dry_run`` nothing
+        changes. Otherwise every dispatcher switches between batches (none
+        lost, per-user order kept), new endpoints start, changed ones are
+        rescaled, removed ones drained and stopped (``ray_dispatch.reconfigure``).
+
+        Raises:
+            ConfigError: the new config is invalid (nothing changed).
+            ApplyRefused: a dispatcher could not set the new config up (nothing changed; says which and why).
+        """
+        return reconfigure.apply(
+            self, config, dry_run=dry_run, allowed_class_prefixes=allowed_class_prefixes, timeout=timeout
+        )
+
+    def rollback(self, timeout: float = 120.0) -> reconfigure.ApplyResult:
+        """Apply the generation before the current one again (as a new generation).
+
+        Raises:
+            NoEarlierGeneration: the deployment has applied only one config.
+            ApplyRefused: as for ``apply``.
+        """
+        return reconfigure.rollback(self, timeout=timeout)
+
+    def history(self) -> list[dict[str, Any]]:
+        """The config generations this deployment applied, oldest first (``generation``, ``applied_at``, ...)."""
+        return reconfigure.history(self)
 
     # -- messages -----------------------------------------------------------------------
 
@@ -586,7 +631,7 @@ class Deployment:
         _quietly(lambda: ray.get([d.drain.remote(timeout) for d in self.dispatchers], timeout=timeout + 5))
         _quietly(lambda: ray.get([h.stop.remote() for h in applications], timeout=timeout))
         _quietly(lambda: ray.get([d.stop.remote(5) for d in self.dispatchers], timeout=10))
-        for handle in [*handles.values(), *self.dispatchers]:
+        for handle in [*handles.values(), *self.dispatchers, find_history(self.name, self.namespace)]:
             if handle is not None:
                 _quietly(lambda h=handle: ray.kill(h))
         deadline = time.monotonic() + 10
