@@ -161,6 +161,7 @@ class Deployment:
         if dispatcher_names(name, namespace):
             raise DispatchError(f"a deployment named {name!r} already runs in namespace {namespace!r}")
         lifetime = {"lifetime": "detached"} if detached else {}
+        reconfigure.record_start(name, namespace, loaded, detached=detached)  # its config is generation 1
         remote: Any = ray.remote(DispatcherActor)
         dispatchers = [
             remote.options(
@@ -177,7 +178,6 @@ class Deployment:
         deployment = cls(name, namespace, loaded, dispatchers, detached=detached)
         try:
             _get([d.start.remote() for d in dispatchers], timeout=timeout)
-            reconfigure.record_start(deployment)  # its config is generation 1
             for endpoint, endpoint_spec in loaded.endpoints.items():
                 if endpoint_spec.class_path and endpoint_spec.replicas:
                     deployment._spawn(endpoint, endpoint_spec, endpoint_spec.replicas, timeout)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -98,10 +99,25 @@ def history_handle(deployment: Deployment, *, create: bool = True) -> Any:
     return handle
 
 
-def record_start(deployment: Deployment) -> None:
-    """Start the history of a deployment that just started: its config is generation 1."""
-    handle = start_history(deployment.name, deployment.namespace, detached=deployment.detached)
-    ray.get(handle.record.remote(deployment.config.raw, number=1, source=deployment.config.source, note="start"))
+def record_start(name: str, namespace: str, config: DispatcherConfig, *, detached: bool) -> None:
+    """Start the history of a deployment about to start: ``config`` is generation 1.
+
+    A history left by an earlier deployment of that name (one that was not
+    shut down) is discarded first, so the new dispatchers do not adopt its generations.
+    """
+    stale = find_history(name, namespace)
+    if stale is not None:
+        ray.kill(stale)
+        _wait_gone(name, namespace)
+    handle = start_history(name, namespace, detached=detached)
+    ray.get(handle.record.remote(config.raw, number=1, source=config.source, note="start"), timeout=60)
+
+
+def _wait_gone(name: str, namespace: str, bound: float = 30.0) -> None:
+    """Wait (bounded) until the history actor's name is free again."""
+    deadline = time.monotonic() + bound
+    while find_history(name, namespace) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def history(deployment: Deployment) -> list[dict[str, Any]]:
