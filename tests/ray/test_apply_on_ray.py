@@ -190,8 +190,6 @@ def test_apply_during_a_stream_loses_nothing_keeps_order_and_routes_each_message
                 assert where[r["message_id"]] == expected
     assert set(generation_of) == set(ids)
     by_user: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for message_id in ids:  # ids are in the order sent
-        by_user[message_id] = []
     for (_, _), inbox in inboxes.items():
         for m in inbox["messages"]:
             by_user[m["from_addr"]].append((int(m["content"].split()[1]), generation_of[m["message_id"]]))
@@ -241,7 +239,7 @@ def test_cli_dry_run_changes_nothing_then_apply_history_and_rollback(
     dep = deployment
     target = ["--deployment", dep.name, "--namespace", dep.namespace]
     transport = dep.endpoint("sms", 0)
-    sample = [{"content": f"{'two' if i % 3 == 0 else 'one'} {i}", "from_addr": USERS[i % 4]} for i in range(30)]
+    sample = [{"content": f"{'two' if i % 3 == 0 else 'one'} {i}", "from_addr": USERS[i % 4], "to_addr": "12345"} for i in range(30)]
     ray.get(transport.inject_many.remote(sample), timeout=120)
     new_file = tmp_path / "keywords.yaml"
     new_file.write_text(yaml.safe_dump(generation_2(redis_url, dep.name)))
