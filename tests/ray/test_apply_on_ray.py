@@ -239,7 +239,10 @@ def test_cli_dry_run_changes_nothing_then_apply_history_and_rollback(
     dep = deployment
     target = ["--deployment", dep.name, "--namespace", dep.namespace]
     transport = dep.endpoint("sms", 0)
-    sample = [{"content": f"{'two' if i % 3 == 0 else 'one'} {i}", "from_addr": USERS[i % 4], "to_addr": "12345"} for i in range(30)]
+    sample = [
+        {"content": f"{'two' if i % 3 == 0 else 'one'} {i}", "from_addr": USERS[i % 4], "to_addr": "12345"}
+        for i in range(30)
+    ]
     ray.get(transport.inject_many.remote(sample), timeout=120)
     new_file = tmp_path / "keywords.yaml"
     new_file.write_text(yaml.safe_dump(generation_2(redis_url, dep.name)))
