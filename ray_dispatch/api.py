@@ -382,6 +382,14 @@ class Deployment:
         """
         return reconfigure.rollback(self, timeout=timeout)
 
+    def refresh_config(self, timeout: float = 10.0) -> DispatcherConfig:
+        """Reload the config in force from the dispatchers (another driver may have applied one); return it."""
+        with contextlib.suppress(Exception):
+            raw = ray.get(self.dispatchers[0].raw_config.remote(), timeout=timeout)
+            if raw != self.config.raw:
+                self.config = self.spec = load_config(raw)
+        return self.config
+
     def history(self) -> list[dict[str, Any]]:
         """The config generations this deployment applied, oldest first (``generation``, ``applied_at``, ...)."""
         return reconfigure.history(self)
@@ -448,6 +456,7 @@ class Deployment:
         or ``down`` —, ``reason``, ``since``, ``attempts``, ``next_attempt``; see
         ``actors.connection``) and ``connected`` (all up; None: no peer).
         """
+        self.refresh_config(timeout)
         dispatchers = []
         for index, handle in enumerate(self.dispatchers):
             try:
@@ -624,6 +633,7 @@ class Deployment:
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop transports (no new input), drain the dispatchers, stop applications, kill every actor."""
+        self.refresh_config()  # the endpoints of the config in force, if another driver applied one
         handles = {(e, r): self._handle_or_none(e, r) for e in self.config.endpoint_names for r in self.replica_ids(e)}
         transports = [h for (e, _), h in handles.items() if h and self.config.is_transport(e)]
         applications = [h for (e, _), h in handles.items() if h and not self.config.is_transport(e)]

@@ -176,6 +176,32 @@ def apply(
     if dry_run:
         return ApplyResult(plan, applied=False, generation=current)
     _prepare_everywhere(deployment, plan.generation, new, timeout)
+    lifetime = deployment.detached
+    # Replicas started from a driver that did not start the deployment (the CLI) must outlive it.
+    deployment.detached = deployment.detached or not deployment._handles
+    try:
+        _start_applications(deployment, plan, new, current.number, timeout)
+        _commit_everywhere(deployment, plan.generation, timeout)
+        generation: Generation = ray.get(
+            handle.record.remote(
+                new.raw, number=plan.generation, source=new.source, note=note, applied_at=_applied_at(deployment)
+            ),
+            timeout=30,
+        )
+        _change_endpoints(deployment, plan, new, timeout)
+    finally:
+        deployment.detached = lifetime
+    return ApplyResult(plan, applied=True, generation=generation)
+
+
+def _start_applications(
+    deployment: Deployment, plan: ApplyPlan, new: DispatcherConfig, current: int, timeout: float
+) -> None:
+    """Start the new application endpoints (before the switch); if one cannot start, abort everywhere.
+
+    Raises:
+        ApplyRefused: an endpoint could not start (its replicas are stopped, every dispatcher aborted).
+    """
     previous = deployment.config
     deployment.config = deployment.spec = new
     try:
@@ -190,17 +216,8 @@ def apply(
         deployment.config = deployment.spec = previous
         raise ApplyRefused(
             f"generation {plan.generation} not applied: endpoint could not start: {_reason(exc)};"
-            f" every dispatcher stays on generation {current.number}"
+            f" every dispatcher stays on generation {current}"
         ) from None
-    _commit_everywhere(deployment, plan.generation, timeout)
-    generation: Generation = ray.get(
-        handle.record.remote(
-            new.raw, number=plan.generation, source=new.source, note=note, applied_at=_applied_at(deployment)
-        ),
-        timeout=30,
-    )
-    _change_endpoints(deployment, plan, new, timeout)
-    return ApplyResult(plan, applied=True, generation=generation)
 
 
 def rollback(deployment: Deployment, **kw: Any) -> ApplyResult:

@@ -281,3 +281,40 @@ def test_cli_dry_run_changes_nothing_then_apply_history_and_rollback(
     status = cli("status", "--name", dep.name, "--namespace", dep.namespace)
     assert status.stdout.count("generation 3, applied ") == 2
     assert dep.failures() == []
+
+
+def test_a_dispatcher_restarted_after_an_apply_routes_with_the_generation_in_force(
+    deployment: Deployment, redis_url: str
+) -> None:
+    dep = deployment
+    dep.apply(generation_2(redis_url, dep.name))
+    restarted = dep.dispatchers[1]
+    pid_before = ray.get(restarted.ping.remote(), timeout=60)["pid"]
+    ray.kill(restarted, no_restart=False)  # Ray rebuilds it from the config it was first started with
+
+    def pid_now() -> int | None:
+        try:
+            return int(ray.get(restarted.ping.remote(), timeout=10)["pid"])
+        except ray.exceptions.RayError:
+            return None
+
+    assert wait_for(lambda: pid_now() not in (None, pid_before), 120), "Ray did not restart the dispatcher"
+    ray.get(restarted.start.remote(), timeout=120)
+    info = ray.get(restarted.status.remote(), timeout=60)
+    assert (info["generation"], info["router"]) == (2, "ContentKeywordRouter")
+    routed = ray.get(
+        restarted.inject.remote(
+            "inbound",
+            "sms",
+            {
+                "content": "two after the restart",
+                "from_addr": "+27840000001",
+                "to_addr": "12345",
+                "transport_name": "sms",
+                "transport_type": "sms",
+                "message_type": "user_message",
+            },
+        ),
+        timeout=120,
+    )
+    assert routed["destinations"] == ["inbound:app2"]
