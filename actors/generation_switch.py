@@ -29,7 +29,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import ray
+
 from actors.history import find_history
+from actors.naming import dispatcher_actor_name
 from actors.pool import ReplicaPool
 from ray_dispatch.core.config import DispatcherConfig, EndpointSpec, load_config
 from ray_dispatch.core.dispatcher import Dispatcher
@@ -153,7 +156,7 @@ class GenerationSwitch:
         A dispatcher Ray restarted is built from the config it was first started
         with; this brings it to the config the deployment applied since.
         """
-        history = find_history(self.deployment)
+        history = find_history(self.deployment, self._own_namespace())
         if history is None or self.core.started:
             return False
         current = await history.current.remote()
@@ -174,6 +177,14 @@ class GenerationSwitch:
         await self.drop_endpoint_pools(list(self.pools))
         log.info("dispatcher %s of %r restarted on generation %s", self.index, self.deployment, current.number)
         return True
+
+    def _own_namespace(self) -> str | None:
+        """The Ray namespace this dispatcher's name lives in (the deployment's; None if not found)."""
+        name = dispatcher_actor_name(self.deployment, self.index)
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            if entry["name"] == name:
+                return str(entry["namespace"])
+        return None
 
 
 async def _close_unshared(dispatcher: Dispatcher, keeper: Dispatcher) -> None:

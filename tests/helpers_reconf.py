@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ray
 
+from actors.builtin import EchoApplication
 from routers.content_keyword import ContentKeywordRouter
 
 REFUSAL = "the keyword service is unreachable from this dispatcher"
@@ -25,3 +26,15 @@ class RefusedOnSecondDispatcher(ContentKeywordRouter):
         if name is not None and name.endswith(":dispatcher:1"):
             raise ConnectionError(REFUSAL)
         super().setup_routing()
+
+
+class CannotStart(EchoApplication):
+    """An application whose ``start`` always fails (its resources are unavailable)."""
+
+    async def start(self) -> None:
+        """Fail.
+
+        Raises:
+            RuntimeError: always.
+        """
+        raise RuntimeError("its database is unavailable")

@@ -229,6 +229,21 @@ def test_apply_whose_router_fails_on_one_dispatcher_leaves_both_on_the_old_gener
     assert dep.failures() == []
 
 
+def test_apply_whose_new_application_cannot_start_changes_nothing(deployment: Deployment, redis_url: str) -> None:
+    dep = deployment
+    broken = generation_2(redis_url, dep.name)
+    broken["endpoints"]["app2"]["class"] = "tests.helpers_reconf.CannotStart"
+    with pytest.raises(ApplyRefused) as caught:
+        dep.apply(broken)
+    assert str(caught.value) == (
+        "generation 2 not applied: endpoint could not start: RuntimeError: its database is unavailable;"
+        " every dispatcher stays on generation 1"
+    )
+    assert [(d["generation"], d["router"]) for d in dep.status()["dispatchers"]] == [(1, "SimpleDispatchRouter")] * 2
+    assert dep.replica_ids("app2") == [] and [h["generation"] for h in dep.history()] == [1]
+    assert dep.send("sms", "two still")["destinations"] == ["inbound:app1"]
+
+
 def cli(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
