@@ -29,6 +29,7 @@ from typing import Any
 import ray
 
 from actors.gc_tuning import tune_gc_for_throughput
+from actors.generation_switch import GenerationSwitch
 from actors.metrics import DispatcherMetrics
 from actors.naming import dispatcher_actor_name as dispatcher_actor_name  # re-exported: their old home
 from actors.naming import endpoint_actor_name as endpoint_actor_name
@@ -39,6 +40,7 @@ from actors.ray_calls import classify_ray_error, current_node_id, probe_replica,
 from actors.sender import Order, SenderOptions
 from actors.watchdog import ReplicaWatchdog
 from actors.wire import WireItem, checked_from_wire, to_wire
+from ray_dispatch.core.config import EndpointSpec
 from ray_dispatch.core.deployment import deployment_spec
 from ray_dispatch.core.dispatcher import Dispatcher, DispatchOutcome
 from ray_dispatch.core.errors import InvalidMessage, StoreError
@@ -71,7 +73,7 @@ class RayOutbox:
         return await self.pools[endpoint].send((direction, to_wire(message)), sticky_key(direction, message))
 
 
-class DispatcherActor:
+class DispatcherActor(GenerationSwitch):
     """Holds the router and forwards messages to endpoint actors (see the module docstring).
 
     Args:
@@ -96,6 +98,7 @@ class DispatcherActor:
         self.deployment = deployment
         self.index = dispatcher_index
         self.pools: dict[str, ReplicaPool] = {}
+        self._allowed_class_prefixes = allowed_class_prefixes
         self.core = Dispatcher(config, RayOutbox(self.pools), allowed_class_prefixes=allowed_class_prefixes)
         self.spec = deployment_spec(self.core.config)
         section = self.core.config.dispatcher
@@ -106,16 +109,9 @@ class DispatcherActor:
             probe_timeout=section.probe_timeout,
             classify=classify_ray_error,
         )
+        self.applied_at = time.time()
         for name, endpoint in self.spec.endpoints.items():
-            self.pools[name] = ReplicaPool(
-                name,
-                self.watchdog.watched(receive_call(DISPATCHER_SOURCE)),
-                endpoint.policy,
-                SenderOptions.model_validate(endpoint.batching),
-                classify=classify_ray_error,
-                on_replica_dead=self._replica_dead,
-                rate_limit=endpoint.rate_limit,
-            )
+            self.pools[name] = self._new_pool(name, endpoint)
         self._health_interval = health_interval
         self._health_task: asyncio.Task[None] | None = None
         self._watchdog_task: asyncio.Task[None] | None = None
@@ -128,12 +124,25 @@ class DispatcherActor:
         self.recent = RecentOutcomes(self.core.config.recent_outcomes)  # for explain_message
         self.metrics = DispatcherMetrics(deployment, self.core.stats, self._pending_per_endpoint)
 
+    def _new_pool(self, name: str, endpoint: EndpointSpec) -> ReplicaPool:
+        """The replica pool that sends to endpoint ``name`` (no replicas yet)."""
+        return ReplicaPool(
+            name,
+            self.watchdog.watched(receive_call(DISPATCHER_SOURCE)),
+            endpoint.policy,
+            SenderOptions.model_validate(endpoint.batching),
+            classify=classify_ray_error,
+            on_replica_dead=self._replica_dead,
+            rate_limit=endpoint.rate_limit,
+        )
+
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> dict[str, Any]:
         """Set up the router and middleware, find endpoint replicas, start health checks."""
         async with self._start_lock:
             if not self.core.started:
+                await self.adopt_current_generation()  # a restarted dispatcher: the config in force now
                 await self.core.start()
                 await self.refresh()
                 tune_gc_for_throughput()
@@ -317,6 +326,7 @@ class DispatcherActor:
             "dispatcher": self.index,
             "node_id": current_node_id(),
             "router": type(self.core.router).__name__,
+            **self.generation_info(),
             "started": self.core.started,
             "stats": self.core.stats.to_dict(),
             "endpoints": {name: pool.stats() for name, pool in self.pools.items()},

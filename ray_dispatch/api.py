@@ -33,7 +33,9 @@ import ray
 from actors.autoscaler import find_autoscaler, start_autoscaler
 from actors.dispatcher import DispatcherActor
 from actors.endpoint import EndpointActor
+from actors.history import find_history
 from actors.naming import console_actor_name, dispatcher_actor_name, dispatcher_names, endpoint_actor_name, replica_ids
+from ray_dispatch import reconfigure
 from ray_dispatch.core.config import (
     DEFAULT_ACTOR_OPTIONS,
     DispatcherConfig,
@@ -163,6 +165,7 @@ class Deployment:
         if dispatcher_names(name, namespace):
             raise DispatchError(f"a deployment named {name!r} already runs in namespace {namespace!r}")
         lifetime = {"lifetime": "detached"} if detached else {}
+        reconfigure.record_start(name, namespace, loaded, detached=detached)  # its config is generation 1
         remote: Any = ray.remote(DispatcherActor)
         dispatchers = [
             remote.options(
@@ -345,7 +348,10 @@ class Deployment:
             self._remove_replica(endpoint, rid, timeout)
 
     def _remove_replica(self, endpoint: str, replica_id: str, timeout: float) -> None:
-        handle = self.endpoint(endpoint, replica_id)
+        # By name, not via ``endpoint()``: an apply removes endpoints its new config no longer has.
+        handle = self._handles.get((endpoint, replica_id)) or ray.get_actor(
+            endpoint_actor_name(self.name, endpoint, replica_id), namespace=self.namespace
+        )
         ray.get([d.remove_replica.remote(endpoint, replica_id, timeout) for d in self.dispatchers], timeout=timeout + 5)
         try:
             ray.get(handle.stop.remote(), timeout=timeout)
@@ -356,6 +362,53 @@ class Deployment:
     def _check_endpoint(self, endpoint: str) -> None:
         _require_text("endpoint", endpoint, ConfigError)
         self.config.role(endpoint)  # raises ConfigError naming an unknown endpoint
+
+    # -- changing the config --------------------------------------------------------------
+
+    def apply(
+        self,
+        config: Mapping[str, Any] | str | Path | DispatcherConfig,
+        dry_run: bool = False,
+        *,
+        allowed_class_prefixes: Sequence[str] | None = None,
+        timeout: float = 120.0,
+    ) -> reconfigure.ApplyResult:
+        """Switch the running deployment to ``config`` as its next generation; return the plan and result.
+
+        The new config gets the full preflight; the plan lists the changes and
+        the routing difference on recent traffic; with ``dry_run`` nothing
+        changes. Otherwise every dispatcher switches between batches (none
+        lost, per-user order kept), new endpoints start, changed ones are
+        rescaled, removed ones drained and stopped (``ray_dispatch.reconfigure``).
+
+        Raises:
+            ConfigError: the new config is invalid (nothing changed).
+            ApplyRefused: a dispatcher could not set the new config up (nothing changed; says which and why).
+        """
+        return reconfigure.apply(
+            self, config, dry_run=dry_run, allowed_class_prefixes=allowed_class_prefixes, timeout=timeout
+        )
+
+    def rollback(self, timeout: float = 120.0) -> reconfigure.ApplyResult:
+        """Apply the generation before the current one again (as a new generation).
+
+        Raises:
+            NoEarlierGeneration: the deployment has applied only one config.
+            ApplyRefused: as for ``apply``.
+        """
+        return reconfigure.rollback(self, timeout=timeout)
+
+    def refresh_config(self, timeout: float = 10.0) -> DispatcherConfig:
+        """Reload the config in force from the dispatchers (another driver may have applied one); return it."""
+        with contextlib.suppress(Exception):
+            raw = ray.get(self.dispatchers[0].raw_config.remote(), timeout=timeout)
+            if raw != self.config.raw:
+                self.config = self.spec = load_config(raw)
+        return self.config
+
+    def history(self) -> list[dict[str, Any]]:
+        """The config generations this deployment applied, oldest first (``generation``, ``applied_at``, ...)."""
+        return reconfigure.history(self)
 
     # -- messages -----------------------------------------------------------------------
 
@@ -419,6 +472,7 @@ class Deployment:
         or ``down`` —, ``reason``, ``since``, ``attempts``, ``next_attempt``; see
         ``actors.connection``) and ``connected`` (all up; None: no peer).
         """
+        self.refresh_config(timeout)
         dispatchers = []
         for index, handle in enumerate(self.dispatchers):
             try:
@@ -621,6 +675,7 @@ class Deployment:
 
         The deployment's autoscaler and web console (``ray_dispatch.console``), if they run, go too.
         """
+        self.refresh_config()  # the endpoints of the config in force, if another driver applied one
         autoscaler = find_autoscaler(self.name, self.namespace)
         if autoscaler is not None:  # it scales nothing while the rest stops (killed last: it owns replicas)
             _quietly(lambda: ray.get(autoscaler.stop.remote(), timeout=timeout))
@@ -634,7 +689,8 @@ class Deployment:
         console = None
         with contextlib.suppress(ValueError):  # no console runs
             console = ray.get_actor(console_actor_name(self.name), namespace=self.namespace)
-        for handle in [console, *handles.values(), *self.dispatchers, autoscaler]:
+        history = find_history(self.name, self.namespace)
+        for handle in [console, *handles.values(), *self.dispatchers, autoscaler, history]:
             if handle is not None:
                 _quietly(lambda h=handle: ray.kill(h))
         self._autoscaler = None

@@ -130,8 +130,8 @@ def _ray_address() -> str:
     return str(ray.get_runtime_context().gcs_address)
 
 
-def deployment_options(func: F) -> F:
-    """Add --name, --namespace and --address to a command."""
+def deployment_options(func: F, name_aliases: tuple[str, ...] = ()) -> F:
+    """Add --name (also spelled as ``name_aliases``), --namespace and --address to a command."""
     func = click.option(
         "--address",
         default=None,
@@ -139,7 +139,9 @@ def deployment_options(func: F) -> F:
         " started this deployment on, on this machine.",
     )(func)
     func = click.option("--namespace", default=DEFAULT_NAMESPACE, show_default=True, help="Ray namespace.")(func)
-    return click.option("--name", default=DEFAULT_NAME, show_default=True, help="Deployment name.")(func)  # type: ignore[return-value]
+    return click.option(  # type: ignore[return-value]
+        "--name", *name_aliases, "name", default=DEFAULT_NAME, show_default=True, help="Deployment name."
+    )(func)
 
 
 class OneLineErrorGroup(click.Group):
@@ -375,6 +377,8 @@ def _print_status(info: dict[str, Any]) -> None:
         click.echo(
             f"  dispatcher {d['dispatcher']}: {d['router']} on node {d['node_id'][:12]}, failures: {d['failures']}"
         )
+        if "generation" in d:
+            click.echo(f"    generation {d['generation']}, applied {_iso_time(d['applied_at'])}")
         click.echo("    stores: " + "; ".join(_store_line(n, d.get(k) or {}) for n, k in _STORES))
         _print_dispatcher_metrics(d.get("metrics"))
     counts = info["dispatchers"][0].get("stats", {}) if info["dispatchers"] else {}
@@ -417,6 +421,13 @@ def _autoscaling_line(state: dict[str, Any]) -> str:
 
 
 _STORES = (("routing", "store"), ("failures", "failure_store"))
+
+
+def _iso_time(seconds: float) -> str:
+    """Seconds since the epoch as ISO 8601 UTC, to the second."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _store_line(name: str, state: dict[str, Any]) -> str:
@@ -582,6 +593,70 @@ def failures_purge(
         raise ConfigError("name the failure ids to purge, or pass --all")
     count = _attach(name, namespace, address).purge_failures(None if purge_all else list(failure_ids))
     click.echo(f"purged {count} failure record(s)")
+
+
+def deployment_name_options(func: F) -> F:
+    """``deployment_options`` with ``--deployment`` accepted as another name for ``--name``."""
+    return deployment_options(func, name_aliases=("--deployment",))
+
+
+@main.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@deployment_name_options
+@click.option("--dry-run", is_flag=True, help="Print the plan and the routing difference; change nothing.")
+@click.option("--rollback", is_flag=True, help="Apply the previous generation again (no CONFIG).")
+@click.option("--examples", default=5, show_default=True, help="Changed messages shown with their traces.")
+@click.option("--allow-prefix", multiple=True, help="Only load classes under these module prefixes.")
+@clean_errors
+def apply(
+    config: str | None,
+    name: str,
+    namespace: str,
+    address: str | None,
+    dry_run: bool,
+    rollback: bool,
+    examples: int,
+    allow_prefix: tuple[str, ...],
+) -> None:
+    """Change a running deployment to CONFIG: check it, print the plan, switch every dispatcher.
+
+    The plan lists router, middleware, store and endpoint changes, and how the
+    deployment's recent traffic would be routed differently. Every dispatcher
+    switches between two batches (nothing lost, per-user order kept); if one cannot
+    set the new config up, none switches. --rollback goes back to the previous generation.
+    """
+    from ray_dispatch.preflight import preflight
+
+    if rollback == (config is not None):
+        raise ConfigError("give CONFIG, or --rollback without CONFIG")
+    allowed = list(allow_prefix) or None
+    checked = None if config is None else preflight(config, allowed)  # before Ray: a bad config is one line
+    deployment = _attach(name, namespace, address)
+    if checked is None:
+        if dry_run:
+            raise ConfigError("--rollback --dry-run: give the earlier config file to see its plan instead")
+        result = deployment.rollback()
+    else:
+        result = deployment.apply(checked, dry_run=dry_run, allowed_class_prefixes=allowed)
+    click.echo(result.to_text(examples))
+
+
+@main.command()
+@deployment_name_options
+@click.option("--json", "as_json", is_flag=True, help="Print the generations as JSON.")
+@clean_errors
+def history(name: str, namespace: str, address: str | None, as_json: bool) -> None:
+    """List the config generations the deployment applied, oldest first (the last one is in force)."""
+    entries = _attach(name, namespace, address).history()
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    for entry in entries:
+        source = f"  {entry['source']}" if entry.get("source") else ""
+        click.echo(
+            f"generation {entry['generation']}  {entry['applied_at']}  {entry['note']:<14}"
+            f"  {entry['router_class']}{source}"
+        )
 
 
 @main.command()

@@ -131,6 +131,7 @@ class DispatchOutcome:
     ``settled`` turns True when ``Dispatcher.settle`` takes the outcome; from
     then on, ``failures`` also holds the deliveries that were refused after
     hand-over (stage ``deliver``), and each such ``Delivery`` has its ``failure``.
+    ``generation`` is the config generation that routed it (``Dispatcher.generation``).
     """
 
     direction: Direction
@@ -140,6 +141,7 @@ class DispatchOutcome:
     dropped: str | None = None
     trace: list[str] | None = None
     settled: bool = False
+    generation: int | None = None
 
     @property
     def destinations(self) -> list[str]:
@@ -295,6 +297,7 @@ class Dispatcher:
         }
         self.started = False
         self._return_routes_failing = False  # a return route could not be written; logged once per outage
+        self.generation = 1  # the config generation (``ray_dispatch.core.generations``); set by who applies it
 
     def _build_middleware(self, spec: Any, allowed: Sequence[str] | None) -> BaseMiddleware:
         cls = resolve_class(spec.class_path, f"middleware.{spec.name}", BaseMiddleware, allowed)
@@ -321,6 +324,36 @@ class Dispatcher:
 
     async def stop(self) -> None:
         """Tear down the router, then middleware, then close the routing and failure stores."""
+        await self.retire(None)
+
+    def successor(self, config: Mapping[str, Any] | DispatcherConfig, generation: int, **kw: Any) -> Dispatcher:
+        """A dispatcher for generation ``generation`` of the config, to take over from this one (not started).
+
+        It shares this one's outbox and counters, and its routing and failure
+        stores when ``config`` keeps their blocks, so routing state (return
+        routes, user groups, routing memory) carries over. ``kw`` as for ``Dispatcher``.
+
+        Raises:
+            ConfigError: the config, router config or a middleware config is invalid.
+        """
+        loaded = load_config(config)
+        same_store = loaded.store.model_dump(by_alias=True) == self.config.store.model_dump(by_alias=True)
+        same_failures = loaded.failure_store.model_dump(by_alias=True) == self.config.failure_store.model_dump(
+            by_alias=True
+        )
+        successor = Dispatcher(
+            loaded,
+            self.outbox,
+            store=self.store if same_store else None,
+            failures=self.failures if same_failures else None,
+            **kw,
+        )
+        successor.stats = self.stats
+        successor.generation = generation
+        return successor
+
+    async def retire(self, successor: Dispatcher | None) -> None:
+        """Tear down the router and middleware; close the stores ``successor`` does not share (all when None)."""
         if not self.started:
             return
         self.started = False
@@ -328,8 +361,10 @@ class Dispatcher:
         if inspect.isawaitable(result):
             await result
         await self.middleware.teardown()
-        await self.store.close()
-        await self.failures.close()
+        if successor is None or successor.store is not self.store:
+            await self.store.close()
+        if successor is None or successor.failures is not self.failures:
+            await self.failures.close()
 
     # -- entry points ---------------------------------------------------------
 
@@ -422,6 +457,7 @@ class Dispatcher:
             error=error,
             stage="deliver",
             destination=delivery.endpoint,
+            generation=outcome.generation,
         )
         delivery.failure = record
         outcome.failures.append(record)
@@ -486,8 +522,9 @@ class Dispatcher:
         error: BaseException | None = None,
         stage: str = "route",
         destination: str | None = None,
+        generation: int | None = None,
     ) -> FailureRecord:
-        """Add a failure record and count it; return the record."""
+        """Add a failure record (of ``generation``, default this one's) and count it; return the record."""
         record = FailureRecord(
             reason=reason,
             direction=direction,
@@ -496,6 +533,7 @@ class Dispatcher:
             error_type=type(error).__name__ if error is not None else None,
             stage=stage,
             destination=destination,
+            generation=self.generation if generation is None else generation,
         )
         await self.failures.add(record)
         where = record.failed_at
@@ -537,7 +575,7 @@ class Dispatcher:
             name = payload.get("transport_name")
             endpoint = name if isinstance(name, str) else None
         source = str(endpoint)
-        outcome = DispatchOutcome(direction, source, trace=[] if trace else None)
+        outcome = DispatchOutcome(direction, source, trace=[] if trace else None, generation=self.generation)
         ctx = _Context(direction, source, outcome.trace)
         stage = "validate"
         msg: Any = payload
@@ -714,7 +752,7 @@ class Dispatcher:
         message = record.message.copy() if isinstance(record.message, Message) else record.message
         if record.stage == "deliver" and record.destination is not None and isinstance(message, Message):
             source = str(record.endpoint)
-            outcome = DispatchOutcome(record.direction, source)
+            outcome = DispatchOutcome(record.direction, source, generation=self.generation)
             await self._publish(
                 outcome,
                 _Context(record.direction, source, None, closed=True),

@@ -99,6 +99,18 @@ class RecentOutcomes:
                 return RecordedOutcome.from_outcome(message_id, direction, endpoint, message, outcome, seen_at)
         return None
 
+    def recorded(self, limit: int | None = None) -> list[RecordedOutcome]:
+        """The last ``limit`` (default all) remembered messages that have an id, oldest first, as records."""
+        found: list[RecordedOutcome] = []
+        for direction, endpoint, message, outcome, seen_at in reversed(self._entries):
+            if limit is not None and len(found) >= limit:
+                break
+            message_id = message_id_of(direction, message)
+            if message_id is not None:
+                found.append(RecordedOutcome.from_outcome(message_id, direction, endpoint, message, outcome, seen_at))
+        found.reverse()
+        return found
+
     def ids(self) -> list[str]:
         """The remembered message ids, oldest first."""
         return [i for i in (message_id_of(e[0], e[2]) for e in self._entries) if i is not None]
@@ -134,6 +146,7 @@ class RecordedOutcome:
         dropped: the reason, if it was dropped on purpose.
         trace: the live trace, if the message was sent with tracing on (``send(trace=True)``).
         message: the message as routed (a payload dict if it was invalid).
+        generation: the config generation that routed it.
     """
 
     message_id: str
@@ -145,6 +158,7 @@ class RecordedOutcome:
     dropped: str | None = None
     trace: list[Step] | None = None
     message: Any = None
+    generation: int | None = None
 
     @classmethod
     def from_outcome(
@@ -172,6 +186,7 @@ class RecordedOutcome:
             dropped=outcome.dropped,
             trace=trace,
             message=arrived_copy(message),
+            generation=outcome.generation,
         )
 
     @property
@@ -219,6 +234,7 @@ class RecordedOutcome:
             "result": self.result,
             "trace": None if self.trace is None else [{"kind": s.kind, "text": s.text} for s in self.trace],
             "message": message,
+            "generation": self.generation,
         }
 
 

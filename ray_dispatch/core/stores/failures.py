@@ -93,6 +93,7 @@ class FailureRecord:
         message: the message (or, for unparseable input, the raw payload).
         error_type: the exception class name behind the failure, if any.
         stage: where it failed: ``validate``, ``middleware``, ``route``, ``publish`` or ``deliver``.
+        generation: the config generation it was routed under (None: not known).
     """
 
     reason: str
@@ -105,6 +106,7 @@ class FailureRecord:
     failure_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     timestamp: datetime = field(default_factory=utcnow)
     attempts: int = 1
+    generation: int | None = None
 
     def __post_init__(self) -> None:
         reason = str(self.reason)
@@ -134,6 +136,7 @@ class FailureRecord:
             "stage": self.stage,
             "error_type": self.error_type,
             "attempts": self.attempts,
+            "generation": self.generation,
             "timestamp": self.timestamp.isoformat(sep=" "),
             "message_kind": kind,
             "message": message,
@@ -172,6 +175,7 @@ class FailureRecord:
             failure_id=str(data["failure_id"]),
             timestamp=timestamp,
             attempts=int(data.get("attempts", 1)),
+            generation=data["generation"] if isinstance(data.get("generation"), int) else None,
         )
 
     def matches(self, direction: Direction | None = None, endpoint: str | None = None) -> bool:
