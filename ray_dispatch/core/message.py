@@ -329,19 +329,76 @@ class Message(BaseModel, metaclass=_MessageMeta):
         object.__setattr__(msg, "__pydantic_private__", None)
         return msg
 
+    _METADATA: ClassVar[tuple[str, ...]] = ("helper_metadata", "routing_metadata", "transport_metadata")
+
+    @classmethod
+    def check_field_rules(cls, payload: dict[str, Any]) -> None:
+        """Check the rules between fields that field types cannot express; none for this class.
+
+        Raises:
+            ValueError: a rule is broken (the text names the fields).
+        """
+
+    @classmethod
+    def from_decoded(cls, payload: dict[str, Any], extra: dict[str, Any]) -> Message:
+        """Build a message from a payload a typed decoder already checked field by field (``actors.wire``).
+
+        The decoder vouches for each declared field's type and for the
+        required ones being there; this applies the rules types cannot say,
+        the same ones validation applies: metadata and ``extra`` (the unknown
+        fields) hold JSON-like values only, ``extra`` repeats no declared
+        field, a timestamp with a time zone becomes naive UTC, and the
+        class's ``check_field_rules`` (an ``ack`` needs ``sent_message_id``).
+        ``payload`` becomes the message's own dict (do not reuse it).
+
+        Raises:
+            InvalidMessage: a rule is broken; the text names the field.
+        """
+        name = "timestamp"
+        try:
+            stamp = payload["timestamp"]
+            if stamp.tzinfo is not None:
+                payload["timestamp"] = to_naive_utc(stamp)
+            for name in cls._METADATA:
+                value = payload.get(name)
+                if value:
+                    check_json_like(value)
+            if extra:
+                name = next((key for key in extra if key in cls._FIELD_NAMES), "")
+                if name:
+                    raise ValueError("an unknown field may not repeat a declared one")
+                check_json_like(extra)
+                payload.update(extra)
+            name = ""
+            cls.check_field_rules(payload)
+        except (ValueError, OverflowError) as exc:
+            where = f"field {name!r}: " if name else ""
+            raise InvalidMessage(f"invalid {cls.KIND}: {where}{exc}") from None
+        return cls.from_trusted_payload(payload)
+
     # -- serialisation ------------------------------------------------------
 
     def _is_present(self, name: str) -> bool:
         """Whether declared field ``name`` is in the payload (given, set, or an optional one filled in)."""
         return name not in self.OPTIONAL_KEYS or name in self.__pydantic_fields_set__ or bool(self.__dict__[name])
 
-    def payload(self) -> dict[str, Any]:
-        """Return the payload as Vumi has it: a new dict, values shared (shallow), only the keys present."""
+    def declared_payload(self) -> dict[str, Any]:
+        """Return the declared fields present in the payload: a new dict, values shared (shallow)."""
         payload = dict(self.__dict__)
         fields_set = self.__pydantic_fields_set__
         for name in self.OPTIONAL_KEYS:
             if name not in fields_set and not payload[name]:
                 del payload[name]
+        return payload
+
+    @property
+    def extra_fields(self) -> dict[str, Any]:
+        """The fields beyond the declared ones (Vumi's unknown fields), as stored (not a copy)."""
+        return self.__pydantic_extra__ or {}
+
+    def payload(self) -> dict[str, Any]:
+        """Return the payload as Vumi has it: a new dict, values shared (shallow), only the keys present."""
+        payload = self.declared_payload()
         if self.__pydantic_extra__:
             payload.update(self.__pydantic_extra__)
         return payload
@@ -556,11 +613,22 @@ class TransportEvent(Message):
 
     @model_validator(mode="after")
     def _check_event_fields(self) -> TransportEvent:
-        needs = {"ack": "sent_message_id", "nack": "nack_reason", "delivery_report": "delivery_status"}
-        name = needs[self.event_type]
-        if self.__dict__.get(name) is None:
-            raise ValueError(f"event_type {self.event_type!r} needs the field {name!r}")
+        self.check_field_rules(self.__dict__)
         return self
+
+    @classmethod
+    def check_field_rules(cls, payload: dict[str, Any]) -> None:
+        """Check that the field ``event_type`` needs is given (``ack``: ``sent_message_id``, ...).
+
+        Raises:
+            ValueError: names the event type and the missing field.
+        """
+        name = _EVENT_NEEDS[payload["event_type"]]
+        if payload.get(name) is None:
+            raise ValueError(f"event_type {payload['event_type']!r} needs the field {name!r}")
+
+
+_EVENT_NEEDS: Final = {"ack": "sent_message_id", "nack": "nack_reason", "delivery_report": "delivery_status"}
 
 
 def message_from_dict(payload: dict[str, Any]) -> TransportUserMessage | TransportEvent:
