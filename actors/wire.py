@@ -1,17 +1,23 @@
 """The wire between actors: one msgpack blob per batch, encoded and decoded by msgspec.
 
-A batch crosses an actor hop as ONE ``bytes`` object: a msgpack array whose
-items are ``[direction, fields, extra]`` arrays, ``direction`` being
-``inbound``, ``outbound`` or ``event``, ``fields`` the message's declared
-fields that are present in its payload (``Message.declared_payload``) and
-``extra`` its unknown fields (Vumi keeps them, so do we; carried beside the
-declared ones so that decoding stays typed). Timestamps travel as msgspec
-writes naive datetimes (ISO text); a datetime nested in metadata arrives as
-that text, as it would through Vumi's JSON.
+A batch crosses an actor hop as ONE ``bytes`` object: a msgpack array of
+items, each an array ``[direction, values, absent, extra]``:
+
+- ``direction``: ``inbound``, ``outbound`` or ``event``;
+- ``values``: every declared field of the message's class, in the order the
+  class declares them (no field names on the wire: ~140 bytes for an SMS
+  instead of ~370 with names, and faster to decode; both ends run the same code);
+- ``absent``: the optional fields (``OPTIONAL_KEYS``) that are not in the
+  message's payload, so that the payload keeps exactly Vumi's key set;
+- ``extra``: Vumi's unknown fields, kept beside the declared ones so that
+  decoding stays typed.
+
+Timestamps travel as msgspec writes naive datetimes (ISO text); a datetime
+nested in metadata arrives as that text, as it would through Vumi's JSON.
 
 Decoding *is* the hostile-input check: each item is decoded against a typed
-schema derived from the message classes' own field annotations (a field
-gains a type there, the wire checks it too), and ``Message.from_decoded``
+schema built from the message classes' own field annotations (a field that
+gains a type there is checked on the wire too), and ``Message.from_decoded``
 then applies the rules types cannot say (JSON-only metadata and extras,
 naive UTC timestamps, what an event type needs). The whole batch is decoded
 in one call; only when that fails is it decoded again item by item, so one
@@ -28,9 +34,10 @@ themselves, item by item.
 from __future__ import annotations
 
 import contextlib
+import operator
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NamedTuple, NotRequired, Required, TypedDict
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -60,31 +67,46 @@ _CLASSES: dict[Direction, type[Message]] = {
 }
 
 
-def _fields_schema(cls: type[Message]) -> Any:
-    """A ``TypedDict`` of ``cls``'s declared fields with their own annotations; only ``OPTIONAL_KEYS`` may be absent."""
-    fields = {
-        name: NotRequired[info.annotation] if name in cls.OPTIONAL_KEYS else Required[info.annotation]
+_NAMES: dict[Direction, tuple[str, ...]] = {direction: tuple(cls.model_fields) for direction, cls in _CLASSES.items()}
+_DEFAULTS = {
+    direction: {
+        name: None if info.is_required() else info.get_default(call_default_factory=True)
         for name, info in cls.model_fields.items()
     }
-    return TypedDict(f"{cls.__name__}Fields", fields)  # type: ignore[operator]
+    for direction, cls in _CLASSES.items()
+}
+_VALUES_OF = {cls.KIND: operator.itemgetter(*cls.model_fields) for cls in _CLASSES.values()}
 
 
-_USER_FIELDS = _fields_schema(TransportUserMessage)
-_EVENT_FIELDS = _fields_schema(TransportEvent)
+def _names_for(direction: Any) -> tuple[str, ...]:
+    """The declared field names of ``direction``'s class (a user message's for anything unknown)."""
+    return _NAMES["event"] if direction == "event" else _NAMES["inbound"]
+
+
+def _values_schema(cls: type[Message]) -> Any:
+    """The type of an item's ``values``: a tuple of ``cls``'s declared fields, each with its own annotation."""
+    return tuple.__class_getitem__(tuple(info.annotation for info in cls.model_fields.values()))
+
+
+_USER_VALUES = _values_schema(TransportUserMessage)
+_EVENT_VALUES = _values_schema(TransportEvent)
 
 
 class _Inbound(msgspec.Struct, array_like=True, tag="inbound"):
-    fields: _USER_FIELDS  # type: ignore[valid-type]
+    values: _USER_VALUES  # type: ignore[valid-type]
+    absent: list[str]
     extra: dict[str, Any]
 
 
 class _Outbound(msgspec.Struct, array_like=True, tag="outbound"):
-    fields: _USER_FIELDS  # type: ignore[valid-type]
+    values: _USER_VALUES  # type: ignore[valid-type]
+    absent: list[str]
     extra: dict[str, Any]
 
 
 class _Event(msgspec.Struct, array_like=True, tag="event"):
-    fields: _EVENT_FIELDS  # type: ignore[valid-type]
+    values: _EVENT_VALUES  # type: ignore[valid-type]
+    absent: list[str]
     extra: dict[str, Any]
 
 
@@ -106,7 +128,22 @@ def encode_item(direction: Direction, message: Message) -> bytes:
     Raises:
         TypeError, UnicodeEncodeError: a value msgpack cannot carry (validation lets none through).
     """
-    return _encode((direction, message.declared_payload(), message.extra_fields))
+    values = _VALUES_OF[message.KIND](message.__dict__)
+    return _encode((direction, values, message.absent_keys(), message.extra_fields))
+
+
+def encode_plain_item(direction: Any, payload: Any) -> bytes:
+    """Encode any ``(direction, payload dict)`` in the item layout, unchecked (tests and fuzzers write hostile items).
+
+    A declared field the payload lacks is listed as absent (with its default value, None if it has none).
+    """
+    if not isinstance(payload, dict):
+        return _encode((direction, payload, [], {}))
+    names = _names_for(direction)
+    defaults = _DEFAULTS["event" if direction == "event" else "inbound"]
+    values = [payload[name] if name in payload else defaults[name] for name in names]
+    absent = [name for name in names if name not in payload]
+    return _encode((direction, values, absent, {k: v for k, v in payload.items() if k not in names}))
 
 
 def encode_batch(items: Sequence[bytes]) -> bytes:
@@ -144,9 +181,11 @@ def decode_batch(batch: bytes | Sequence[Any]) -> tuple[list[Received], list[Ref
     for index, item in enumerate(items):
         direction = _DIRECTION_OF[type(item)]
         try:
-            received.append((direction, _CLASSES[direction].from_decoded(item.fields, item.extra)))
+            received.append((direction, _from_item(direction, item)))
         except InvalidMessage as exc:
-            refused.append(Refused(index, (direction, {**item.fields, **item.extra}), str(exc)))
+            refused.append(
+                Refused(index, (direction, _payload_of(direction, item.values, item.absent, item.extra)), str(exc))
+            )
     return received, refused
 
 
@@ -161,40 +200,64 @@ def _decode_one_by_one(blob: bytes | bytearray | memoryview) -> tuple[list[Recei
         try:
             item = _decode_item(raw)
             direction = _DIRECTION_OF[type(item)]
-            received.append((direction, _CLASSES[direction].from_decoded(item.fields, item.extra)))
+            received.append((direction, _from_item(direction, item)))
         except msgspec.ValidationError as exc:
-            refused.append(Refused(index, _plain_item(raw), _describe(exc)))
+            refused.append(Refused(index, plain_item(raw), _describe(exc, raw)))
         except (msgspec.DecodeError, InvalidMessage) as exc:
-            refused.append(Refused(index, _plain_item(raw), str(exc)))
+            refused.append(Refused(index, plain_item(raw), str(exc)))
     return received, refused
 
 
-def _describe(error: msgspec.ValidationError) -> str:
-    """``Expected `str`, got `int` - at `$.fields.content``` -> ``invalid message: field 'content': expected ...``."""
+def _from_item(direction: Direction, item: Any) -> Message:
+    payload = dict(zip(_NAMES[direction], item.values))
+    return _CLASSES[direction].from_decoded(payload, item.absent, item.extra)
+
+
+def _payload_of(direction: Any, values: Any, absent: Any, extra: Any) -> dict[str, Any]:
+    """The payload an item's parts say (as plain data), for failure records and refusals."""
+    names = _names_for(direction)
+    gone = set(absent) if isinstance(absent, list) and all(isinstance(a, str) for a in absent) else set()
+    payload = {name: value for name, value in zip(names, values) if name not in gone}
+    if isinstance(extra, dict):
+        payload.update(extra)
+    return payload
+
+
+_PARTS = {"[1]": "the declared fields", "[2]": "the list of absent fields", "[3]": "the unknown fields"}
+
+
+def _describe(error: msgspec.ValidationError, raw: msgspec.Raw) -> str:
+    """``Expected `str`, got `int` - at `$[1][13]``` -> ``invalid message: field 'content': expected ...``."""
     text, _, where = str(error).partition(" - at `")
-    path = where.rstrip("`").removeprefix("$")
-    if path.startswith("[1]") or path.startswith("[2]"):  # inside the fields or the extra map
-        name = path[3:].lstrip(".").split(".")[0].split("[")[0]
-        if name.startswith("`") or not name:
-            return f"invalid message: {text}"
-        return f"invalid message: field {name!r}: {text[:1].lower()}{text[1:]}"
-    return f"invalid batch item: {text}" + (f" (at {path})" if path else "")
+    path = where.rstrip("`").rpartition("$")[2]
+    detail = f"{text[:1].lower()}{text[1:]}" + (" (a field name)" if where.startswith("key`") else "")
+    part = _PARTS.get(path[:3])
+    if part is None:
+        return f"invalid batch item: {text}" + (f" (at {path})" if path else "")
+    if path.startswith("[1][") and path[4:].split("]")[0].isdigit():
+        item = plain_item(raw)
+        names = _names_for(item[0] if isinstance(item, tuple) else None)
+        position = int(path[4:].split("]")[0])
+        if position < len(names):
+            return f"invalid message: field {names[position]!r}: {detail}"
+    return f"invalid message: {part}: {detail}"
 
 
-def _plain_item(raw: msgspec.Raw) -> Any:
-    """The item as plain data, ``(direction, payload)`` when it has that shape; its bytes if not even msgpack."""
+def plain_item(raw: bytes | msgspec.Raw) -> Any:
+    """One encoded item as plain data: ``(direction, payload dict)`` when it has the item layout, else
+    whatever it holds; its bytes if it is not even msgpack (for failure records, refusals and tests)."""
     try:
         item = _decode_plain(raw)
     except msgspec.DecodeError:
         return bytes(raw)
-    if isinstance(item, list) and len(item) == 3 and isinstance(item[1], dict) and isinstance(item[2], dict):
-        payload = {**item[1], **item[2]}
-        stamp = payload.get("timestamp")
-        if isinstance(stamp, str):  # as the wire writes it; validation reads Vumi's text only
-            with contextlib.suppress(msgspec.ValidationError):
-                payload["timestamp"] = msgspec.convert(stamp, datetime)
-        return (item[0], payload)
-    return item
+    if not (isinstance(item, list) and len(item) == 4 and isinstance(item[1], list)):
+        return item
+    payload = _payload_of(item[0], item[1], item[2], item[3])
+    stamp = payload.get("timestamp")
+    if isinstance(stamp, str):  # as the wire writes it; validation reads Vumi's text only
+        with contextlib.suppress(msgspec.ValidationError):
+            payload["timestamp"] = msgspec.convert(stamp, datetime)
+    return (item[0], payload)
 
 
 def _validate_plain(items: Sequence[Any]) -> tuple[list[Received], list[Refused]]:

@@ -115,12 +115,51 @@ def check_json_like(value: Any) -> None:
     Raises:
         ValueError: names where (``['a']['b'][0]``, first levels only) and what is wrong.
     """
+    if _plainly_json_like(value):
+        return
     path: list[Any] = []
     problem = _json_problem(value, 0, path)
     if problem is not None:
         where = "".join(f"[{p!r}]" for p in reversed(path[-5:]))
         more = "..." if len(path) > 5 else ""
         raise ValueError(f"{where}{more}: {problem}" if path else problem)
+
+
+_EXACT_SCALARS: frozenset[type] = frozenset({str, int, bool, type(None), datetime})
+
+
+def _plainly_json_like(value: Any) -> bool:
+    """Whether ``value`` is JSON-like judging by exact types, without recursion (the fast common case).
+
+    False means "look closer": a problem, or a type only ``isinstance`` accepts (a ``str`` subclass).
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if depth >= MAX_NESTING:
+            return False
+        kind = type(current)
+        if kind is dict:
+            for key in current:
+                if type(key) is not str:
+                    return False
+            items: Any = current.values()
+        elif kind is list:
+            items = current
+        else:
+            return kind in _EXACT_SCALARS
+        for item in items:
+            kind = type(item)
+            if kind in _EXACT_SCALARS:
+                continue
+            if kind is float:
+                if item - item != 0:  # inf or nan
+                    return False
+            elif kind is dict or kind is list:
+                stack.append((item, depth + 1))
+            else:
+                return False
+    return True
 
 
 def _json_problem(value: Any, depth: int, path: list[Any]) -> str | None:
@@ -309,7 +348,6 @@ class Message(BaseModel, metaclass=_MessageMeta):
         Raises:
             KeyError: the payload lacks a declared field that is never optional.
         """
-        msg = cls.__new__(cls)
         names = cls._FIELD_NAMES
         extra: dict[str, Any] = {}
         if not names.issuperset(payload):
@@ -323,11 +361,7 @@ class Message(BaseModel, metaclass=_MessageMeta):
                     payload[name] = value if factory is None else factory()
             if len(payload) != len(names):
                 raise KeyError(sorted(names - payload.keys())[0])
-        object.__setattr__(msg, "__dict__", payload)
-        object.__setattr__(msg, "__pydantic_extra__", extra)
-        object.__setattr__(msg, "__pydantic_fields_set__", present)
-        object.__setattr__(msg, "__pydantic_private__", None)
-        return msg
+        return cls._assemble(payload, present, extra)
 
     _METADATA: ClassVar[tuple[str, ...]] = ("helper_metadata", "routing_metadata", "transport_metadata")
 
@@ -340,27 +374,33 @@ class Message(BaseModel, metaclass=_MessageMeta):
         """
 
     @classmethod
-    def from_decoded(cls, payload: dict[str, Any], extra: dict[str, Any]) -> Message:
-        """Build a message from a payload a typed decoder already checked field by field (``actors.wire``).
+    def from_decoded(cls, payload: dict[str, Any], absent: list[str], extra: dict[str, Any]) -> Message:
+        """Build a message from declared fields a typed decoder already checked one by one (``actors.wire``).
 
-        The decoder vouches for each declared field's type and for the
-        required ones being there; this applies the rules types cannot say,
-        the same ones validation applies: metadata and ``extra`` (the unknown
-        fields) hold JSON-like values only, ``extra`` repeats no declared
-        field, a timestamp with a time zone becomes naive UTC, and the
-        class's ``check_field_rules`` (an ``ack`` needs ``sent_message_id``).
-        ``payload`` becomes the message's own dict (do not reuse it).
+        ``payload`` holds every declared field (a value of its declared type),
+        ``absent`` names the optional ones (``OPTIONAL_KEYS``) that are not in
+        the message's payload, ``extra`` its unknown fields. This applies the
+        rules types cannot say, the same ones validation applies: only
+        optional fields may be absent, metadata and ``extra`` hold JSON-like
+        values only, ``extra`` repeats no declared field, a timestamp with a
+        time zone becomes naive UTC, and the class's ``check_field_rules`` (an
+        ``ack`` needs ``sent_message_id``). ``payload`` and ``extra`` become the
+        message's own (do not reuse them).
 
         Raises:
             InvalidMessage: a rule is broken; the text names the field.
         """
         name = "timestamp"
         try:
+            for name in absent:
+                if name not in cls.OPTIONAL_KEYS:
+                    raise ValueError("Field required")
+            name = "timestamp"
             stamp = payload["timestamp"]
             if stamp.tzinfo is not None:
                 payload["timestamp"] = to_naive_utc(stamp)
             for name in cls._METADATA:
-                value = payload.get(name)
+                value = payload[name]
                 if value:
                     check_json_like(value)
             if extra:
@@ -368,13 +408,25 @@ class Message(BaseModel, metaclass=_MessageMeta):
                 if name:
                     raise ValueError("an unknown field may not repeat a declared one")
                 check_json_like(extra)
-                payload.update(extra)
             name = ""
             cls.check_field_rules(payload)
         except (ValueError, OverflowError) as exc:
             where = f"field {name!r}: " if name else ""
             raise InvalidMessage(f"invalid {cls.KIND}: {where}{exc}") from None
-        return cls.from_trusted_payload(payload)
+        present = set(cls._FIELD_NAMES)
+        if absent:
+            present.difference_update(absent)
+        return cls._assemble(payload, present, extra)
+
+    @classmethod
+    def _assemble(cls, declared: dict[str, Any], present: set[str], extra: dict[str, Any]) -> Message:
+        """A message whose ``__dict__`` is ``declared`` (every declared field), unchecked."""
+        msg = cls.__new__(cls)
+        object.__setattr__(msg, "__dict__", declared)
+        object.__setattr__(msg, "__pydantic_extra__", extra)
+        object.__setattr__(msg, "__pydantic_fields_set__", present)
+        object.__setattr__(msg, "__pydantic_private__", None)
+        return msg
 
     # -- serialisation ------------------------------------------------------
 
@@ -382,14 +434,11 @@ class Message(BaseModel, metaclass=_MessageMeta):
         """Whether declared field ``name`` is in the payload (given, set, or an optional one filled in)."""
         return name not in self.OPTIONAL_KEYS or name in self.__pydantic_fields_set__ or bool(self.__dict__[name])
 
-    def declared_payload(self) -> dict[str, Any]:
-        """Return the declared fields present in the payload: a new dict, values shared (shallow)."""
-        payload = dict(self.__dict__)
+    def absent_keys(self) -> list[str]:
+        """The declared fields not in the payload (optional ones never given, set or filled in)."""
         fields_set = self.__pydantic_fields_set__
-        for name in self.OPTIONAL_KEYS:
-            if name not in fields_set and not payload[name]:
-                del payload[name]
-        return payload
+        declared = self.__dict__
+        return [name for name in self.OPTIONAL_KEYS if name not in fields_set and not declared[name]]
 
     @property
     def extra_fields(self) -> dict[str, Any]:
@@ -398,7 +447,9 @@ class Message(BaseModel, metaclass=_MessageMeta):
 
     def payload(self) -> dict[str, Any]:
         """Return the payload as Vumi has it: a new dict, values shared (shallow), only the keys present."""
-        payload = self.declared_payload()
+        payload = dict(self.__dict__)
+        for name in self.absent_keys():
+            del payload[name]
         if self.__pydantic_extra__:
             payload.update(self.__pydantic_extra__)
         return payload
