@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import sys
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple, Union
 
 import msgspec
 
@@ -83,39 +84,48 @@ def _names_for(direction: Any) -> tuple[str, ...]:
     return _NAMES["event"] if direction == "event" else _NAMES["inbound"]
 
 
-def _values_schema(cls: type[Message]) -> Any:
-    """The type of an item's ``values``: a tuple of ``cls``'s declared fields, each with its own annotation."""
-    return tuple.__class_getitem__(tuple(info.annotation for info in cls.model_fields.values()))
+_FINITE = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]  # refuses nan and inf
+TYPED_JSON_DEPTH = 6
+"""How deep the fast schema types metadata and unknown fields; deeper ones take the checked path."""
 
 
-_USER_VALUES = _values_schema(TransportUserMessage)
-_EVENT_VALUES = _values_schema(TransportEvent)
+def _json_type(depth: int) -> Any:
+    """JSON-like values (string keys, finite floats) nested at most ``depth`` levels, as a msgspec type."""
+    scalar: Any = str | int | _FINITE | bool | None
+    shape = scalar
+    for _ in range(depth):
+        shape = Union[scalar, dict[str, shape], list[shape]]  # type: ignore[valid-type]  # noqa: UP007
+    return shape
 
 
-class _Inbound(msgspec.Struct, array_like=True, tag="inbound"):
-    values: _USER_VALUES  # type: ignore[valid-type]
-    absent: list[str]
-    extra: dict[str, Any]
+def _item_types(json_values: Any) -> tuple[type, type, type]:
+    """The item structs for inbound, outbound and event items; ``json_values`` types metadata and extras."""
+
+    def values_of(cls: type[Message]) -> Any:
+        annotations = []
+        for info in cls.model_fields.values():
+            metadata = info.annotation == dict[str, Any]
+            annotations.append(dict[str, json_values] if metadata else info.annotation)
+        return tuple.__class_getitem__(tuple(annotations))
+
+    def item(tag: Direction, cls: type[Message]) -> type:
+        fields = [("values", values_of(cls)), ("absent", list[str]), ("extra", dict[str, json_values])]
+        return msgspec.defstruct(f"_{tag.title()}", fields, array_like=True, tag=tag)  # type: ignore[no-any-return]
+
+    return item("inbound", TransportUserMessage), item("outbound", TransportUserMessage), item("event", TransportEvent)
 
 
-class _Outbound(msgspec.Struct, array_like=True, tag="outbound"):
-    values: _USER_VALUES  # type: ignore[valid-type]
-    absent: list[str]
-    extra: dict[str, Any]
-
-
-class _Event(msgspec.Struct, array_like=True, tag="event"):
-    values: _EVENT_VALUES  # type: ignore[valid-type]
-    absent: list[str]
-    extra: dict[str, Any]
-
-
-_Item = _Inbound | _Outbound | _Event
-_DIRECTION_OF: dict[type, Direction] = {_Inbound: "inbound", _Outbound: "outbound", _Event: "event"}
+_TYPED = _item_types(_json_type(TYPED_JSON_DEPTH))
+"""Fast path: every value typed, metadata too (to a depth): a batch that decodes needs no walk in Python."""
+_CHECKED = _item_types(Any)
+"""Item by item: metadata and extras decode as anything and ``Message.from_decoded`` checks them."""
+_DIRECTION_OF: dict[type, Direction] = {
+    kind: direction for kinds in (_TYPED, _CHECKED) for kind, direction in zip(kinds, _CLASSES)
+}
 _encode = msgspec.msgpack.Encoder().encode
-_decode_batch = msgspec.msgpack.Decoder(list[_Item]).decode  # type: ignore[valid-type]
+_decode_batch = msgspec.msgpack.Decoder(list[Union[_TYPED]]).decode  # type: ignore[valid-type]  # noqa: UP007
 _decode_raw_items = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
-_decode_item = msgspec.msgpack.Decoder(_Item).decode  # type: ignore[valid-type]
+_decode_item = msgspec.msgpack.Decoder(Union[_CHECKED]).decode  # type: ignore[valid-type]  # noqa: UP007
 _decode_plain = msgspec.msgpack.Decoder().decode
 
 
@@ -173,7 +183,7 @@ def decode_batch(batch: bytes | Sequence[Any]) -> tuple[list[Received], list[Ref
             raise InvalidMessage(f"a batch is msgpack bytes or a list, not {type(batch).__name__}")
         return _validate_plain(batch)
     try:
-        items = _decode_batch(batch)
+        items: list[Any] = _decode_batch(batch)
     except msgspec.MsgspecError:
         return _decode_one_by_one(batch)
     received: list[Received] = []
@@ -181,7 +191,7 @@ def decode_batch(batch: bytes | Sequence[Any]) -> tuple[list[Received], list[Ref
     for index, item in enumerate(items):
         direction = _DIRECTION_OF[type(item)]
         try:
-            received.append((direction, _from_item(direction, item)))
+            received.append((direction, _from_item(direction, item, json_checked=True)))
         except InvalidMessage as exc:
             refused.append(
                 Refused(index, (direction, _payload_of(direction, item.values, item.absent, item.extra)), str(exc))
@@ -200,7 +210,7 @@ def _decode_one_by_one(blob: bytes | bytearray | memoryview) -> tuple[list[Recei
         try:
             item = _decode_item(raw)
             direction = _DIRECTION_OF[type(item)]
-            received.append((direction, _from_item(direction, item)))
+            received.append((direction, _from_item(direction, item, json_checked=False)))
         except msgspec.ValidationError as exc:
             refused.append(Refused(index, plain_item(raw), _describe(exc, raw)))
         except (msgspec.DecodeError, InvalidMessage) as exc:
@@ -208,9 +218,9 @@ def _decode_one_by_one(blob: bytes | bytearray | memoryview) -> tuple[list[Recei
     return received, refused
 
 
-def _from_item(direction: Direction, item: Any) -> Message:
+def _from_item(direction: Direction, item: Any, json_checked: bool) -> Message:
     payload = dict(zip(_NAMES[direction], item.values))
-    return _CLASSES[direction].from_decoded(payload, item.absent, item.extra)
+    return _CLASSES[direction].from_decoded(payload, item.absent, item.extra, json_checked=json_checked)
 
 
 def _payload_of(direction: Any, values: Any, absent: Any, extra: Any) -> dict[str, Any]:

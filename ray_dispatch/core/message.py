@@ -374,7 +374,9 @@ class Message(BaseModel, metaclass=_MessageMeta):
         """
 
     @classmethod
-    def from_decoded(cls, payload: dict[str, Any], absent: list[str], extra: dict[str, Any]) -> Message:
+    def from_decoded(
+        cls, payload: dict[str, Any], absent: list[str], extra: dict[str, Any], *, json_checked: bool = False
+    ) -> Message:
         """Build a message from declared fields a typed decoder already checked one by one (``actors.wire``).
 
         ``payload`` holds every declared field (a value of its declared type),
@@ -385,7 +387,8 @@ class Message(BaseModel, metaclass=_MessageMeta):
         values only, ``extra`` repeats no declared field, a timestamp with a
         time zone becomes naive UTC, and the class's ``check_field_rules`` (an
         ``ack`` needs ``sent_message_id``). ``payload`` and ``extra`` become the
-        message's own (do not reuse them).
+        message's own (do not reuse them). ``json_checked`` says the decoder's
+        types already held metadata and extras to JSON-like values.
 
         Raises:
             InvalidMessage: a rule is broken; the text names the field.
@@ -399,15 +402,17 @@ class Message(BaseModel, metaclass=_MessageMeta):
             stamp = payload["timestamp"]
             if stamp.tzinfo is not None:
                 payload["timestamp"] = to_naive_utc(stamp)
-            for name in cls._METADATA:
-                value = payload[name]
-                if value:
-                    check_json_like(value)
+            if not json_checked:
+                for name in cls._METADATA:
+                    value = payload[name]
+                    if value:
+                        check_json_like(value)
             if extra:
                 name = next((key for key in extra if key in cls._FIELD_NAMES), "")
                 if name:
                     raise ValueError("an unknown field may not repeat a declared one")
-                check_json_like(extra)
+                if not json_checked:
+                    check_json_like(extra)
             name = ""
             cls.check_field_rules(payload)
         except (ValueError, OverflowError) as exc:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import pytest
 
 from actors.builtin import EchoApplication
-from actors.wire import decode_batch, encode_batch, encode_item, encode_plain_item, plain_item
+from actors.wire import TYPED_JSON_DEPTH, decode_batch, encode_batch, encode_item, encode_plain_item, plain_item
 from ray_dispatch.core.errors import InvalidMessage
+from ray_dispatch.core.message import MAX_NESTING
 from ray_dispatch.testing import make_ack, make_inbound
 
 
@@ -94,3 +96,21 @@ async def test_an_endpoint_refuses_the_malformed_item_by_index_and_handles_the_o
     assert [index for index, _ in rejected] == [1] and "field 'session_event'" in rejected[0][1]
     assert [m["content"] for m in (await app.received())["messages"]] == ["one", "three"]
     assert app.counters["malformed_refused"] == 1
+
+
+def _nested(levels: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_metadata_deeper_than_the_typed_fast_path_still_arrives_and_too_deep_is_refused() -> None:
+    deep = make_inbound("deep", helper_metadata={"d": _nested(TYPED_JSON_DEPTH + 5)})
+    aware = make_inbound("aware", transport_metadata={"at": datetime(2024, 1, 2, 3, 4, tzinfo=UTC)})
+    too_deep = {**make_inbound("too deep").payload(), "helper_metadata": {"d": _nested(MAX_NESTING + 1)}}
+    items = [encode_item("inbound", deep), encode_item("inbound", aware), encode_plain_item("inbound", too_deep)]
+    received, refused = decode_batch(encode_batch(items))
+    assert [m.to_dict() for _, m in received] == [deep.to_dict(), aware.to_dict()]
+    ((position, _, reason),) = refused
+    assert position == 2 and "field 'helper_metadata'" in reason and "nested more than" in reason
