@@ -39,7 +39,7 @@ from actors.pool import ReplicaPool, sticky_key
 from actors.ray_calls import classify_ray_error, current_node_id, probe_replica, receive_call
 from actors.sender import Order, SenderOptions
 from actors.watchdog import ReplicaWatchdog
-from actors.wire import WireItem, checked_from_wire, to_wire
+from actors.wire import Refused, decode_batch, encode_item
 from ray_dispatch.core.config import EndpointSpec
 from ray_dispatch.core.deployment import deployment_spec
 from ray_dispatch.core.dispatcher import Dispatcher, DispatchOutcome
@@ -70,7 +70,7 @@ class RayOutbox:
         Raises:
             DeliveryError: the endpoint has no replicas.
         """
-        return await self.pools[endpoint].send((direction, to_wire(message)), sticky_key(direction, message))
+        return await self.pools[endpoint].send(encode_item(direction, message), sticky_key(direction, message))
 
 
 class DispatcherActor(GenerationSwitch):
@@ -224,55 +224,72 @@ class DispatcherActor(GenerationSwitch):
 
     # -- the data path ------------------------------------------------------------------
 
-    async def receive(self, source: str, batch: list[WireItem], order: Order | None = None) -> list[tuple[int, str]]:
+    async def receive(self, source: str, batch: bytes | list[Any], order: Order | None = None) -> list[tuple[int, str]]:
         """Route a batch from endpoint ``source``; return when every delivery is confirmed or recorded.
 
-        Items are never refused here: what cannot be routed or delivered
-        becomes a failure record. Batches of one sender are routed in their
-        sequence order (``order``), one batch at a time.
+        ``batch`` is a blob from ``actors.wire.encode_batch`` (or a list of
+        ``(direction, payload dict)`` items from a caller that is not one of
+        our senders). Items are never refused here: what does not decode,
+        cannot be routed or cannot be delivered becomes a failure record.
+        Batches of one sender are routed in their sequence order (``order``),
+        one batch at a time.
         """
         await self._ready()
         started = time.monotonic()
         async with self._order.turn(order), self._route_lock:
-            outcomes = await self._route_batch(source, batch)
+            received, outcomes = await self._route_batch(source, batch)
         await self.core.settle(*outcomes)  # outside the lock: the next batch is routed meanwhile
-        self.metrics.batch_done(source, batch, started)
+        self.metrics.batch_done(source, received, started)
         return []
 
-    async def _route_batch(self, source: str, batch: list[WireItem]) -> list[DispatchOutcome]:
-        """Route each new item of ``batch``; return the outcomes, not yet settled."""
+    async def _route_batch(self, source: str, batch: Any) -> tuple[list[Any], list[DispatchOutcome]]:
+        """Decode ``batch`` and route each new item; return the decoded messages and the outcomes, not yet settled."""
+        try:
+            received, refused = decode_batch(batch)
+        except InvalidMessage as exc:
+            head = bytes(batch[:256]) if isinstance(batch, (bytes, bytearray, memoryview)) else batch
+            guessed = self._guess_direction(source)
+            await self.core.record_failure(str(exc), guessed, str(source), head, error=exc, stage="validate")
+            return [], []
         outcomes: list[DispatchOutcome] = []
-        for item in batch:
-            if not (isinstance(item, (tuple, list)) and len(item) == 2 and item[0] in DIRECTIONS):
-                await self._record_malformed(source, item)
-                continue
-            direction, payload = item
-            key = self._dedupe_key(direction, payload)
-            if key is not None and key in self._seen:
-                continue
-            message = self._rebuild(payload)
-            outcome = await self.core.route(direction, message, source)
-            self.recent.add(direction, source, message, outcome)
-            outcomes.append(outcome)
-            if key is not None:
-                self._seen.add(key)
-        return outcomes
+        for direction, message in received:
+            await self._route_new(source, direction, message, outcomes)
+        for item in refused:
+            await self._route_refused(source, item, outcomes)
+        return received, outcomes
+
+    async def _route_new(
+        self, source: str, direction: Direction, message: Any, outcomes: list[DispatchOutcome]
+    ) -> None:
+        """Route ``message`` unless its id was seen (a redelivered batch); append the outcome."""
+        key = self._dedupe_key(direction, message)
+        if key is not None and key in self._seen:
+            return
+        outcome = await self.core.route(direction, message, source)
+        self.recent.add(direction, source, message, outcome)
+        outcomes.append(outcome)
+        if key is not None:
+            self._seen.add(key)
+
+    async def _route_refused(self, source: str, refused: Refused, outcomes: list[DispatchOutcome]) -> None:
+        """An item that did not decode: a ``(direction, payload)`` pair goes to the core, whose validation
+        names the bad field in a failure record; anything else is recorded as malformed."""
+        item = refused.item
+        if isinstance(item, (tuple, list)) and len(item) == 2 and item[0] in DIRECTIONS:
+            await self._route_new(source, item[0], item[1], outcomes)
+        else:
+            await self._record_malformed(source, item)
 
     @staticmethod
     def _dedupe_key(direction: str, payload: Any) -> str | None:
-        """``direction:id`` of a payload that carries its id as a string; None (no dedupe) otherwise."""
-        if not isinstance(payload, dict):
+        """``direction:id`` of a message or payload that carries its id as a string; None (no dedupe) otherwise."""
+        if not isinstance(payload, (dict, Message)):
             return None
         found = payload.get("event_id" if direction == "event" else "message_id")
         return f"{direction}:{found}" if isinstance(found, str) else None
 
-    @staticmethod
-    def _rebuild(payload: Any) -> Any:
-        # Validated at the edge, a payload only needs the fast rebuild; one that does not
-        # certainly validate (a caller that skipped the edge) goes to the core, whose
-        # validation names the bad field in a failure record.
-        message = checked_from_wire(payload)
-        return payload if message is None else message
+    def _guess_direction(self, source: str) -> Direction:
+        return "outbound" if source in self.core.exposed_names else "inbound"
 
     async def _record_malformed(self, source: str, item: Any) -> None:
         """Record a batch item that is not a ``(direction, payload)`` pair with a known direction."""
@@ -280,8 +297,7 @@ class DispatcherActor(GenerationSwitch):
             reason = f"unknown direction {item[0]!r} (expected one of {list(DIRECTIONS)})"
         else:
             reason = f"batch item is not a (direction, payload) pair: got {type(item).__name__}"
-        guessed: Direction = "outbound" if source in self.core.exposed_names else "inbound"
-        await self.core.record_failure(reason, guessed, str(source), item, stage="validate")
+        await self.core.record_failure(reason, self._guess_direction(source), str(source), item, stage="validate")
 
     async def inject(
         self, direction: Direction, endpoint: str, payload: dict[str, Any], trace: bool = False

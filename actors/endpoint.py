@@ -35,7 +35,7 @@ from actors.gc_tuning import tune_gc_for_throughput
 from actors.ordering import SeenIds, SenderOrder
 from actors.pool import ReplicaPool, sticky_key
 from actors.sender import Order, SenderOptions
-from actors.wire import WireItem, from_wire, message_key, to_wire
+from actors.wire import decode_batch, encode_item, message_key
 from ray_dispatch.core.errors import ConfigError, DeliveryError, InvalidMessage
 from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage, message_from_dict
 from ray_dispatch.core.router import format_validation_error
@@ -109,7 +109,7 @@ class RayDispatcherLink:
 
     async def send(self, direction: Direction, message: Message) -> asyncio.Future[Any]:
         """Queue ``message`` for a dispatcher chosen by its user (``sticky_key``)."""
-        return await self.pool.send((direction, to_wire(message)), sticky_key(direction, message))
+        return await self.pool.send(encode_item(direction, message), sticky_key(direction, message))
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait until the dispatchers confirmed everything sent."""
@@ -312,9 +312,12 @@ class EndpointActor:
 
     # -- receiving from the dispatcher --------------------------------------------
 
-    async def receive(self, source: str, batch: list[WireItem], order: Order | None = None) -> list[tuple[int, str]]:
+    async def receive(self, source: str, batch: bytes | list[Any], order: Order | None = None) -> list[tuple[int, str]]:
         """Handle a batch from the dispatcher, in order; return the items refused.
 
+        ``batch`` is a blob from ``actors.wire.encode_batch`` (or a list of
+        ``(direction, payload dict)`` items); an item that does not decode into
+        a valid message is refused with the reason, the others are handled.
         Batches of one sender are handled in their sequence order (``order``).
         Duplicates (a message id seen within the window) are confirmed without
         being handled again. An item whose hook raises is refused with the
@@ -322,16 +325,22 @@ class EndpointActor:
         ``after_batch`` sees the handled messages; if it raises, they are all
         refused (and will not count as seen).
         """
-        rejected: list[tuple[int, str]] = []
+        received, refused = decode_batch(batch)
+        size = len(received) + len(refused)
+        rejected = [(item.position, item.reason) for item in refused]
+        if refused:
+            self.counters["malformed_refused"] += len(refused)
+            log.warning(
+                "%s %r refused %d malformed item(s): %s", self.ROLE, self.endpoint_name, len(refused), rejected[0][1]
+            )
         handled: list[tuple[int, str, Message]] = []
         await self.start()
         async with self._order.turn(order), self._receive_lock:
-            for index, (direction, payload) in enumerate(batch):
-                key = message_key(direction, payload)
+            for index, (direction, message) in zip(_indexes_of(size, rejected), received):
+                key = message_key(direction, message)
                 if key in self._seen:
                     self.counters["duplicates_dropped"] += 1
                     continue
-                message = from_wire(payload)
                 try:
                     await self._handle(direction, message)
                 except Exception as exc:
@@ -348,8 +357,8 @@ class EndpointActor:
                 return rejected + [(index, reason) for index, _, _ in handled]
             for _, key, _ in handled:
                 self._seen.add(key)
-        duplicates = len(batch) - len(rejected) - len(handled)
-        metrics.record_endpoint_batch(self.endpoint_name, self.ROLE, len(batch), len(rejected), duplicates)
+        duplicates = size - len(rejected) - len(handled)
+        metrics.record_endpoint_batch(self.endpoint_name, self.ROLE, size, len(rejected), duplicates)
         return rejected
 
     async def after_batch(self, messages: list[Message]) -> None:
@@ -655,3 +664,11 @@ class ApplicationActor(EndpointActor):
         )
         await self._publish("outbound", message, wait=False)
         return message
+
+
+def _indexes_of(size: int, refused: list[tuple[int, str]]) -> range | list[int]:
+    """The batch positions of the decoded messages: all of ``range(size)`` but the refused ones."""
+    if not refused:
+        return range(size)
+    skipped = {index for index, _ in refused}
+    return [index for index in range(size) if index not in skipped]

@@ -10,6 +10,7 @@ from ray import exceptions as rex
 
 from actors.sender import ErrorKind, Order
 from actors.watchdog import ReplicaUnresponsive
+from actors.wire import encode_batch
 
 _TRANSIENT = (
     rex.ActorUnavailableError,
@@ -38,12 +39,13 @@ def classify_ray_error(exc: BaseException) -> ErrorKind:
     return "permanent"
 
 
-def receive_call(source: str) -> Callable[[Any], Callable[[list[Any], Order], Awaitable[Any]]]:
-    """Build ``make_call`` for a pool: batches go to ``handle.receive.remote(source, batch, order)``."""
+def receive_call(source: str) -> Callable[[Any], Callable[[list[bytes], Order], Awaitable[Any]]]:
+    """Build ``make_call`` for a pool: a batch of ``encode_item`` items goes to
+    ``handle.receive.remote(source, blob, order)`` as one blob (``actors.wire.encode_batch``)."""
 
-    def make_call(handle: Any) -> Callable[[list[Any], Order], Awaitable[Any]]:
-        async def call(batch: list[Any], order: Order) -> Any:
-            return await handle.receive.remote(source, batch, order)
+    def make_call(handle: Any) -> Callable[[list[bytes], Order], Awaitable[Any]]:
+        async def call(batch: list[bytes], order: Order) -> Any:
+            return await handle.receive.remote(source, encode_batch(batch), order)
 
         return call
 

@@ -1,174 +1,315 @@
-"""The wire format between actors: plain dicts, rebuilt without re-validation.
+"""The wire between actors: one msgpack blob per batch, encoded and decoded by msgspec.
 
-Measured on this machine, plain dicts cross actor boundaries about 1.4x faster
-than pydantic models, and rebuilding a message we validated at the edge costs
-a few microseconds instead of ~10. Messages are validated once, where they
-enter the system (a transport's ``publish_*``, an application's reply, the
-API's ``inject``); every hop after that ships ``to_wire`` dicts and rebuilds
-them with ``from_wire``.
+A batch crosses an actor hop as ONE ``bytes`` object: a msgpack array of
+items, each an array ``[direction, values, absent, extra]``:
 
-A batch is a list of ``(direction, payload)`` items; ``direction`` is
-``inbound``, ``event`` or ``outbound``.
+- ``direction``: ``inbound``, ``outbound`` or ``event``;
+- ``values``: every declared field of the message's class, in the order the
+  class declares them (no field names on the wire: ~140 bytes for an SMS
+  instead of ~370 with names, and faster to decode; both ends run the same code);
+- ``absent``: the optional fields (``OPTIONAL_KEYS``) that are not in the
+  message's payload, so that the payload keeps exactly Vumi's key set;
+- ``extra``: Vumi's unknown fields, kept beside the declared ones so that
+  decoding stays typed.
+
+Timestamps travel as msgspec writes naive datetimes (ISO text); a datetime
+nested in metadata arrives as that text, as it would through Vumi's JSON.
+
+Decoding *is* the hostile-input check: each item is decoded against a typed
+schema built from the message classes' own field annotations (a field that
+gains a type there is checked on the wire too), and ``Message.from_decoded``
+then applies the rules types cannot say (JSON-only metadata and extras,
+naive UTC timestamps, what an event type needs). The whole batch is decoded
+in one call; only when that fails is it decoded again item by item, so one
+malformed item is refused on its own and the others still arrive.
+
+Senders encode each message when it is queued (``encode_item``: a snapshot,
+reused as it is on retries) and join the items of a batch when it is shipped
+(``encode_batch``); receivers call ``decode_batch``. A receiver may also be
+called with a plain list of ``(direction, payload dict)`` items (a caller
+that is not one of our senders): those are validated by the models
+themselves, item by item.
 """
 
 from __future__ import annotations
 
-import inspect
-import types
-import typing
-from collections.abc import Callable
-from dataclasses import dataclass
+import contextlib
+import operator
+import sys
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, NamedTuple, Union
 
+import msgspec
+
+from ray_dispatch.core.errors import InvalidMessage
 from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage
-from ray_dispatch.core.stores.failures import Direction
+from ray_dispatch.core.stores.failures import DIRECTIONS, Direction
 
-WireItem = tuple[Direction, dict[str, Any]]
-"""One message on the wire: its direction and its payload dict."""
+Received = tuple[Direction, Message]
+"""A decoded item: its direction and the message."""
 
-_CLASSES: dict[str, type[Message]] = {"user_message": TransportUserMessage, "event": TransportEvent}
-_FIELDS = {name: frozenset(cls.model_fields) for name, cls in _CLASSES.items()}
+
+class Refused(NamedTuple):
+    """A batch item that did not decode into a valid message."""
+
+    position: int
+    """Its index in the batch."""
+    item: Any
+    """What it holds, decoded as plain data (``(direction, payload dict)`` when it has that shape)."""
+    reason: str
+    """One line naming the problem (the field, when one is to blame)."""
+
+
+_CLASSES: dict[Direction, type[Message]] = {
+    "inbound": TransportUserMessage,
+    "outbound": TransportUserMessage,
+    "event": TransportEvent,
+}
+
+
+_NAMES: dict[Direction, tuple[str, ...]] = {direction: tuple(cls.model_fields) for direction, cls in _CLASSES.items()}
+_DEFAULTS = {
+    direction: {
+        name: None if info.is_required() else info.get_default(call_default_factory=True)
+        for name, info in cls.model_fields.items()
+    }
+    for direction, cls in _CLASSES.items()
+}
+_VALUES_OF = {cls.KIND: operator.itemgetter(*cls.model_fields) for cls in _CLASSES.values()}
+
+
+def _names_for(direction: Any) -> tuple[str, ...]:
+    """The declared field names of ``direction``'s class (a user message's for anything unknown)."""
+    return _NAMES["event"] if direction == "event" else _NAMES["inbound"]
+
+
+_FINITE = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]  # refuses nan and inf
+TYPED_JSON_DEPTH = 6
+"""How deep the fast schema types metadata and unknown fields; deeper ones take the checked path."""
+
+
+def _json_type(depth: int) -> Any:
+    """JSON-like values (string keys, finite floats) nested at most ``depth`` levels, as a msgspec type."""
+    scalar: Any = str | int | _FINITE | bool | None
+    shape = scalar
+    for _ in range(depth):
+        shape = Union[scalar, dict[str, shape], list[shape]]  # type: ignore[valid-type]  # noqa: UP007
+    return shape
+
+
+def _item_types(json_values: Any) -> tuple[type, type, type]:
+    """The item structs for inbound, outbound and event items; ``json_values`` types metadata and extras."""
+
+    def values_of(cls: type[Message]) -> Any:
+        annotations = []
+        for info in cls.model_fields.values():
+            metadata = info.annotation == dict[str, Any]
+            annotations.append(dict[str, json_values] if metadata else info.annotation)
+        return tuple.__class_getitem__(tuple(annotations))
+
+    def item(tag: Direction, cls: type[Message]) -> type:
+        fields = [("values", values_of(cls)), ("absent", list[str]), ("extra", dict[str, json_values])]
+        return msgspec.defstruct(f"_{tag.title()}", fields, array_like=True, tag=tag)  # type: ignore[no-any-return]
+
+    return item("inbound", TransportUserMessage), item("outbound", TransportUserMessage), item("event", TransportEvent)
+
+
+_TYPED = _item_types(_json_type(TYPED_JSON_DEPTH))
+"""Fast path: every value typed, metadata too (to a depth): a batch that decodes needs no walk in Python."""
+_CHECKED = _item_types(Any)
+"""Item by item: metadata and extras decode as anything and ``Message.from_decoded`` checks them."""
+_DIRECTION_OF: dict[type, Direction] = {
+    kind: direction for kinds in (_TYPED, _CHECKED) for kind, direction in zip(kinds, _CLASSES)
+}
+_encode = msgspec.msgpack.Encoder().encode
+_decode_batch = msgspec.msgpack.Decoder(list[Union[_TYPED]]).decode  # type: ignore[valid-type]  # noqa: UP007
+_decode_raw_items = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
+_decode_item = msgspec.msgpack.Decoder(Union[_CHECKED]).decode  # type: ignore[valid-type]  # noqa: UP007
+_decode_plain = msgspec.msgpack.Decoder().decode
+
+
+# -- sending -----------------------------------------------------------------------------
+
+
+def encode_item(direction: Direction, message: Message) -> bytes:
+    """Encode one message for a batch (a snapshot: later changes to ``message`` are not shipped).
+
+    Raises:
+        TypeError, UnicodeEncodeError: a value msgpack cannot carry (validation lets none through).
+    """
+    values = _VALUES_OF[message.KIND](message.__dict__)
+    return _encode((direction, values, message.absent_keys(), message.extra_fields))
+
+
+def encode_plain_item(direction: Any, payload: Any) -> bytes:
+    """Encode any ``(direction, payload dict)`` in the item layout, unchecked (tests and fuzzers write hostile items).
+
+    A declared field the payload lacks is listed as absent (with its default value, None if it has none).
+    """
+    if not isinstance(payload, dict):
+        return _encode((direction, payload, [], {}))
+    names = _names_for(direction)
+    defaults = _DEFAULTS["event" if direction == "event" else "inbound"]
+    values = [payload[name] if name in payload else defaults[name] for name in names]
+    absent = [name for name in names if name not in payload]
+    return _encode((direction, values, absent, {k: v for k, v in payload.items() if k not in names}))
+
+
+def encode_batch(items: Sequence[bytes]) -> bytes:
+    """Join ``encode_item`` results into the batch blob (a msgpack array of them)."""
+    count = len(items)
+    if count < 16:
+        header = bytes((0x90 | count,))
+    elif count < 1 << 16:
+        header = b"\xdc" + count.to_bytes(2, "big")
+    else:
+        header = b"\xdd" + count.to_bytes(4, "big")
+    return header + b"".join(items)
+
+
+# -- receiving ---------------------------------------------------------------------------
+
+
+def decode_batch(batch: bytes | Sequence[Any]) -> tuple[list[Received], list[Refused]]:
+    """Decode and check a batch; return its messages (in order) and the items refused.
+
+    Raises:
+        InvalidMessage: ``batch`` is neither a msgpack array (the blob is not
+            a batch at all, so no item can be told apart) nor a list.
+    """
+    if not isinstance(batch, (bytes, bytearray, memoryview)):
+        if not isinstance(batch, (list, tuple)):
+            raise InvalidMessage(f"a batch is msgpack bytes or a list, not {type(batch).__name__}")
+        return _validate_plain(batch)
+    try:
+        items: list[Any] = _decode_batch(batch)
+    except msgspec.MsgspecError:
+        return _decode_one_by_one(batch)
+    received: list[Received] = []
+    refused: list[Refused] = []
+    for index, item in enumerate(items):
+        direction = _DIRECTION_OF[type(item)]
+        try:
+            received.append((direction, _from_item(direction, item, json_checked=True)))
+        except InvalidMessage as exc:
+            refused.append(
+                Refused(index, (direction, _payload_of(direction, item.values, item.absent, item.extra)), str(exc))
+            )
+    return received, refused
+
+
+def _decode_one_by_one(blob: bytes | bytearray | memoryview) -> tuple[list[Received], list[Refused]]:
+    try:
+        raw_items = _decode_raw_items(blob)
+    except msgspec.MsgspecError as exc:
+        raise InvalidMessage(f"invalid batch: not a msgpack array ({exc})") from None
+    received: list[Received] = []
+    refused: list[Refused] = []
+    for index, raw in enumerate(raw_items):
+        try:
+            item = _decode_item(raw)
+            direction = _DIRECTION_OF[type(item)]
+            received.append((direction, _from_item(direction, item, json_checked=False)))
+        except msgspec.ValidationError as exc:
+            refused.append(Refused(index, plain_item(raw), _describe(exc, raw)))
+        except (msgspec.DecodeError, InvalidMessage) as exc:
+            refused.append(Refused(index, plain_item(raw), str(exc)))
+    return received, refused
+
+
+def _from_item(direction: Direction, item: Any, json_checked: bool) -> Message:
+    payload = dict(zip(_NAMES[direction], item.values))
+    return _CLASSES[direction].from_decoded(payload, item.absent, item.extra, json_checked=json_checked)
+
+
+def _payload_of(direction: Any, values: Any, absent: Any, extra: Any) -> dict[str, Any]:
+    """The payload an item's parts say (as plain data), for failure records and refusals."""
+    names = _names_for(direction)
+    gone = set(absent) if isinstance(absent, list) and all(isinstance(a, str) for a in absent) else set()
+    payload = {name: value for name, value in zip(names, values) if name not in gone}
+    if isinstance(extra, dict):
+        payload.update(extra)
+    return payload
+
+
+_PARTS = {"[1]": "the declared fields", "[2]": "the list of absent fields", "[3]": "the unknown fields"}
+
+
+def _describe(error: msgspec.ValidationError, raw: msgspec.Raw) -> str:
+    """``Expected `str`, got `int` - at `$[1][13]``` -> ``invalid message: field 'content': expected ...``."""
+    text, _, where = str(error).partition(" - at `")
+    path = where.rstrip("`").rpartition("$")[2]
+    detail = f"{text[:1].lower()}{text[1:]}" + (" (a field name)" if where.startswith("key`") else "")
+    part = _PARTS.get(path[:3])
+    if part is None:
+        return f"invalid batch item: {text}" + (f" (at {path})" if path else "")
+    if path.startswith("[1][") and path[4:].split("]")[0].isdigit():
+        item = plain_item(raw)
+        names = _names_for(item[0] if isinstance(item, tuple) else None)
+        position = int(path[4:].split("]")[0])
+        if position < len(names):
+            return f"invalid message: field {names[position]!r}: {detail}"
+    return f"invalid message: {part}: {detail}"
+
+
+def plain_item(raw: bytes | msgspec.Raw) -> Any:
+    """One encoded item as plain data: ``(direction, payload dict)`` when it has the item layout, else
+    whatever it holds; its bytes if it is not even msgpack (for failure records, refusals and tests)."""
+    try:
+        item = _decode_plain(raw)
+    except msgspec.DecodeError:
+        return bytes(raw)
+    if not (isinstance(item, list) and len(item) == 4 and isinstance(item[1], list)):
+        return item
+    payload = _payload_of(item[0], item[1], item[2], item[3])
+    stamp = payload.get("timestamp")
+    if isinstance(stamp, str):  # as the wire writes it; validation reads Vumi's text only
+        with contextlib.suppress(msgspec.ValidationError):
+            payload["timestamp"] = msgspec.convert(stamp, datetime)
+    return (item[0], payload)
+
+
+def _validate_plain(items: Sequence[Any]) -> tuple[list[Received], list[Refused]]:
+    """Validate ``(direction, payload dict)`` items with the models themselves (callers that are not our senders)."""
+    received: list[Received] = []
+    refused: list[Refused] = []
+    for index, item in enumerate(items):
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and item[0] in DIRECTIONS):
+            refused.append(Refused(index, item, "batch item is not a (direction, payload) pair"))
+            continue
+        direction, payload = item
+        try:
+            received.append((direction, _CLASSES[direction].from_dict(payload)))
+        except InvalidMessage as exc:
+            refused.append(Refused(index, item, str(exc)))
+    return received, refused
+
+
+def message_key(direction: str, message: Message | dict[str, Any]) -> str:
+    """Return the id a receiver dedupes on: ``event_id`` for events, else ``message_id``."""
+    if direction == "event":
+        return str(message.get("event_id"))
+    return str(message.get("message_id"))
+
+
+# -- payload dicts for the Python API ------------------------------------------------------
 
 
 def to_wire(msg: Message) -> dict[str, Any]:
-    """Return the payload dict of ``msg`` (shallow: pickling makes the copy; only the keys present)."""
+    """Return the payload dict of ``msg`` (shallow; only the keys present), as endpoints hand to Python callers."""
     return msg.payload()
 
 
 def from_wire(payload: dict[str, Any]) -> Message:
     """Rebuild a message from a ``to_wire`` payload without validating it again.
 
-    Only for payloads produced by ``to_wire`` from a valid message; untrusted
-    input goes through ``message_from_dict``.
+    Only for payloads produced by ``to_wire`` from a valid message (load
+    generators stamping a validated template); untrusted input goes through
+    ``message_from_dict``.
 
     Raises:
         KeyError: the payload lacks ``message_type`` or a declared field.
     """
-    return _CLASSES[payload["message_type"]].from_trusted_payload(payload)
-
-
-def message_key(direction: str, payload: dict[str, Any]) -> str:
-    """Return the id a receiver dedupes on: ``event_id`` for events, else ``message_id``."""
-    if direction == "event":
-        return str(payload.get("event_id"))
-    return str(payload.get("message_id"))
-
-
-# -- payloads from callers we cannot vouch for ---------------------------------------
-
-_MISSING = object()
-
-
-@dataclass(frozen=True)
-class _Shape:
-    """What validation accepts unchanged for one message class, grouped by kind of field (fast to check)."""
-
-    text: tuple[str, ...]
-    optional_text: tuple[str, ...]
-    maps: tuple[str, ...]
-    naive_datetimes: tuple[str, ...]
-    choices: tuple[tuple[str, frozenset[str], bool], ...]  # (field, allowed, None allowed)
-    field_checks: tuple[tuple[str, Callable[[Any], Any]], ...]  # the model's after-validators, per field
-    model_checks: tuple[Callable[[Any], Any], ...]
-    may_be_absent: frozenset[str]  # the class's OPTIONAL_KEYS: a payload without them is still complete
-
-
-def _shape_of(cls: type[Message]) -> _Shape | None:
-    """Group ``cls``'s fields by annotation; None if it uses a type or validator the groups cannot mirror."""
-    decorators = cls.__pydantic_decorators__
-    field_checks: list[tuple[str, Callable[[Any], Any]]] = []
-    for validator in decorators.field_validators.values():
-        if validator.info.mode == "after" and len(inspect.signature(validator.func).parameters) == 1:
-            field_checks += [(name, validator.func) for name in validator.info.fields]
-        elif validator.info.fields != ("timestamp",) or validator.info.mode != "before":
-            return None  # the timestamp's before-validator only parses strings; other kinds cannot be mirrored
-    if any(d.info.mode != "after" for d in decorators.model_validators.values()):
-        return None
-    groups: dict[str, list[Any]] = {"text": [], "optional_text": [], "maps": [], "naive_datetimes": [], "choices": []}
-    for name, info in cls.model_fields.items():
-        annotation, optional = info.annotation, False
-        args = typing.get_args(annotation)
-        if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
-            annotation, optional = next(a for a in args if a is not type(None)), True
-        if info.metadata:
-            return None
-        if annotation is str:
-            groups["optional_text" if optional else "text"].append(name)
-        elif annotation is datetime and not optional:
-            groups["naive_datetimes"].append(name)
-        elif typing.get_origin(annotation) is dict and typing.get_args(annotation) == (str, Any) and not optional:
-            groups["maps"].append(name)
-        elif typing.get_origin(annotation) is typing.Literal and all(
-            isinstance(a, str) for a in typing.get_args(annotation)
-        ):
-            groups["choices"].append((name, frozenset(typing.get_args(annotation)), optional))
-        else:
-            return None
-    return _Shape(
-        **{kind: tuple(names) for kind, names in groups.items()},
-        field_checks=tuple(field_checks),
-        model_checks=tuple(d.func for d in decorators.model_validators.values()),
-        may_be_absent=cls.OPTIONAL_KEYS,
-    )
-
-
-_SHAPES = {kind: _shape_of(cls) for kind, cls in _CLASSES.items()}
-
-
-def checked_from_wire(payload: Any) -> Message | None:
-    """Rebuild ``payload`` as ``from_wire`` does if it is certainly valid; None if it needs full validation.
-
-    For payloads from callers that did not validate them (a hostile or buggy
-    actor calling the dispatcher directly): every declared field present with
-    a value of its declared type, string keys only, and the model's own
-    after-validators (field and model) accept it unchanged. A model that
-    gains a validator of another kind simply loses the shortcut. Measured
-    here it adds 2-3 us to ``from_wire``, where full validation adds 5-10;
-    what it does not vouch for goes to ``message_from_dict``.
-    """
-    if type(payload) is not dict:
-        return None
-    kind = payload.get("message_type")
-    if type(kind) is not str:
-        return None
-    shape = _SHAPES.get(kind)
-    if shape is None:
-        return None
-    get = payload.get
-    for name in shape.text:
-        if not isinstance(get(name), str):
-            return None
-    absent_ok = shape.may_be_absent
-    for name in shape.optional_text:
-        value = get(name, _MISSING)
-        if value is not None and not isinstance(value, str) and not (value is _MISSING and name in absent_ok):
-            return None
-    for name in shape.maps:
-        value = get(name, _MISSING)
-        if value is _MISSING and name in absent_ok:
-            continue
-        if not isinstance(value, dict) or (value and not all(isinstance(key, str) for key in value)):
-            return None
-    for name in shape.naive_datetimes:
-        value = get(name)
-        if not isinstance(value, datetime) or value.tzinfo is not None:
-            return None
-    for name, allowed, optional in shape.choices:
-        value = get(name, _MISSING)
-        if value is _MISSING and name in absent_ok:
-            continue
-        if not ((value is None and optional) or (isinstance(value, str) and value in allowed)):
-            return None
-    if len(payload) != len(_FIELDS[kind]) and not all(isinstance(key, str) for key in payload):
-        return None
-    try:
-        for name, field_check in shape.field_checks:
-            if name in payload and field_check(payload[name]) is not payload[name]:
-                return None  # the validator would change the value: let validation do it
-        message = from_wire(payload)
-        for model_check in shape.model_checks:
-            model_check(message)
-    except (ValueError, AssertionError):
-        return None
-    return message
+    classes: dict[str, type[Message]] = {"user_message": TransportUserMessage, "event": TransportEvent}
+    return classes[payload["message_type"]].from_trusted_payload(payload)

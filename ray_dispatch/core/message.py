@@ -115,12 +115,51 @@ def check_json_like(value: Any) -> None:
     Raises:
         ValueError: names where (``['a']['b'][0]``, first levels only) and what is wrong.
     """
+    if _plainly_json_like(value):
+        return
     path: list[Any] = []
     problem = _json_problem(value, 0, path)
     if problem is not None:
         where = "".join(f"[{p!r}]" for p in reversed(path[-5:]))
         more = "..." if len(path) > 5 else ""
         raise ValueError(f"{where}{more}: {problem}" if path else problem)
+
+
+_EXACT_SCALARS: frozenset[type] = frozenset({str, int, bool, type(None), datetime})
+
+
+def _plainly_json_like(value: Any) -> bool:
+    """Whether ``value`` is JSON-like judging by exact types, without recursion (the fast common case).
+
+    False means "look closer": a problem, or a type only ``isinstance`` accepts (a ``str`` subclass).
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if depth >= MAX_NESTING:
+            return False
+        kind = type(current)
+        if kind is dict:
+            for key in current:
+                if type(key) is not str:
+                    return False
+            items: Any = current.values()
+        elif kind is list:
+            items = current
+        else:
+            return kind in _EXACT_SCALARS
+        for item in items:
+            kind = type(item)
+            if kind in _EXACT_SCALARS:
+                continue
+            if kind is float:
+                if item - item != 0:  # inf or nan
+                    return False
+            elif kind is dict or kind is list:
+                stack.append((item, depth + 1))
+            else:
+                return False
+    return True
 
 
 def _json_problem(value: Any, depth: int, path: list[Any]) -> str | None:
@@ -309,7 +348,6 @@ class Message(BaseModel, metaclass=_MessageMeta):
         Raises:
             KeyError: the payload lacks a declared field that is never optional.
         """
-        msg = cls.__new__(cls)
         names = cls._FIELD_NAMES
         extra: dict[str, Any] = {}
         if not names.issuperset(payload):
@@ -323,7 +361,73 @@ class Message(BaseModel, metaclass=_MessageMeta):
                     payload[name] = value if factory is None else factory()
             if len(payload) != len(names):
                 raise KeyError(sorted(names - payload.keys())[0])
-        object.__setattr__(msg, "__dict__", payload)
+        return cls._assemble(payload, present, extra)
+
+    _METADATA: ClassVar[tuple[str, ...]] = ("helper_metadata", "routing_metadata", "transport_metadata")
+
+    @classmethod
+    def check_field_rules(cls, payload: dict[str, Any]) -> None:
+        """Check the rules between fields that field types cannot express; none for this class.
+
+        Raises:
+            ValueError: a rule is broken (the text names the fields).
+        """
+
+    @classmethod
+    def from_decoded(
+        cls, payload: dict[str, Any], absent: list[str], extra: dict[str, Any], *, json_checked: bool = False
+    ) -> Message:
+        """Build a message from declared fields a typed decoder already checked one by one (``actors.wire``).
+
+        ``payload`` holds every declared field (a value of its declared type),
+        ``absent`` names the optional ones (``OPTIONAL_KEYS``) that are not in
+        the message's payload, ``extra`` its unknown fields. This applies the
+        rules types cannot say, the same ones validation applies: only
+        optional fields may be absent, metadata and ``extra`` hold JSON-like
+        values only, ``extra`` repeats no declared field, a timestamp with a
+        time zone becomes naive UTC, and the class's ``check_field_rules`` (an
+        ``ack`` needs ``sent_message_id``). ``payload`` and ``extra`` become the
+        message's own (do not reuse them). ``json_checked`` says the decoder's
+        types already held metadata and extras to JSON-like values.
+
+        Raises:
+            InvalidMessage: a rule is broken; the text names the field.
+        """
+        name = "timestamp"
+        try:
+            for name in absent:
+                if name not in cls.OPTIONAL_KEYS:
+                    raise ValueError("Field required")
+            name = "timestamp"
+            stamp = payload["timestamp"]
+            if stamp.tzinfo is not None:
+                payload["timestamp"] = to_naive_utc(stamp)
+            if not json_checked:
+                for name in cls._METADATA:
+                    value = payload[name]
+                    if value:
+                        check_json_like(value)
+            if extra:
+                name = next((key for key in extra if key in cls._FIELD_NAMES), "")
+                if name:
+                    raise ValueError("an unknown field may not repeat a declared one")
+                if not json_checked:
+                    check_json_like(extra)
+            name = ""
+            cls.check_field_rules(payload)
+        except (ValueError, OverflowError) as exc:
+            where = f"field {name!r}: " if name else ""
+            raise InvalidMessage(f"invalid {cls.KIND}: {where}{exc}") from None
+        present = set(cls._FIELD_NAMES)
+        if absent:
+            present.difference_update(absent)
+        return cls._assemble(payload, present, extra)
+
+    @classmethod
+    def _assemble(cls, declared: dict[str, Any], present: set[str], extra: dict[str, Any]) -> Message:
+        """A message whose ``__dict__`` is ``declared`` (every declared field), unchecked."""
+        msg = cls.__new__(cls)
+        object.__setattr__(msg, "__dict__", declared)
         object.__setattr__(msg, "__pydantic_extra__", extra)
         object.__setattr__(msg, "__pydantic_fields_set__", present)
         object.__setattr__(msg, "__pydantic_private__", None)
@@ -335,13 +439,22 @@ class Message(BaseModel, metaclass=_MessageMeta):
         """Whether declared field ``name`` is in the payload (given, set, or an optional one filled in)."""
         return name not in self.OPTIONAL_KEYS or name in self.__pydantic_fields_set__ or bool(self.__dict__[name])
 
+    def absent_keys(self) -> list[str]:
+        """The declared fields not in the payload (optional ones never given, set or filled in)."""
+        fields_set = self.__pydantic_fields_set__
+        declared = self.__dict__
+        return [name for name in self.OPTIONAL_KEYS if name not in fields_set and not declared[name]]
+
+    @property
+    def extra_fields(self) -> dict[str, Any]:
+        """The fields beyond the declared ones (Vumi's unknown fields), as stored (not a copy)."""
+        return self.__pydantic_extra__ or {}
+
     def payload(self) -> dict[str, Any]:
         """Return the payload as Vumi has it: a new dict, values shared (shallow), only the keys present."""
         payload = dict(self.__dict__)
-        fields_set = self.__pydantic_fields_set__
-        for name in self.OPTIONAL_KEYS:
-            if name not in fields_set and not payload[name]:
-                del payload[name]
+        for name in self.absent_keys():
+            del payload[name]
         if self.__pydantic_extra__:
             payload.update(self.__pydantic_extra__)
         return payload
@@ -556,11 +669,22 @@ class TransportEvent(Message):
 
     @model_validator(mode="after")
     def _check_event_fields(self) -> TransportEvent:
-        needs = {"ack": "sent_message_id", "nack": "nack_reason", "delivery_report": "delivery_status"}
-        name = needs[self.event_type]
-        if self.__dict__.get(name) is None:
-            raise ValueError(f"event_type {self.event_type!r} needs the field {name!r}")
+        self.check_field_rules(self.__dict__)
         return self
+
+    @classmethod
+    def check_field_rules(cls, payload: dict[str, Any]) -> None:
+        """Check that the field ``event_type`` needs is given (``ack``: ``sent_message_id``, ...).
+
+        Raises:
+            ValueError: names the event type and the missing field.
+        """
+        name = _EVENT_NEEDS[payload["event_type"]]
+        if payload.get(name) is None:
+            raise ValueError(f"event_type {payload['event_type']!r} needs the field {name!r}")
+
+
+_EVENT_NEEDS: Final = {"ack": "sent_message_id", "nack": "nack_reason", "delivery_report": "delivery_status"}
 
 
 def message_from_dict(payload: dict[str, Any]) -> TransportUserMessage | TransportEvent:

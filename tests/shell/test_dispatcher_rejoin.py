@@ -14,6 +14,7 @@ import pytest
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 
 from actors.builtin import MemoryTransport
+from actors.wire import decode_batch
 from ray_dispatch.core.errors import DeliveryError
 from tests.peers.net import eventually
 
@@ -46,9 +47,9 @@ class FakeDispatcher:
         if self.partitioned:
             raise ActorUnavailableError("partitioned (test)", None)
 
-    async def _receive(self, source: str, batch: list[Any], order: Any) -> list[Any]:
+    async def _receive(self, source: str, batch: bytes, order: Any) -> list[Any]:
         self._check()
-        self.received += [payload["message_id"] for _, payload in batch]
+        self.received += [message["message_id"] for _, message in decode_batch(batch)[0]]
         return []
 
     async def _ping(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 from actors.endpoint import RayDispatcherLink
 from actors.pool import sticky_key
 from actors.sender import SenderOptions
+from actors.wire import decode_batch
 from ray_dispatch.testing import make_ack, make_inbound
 
 
@@ -14,8 +15,8 @@ class _Receive:
     def __init__(self, got: list[str]) -> None:
         self.got = got
 
-    async def remote(self, source: str, batch: list[Any], order: Any) -> list[Any]:
-        self.got += [payload.get("event_id") or payload["message_id"] for _, payload in batch]
+    async def remote(self, source: str, batch: bytes, order: Any) -> list[Any]:
+        self.got += [message.get("event_id") or message["message_id"] for _, message in decode_batch(batch)[0]]
         return []
 
 
