@@ -687,7 +687,7 @@ class Deployment:
         _quietly(lambda: ray.get([h.stop.remote() for h in applications], timeout=timeout))
         _quietly(lambda: ray.get([d.stop.remote(5) for d in self.dispatchers], timeout=10))
         console = None
-        with contextlib.suppress(ValueError):  # no console runs
+        with contextlib.suppress(Exception):  # no console runs (ValueError), or Ray is going away
             console = ray.get_actor(console_actor_name(self.name), namespace=self.namespace)
         history = find_history(self.name, self.namespace)
         for handle in [console, *handles.values(), *self.dispatchers, autoscaler, history]:

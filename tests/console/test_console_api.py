@@ -228,3 +228,19 @@ async def test_openapi_documents_every_api_route_the_console_serves(
 def test_start_console_twice_returns_the_running_one_and_console_url_finds_it(dep: Deployment, url: str) -> None:
     assert start_console(dep) == url
     assert console_url(ray_dispatch.attach(NAME, NAMESPACE)) == url
+
+
+async def test_the_page_of_one_failure_shows_it_with_its_actions(
+    dep: Deployment, client: aiohttp.ClientSession
+) -> None:
+    sent = dep.send("app", "<b>shown escaped</b>", transport_name="nowhere")  # an outbound message with no route
+    failure_id = sent["failures"][0]["failure_id"]
+    async with client.get(f"/failures/{failure_id}") as page:
+        html = await page.text()
+    assert page.status == 200
+    assert f'<button class="replay-one" data-ids="{failure_id}">Replay</button>' in html
+    assert '<select id="replay-endpoint">' in html and "&lt;b&gt;shown escaped&lt;/b&gt;" in html
+    assert "<b>shown escaped</b>" not in html
+    async with client.get("/failures/no-such-id") as page:
+        assert page.status == 200 and "no failure record with id <code>no-such-id</code>" in await page.text()
+    await post_json(client, "/api/failures/purge", {"failure_ids": [failure_id]})
