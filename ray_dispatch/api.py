@@ -103,6 +103,7 @@ class Deployment:
         self._autoscaler: Any = None
         # What ``spawn`` started per endpoint, so ``scale`` grows it alike.
         self._spawned: dict[str, EndpointSpec] = {}
+        self._history: Any = None  # the history actor this driver started (kept alive by this handle)
 
     # -- construction -----------------------------------------------------------------
 
@@ -165,7 +166,7 @@ class Deployment:
         if dispatcher_names(name, namespace):
             raise DispatchError(f"a deployment named {name!r} already runs in namespace {namespace!r}")
         lifetime = {"lifetime": "detached"} if detached else {}
-        reconfigure.record_start(name, namespace, loaded, detached=detached)  # its config is generation 1
+        history = reconfigure.record_start(name, namespace, loaded, detached=detached)  # its config is generation 1
         remote: Any = ray.remote(DispatcherActor)
         dispatchers = [
             remote.options(
@@ -180,6 +181,7 @@ class Deployment:
             for i in range(loaded.dispatcher.replicas)
         ]
         deployment = cls(name, namespace, loaded, dispatchers, detached=detached)
+        deployment._history = history
         try:
             _get([d.start.remote() for d in dispatchers], timeout=timeout)
             for endpoint, endpoint_spec in loaded.endpoints.items():

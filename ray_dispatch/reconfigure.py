@@ -99,8 +99,11 @@ def history_handle(deployment: Deployment, *, create: bool = True) -> Any:
     return handle
 
 
-def record_start(name: str, namespace: str, config: DispatcherConfig, *, detached: bool) -> None:
-    """Start the history of a deployment about to start: ``config`` is generation 1.
+def record_start(name: str, namespace: str, config: DispatcherConfig, *, detached: bool) -> Any:
+    """Start the history of a deployment about to start: ``config`` is generation 1; return its handle.
+
+    Keep the handle as long as the deployment: like any actor that is not
+    detached, the history actor goes when the last handle to it does.
 
     A history left by an earlier deployment of that name (one that was not
     shut down) is discarded first, so the new dispatchers do not adopt its generations.
@@ -111,6 +114,7 @@ def record_start(name: str, namespace: str, config: DispatcherConfig, *, detache
         _wait_gone(name, namespace)
     handle = start_history(name, namespace, detached=detached)
     ray.get(handle.record.remote(config.raw, number=1, source=config.source, note="start"), timeout=60)
+    return handle
 
 
 def _wait_gone(name: str, namespace: str, bound: float = 30.0) -> None:

@@ -19,6 +19,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 import ray_dispatch
+from actors.history import find_history
 from ray_dispatch.api import Deployment
 from ray_dispatch.cli import main
 from ray_dispatch.reconfigure import ApplyRefused
@@ -259,6 +260,8 @@ def test_cli_dry_run_changes_nothing_then_apply_history_and_rollback(
         for i in range(30)
     ]
     ray.get(transport.inject_many.remote(sample), timeout=120)
+    started = find_history(dep.name, dep.namespace)  # the one the deployment started, still there
+    assert started is not None and ray.get(started.current.remote(), timeout=60).note == "start"
     new_file = tmp_path / "keywords.yaml"
     new_file.write_text(yaml.safe_dump(generation_2(redis_url, dep.name)))
 
