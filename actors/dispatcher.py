@@ -38,10 +38,10 @@ from actors.sender import Order, SenderOptions
 from actors.wire import WireItem, checked_from_wire, to_wire
 from ray_dispatch.core.deployment import deployment_spec
 from ray_dispatch.core.dispatcher import Dispatcher, DispatchOutcome
-from ray_dispatch.core.errors import InvalidMessage, StoreError
+from ray_dispatch.core.errors import DeliveryError, InvalidMessage, StoreError
 from ray_dispatch.core.message import Message, message_from_dict
-from ray_dispatch.core.receipts import Receipt
-from ray_dispatch.core.recent import RecentOutcomes
+from ray_dispatch.core.receipts import BatchReceipt, Receipt
+from ray_dispatch.core.recent import BatchRecord, RecentOutcomes
 from ray_dispatch.core.stores.failures import DIRECTIONS, Direction
 from ray_dispatch.tools.recent import LiveExplanation, explain_recorded
 
@@ -51,21 +51,45 @@ DISPATCHER_SOURCE = "dispatcher"
 
 
 class RayOutbox:
-    """The core's ``Outbox`` on Ray: routed copies go to replica pools; their confirmations are the receipts."""
+    """The core's ``Outbox`` on Ray: routed copies go to replica pools, one receipt per destination batch.
+
+    ``deliver`` adds a copy to the open batch of its destination and returns
+    its ``Slot`` of the batch's ``BatchReceipt``; ``flush`` hands every open
+    batch to its pool as one chunk (the dispatcher flushes once per routed
+    batch, in arrival order, so one user's messages keep their order).
+    """
 
     def __init__(self, pools: dict[str, ReplicaPool]) -> None:
         self.pools = pools
+        self._open: dict[str, tuple[list[Any], list[str | None], BatchReceipt]] = {}
+        self._flushing = asyncio.Lock()
 
     async def deliver(self, direction: Direction, endpoint: str, message: Message) -> Receipt:
-        """Queue ``message`` for a replica of ``endpoint`` (waits when the pool is full); return its receipt.
+        """Add ``message`` to the open batch for ``endpoint``; return its receipt (settled once flushed and confirmed).
 
-        The receipt settles when the replica confirmed the message, and fails
-        when the pool gives up on it (``DeliveryError``) or the replica refused it.
+        The receipt fails when the pool gives up on the copy (``DeliveryError``)
+        or the replica refused it.
 
         Raises:
             DeliveryError: the endpoint has no replicas.
         """
-        return await self.pools[endpoint].send((direction, to_wire(message)), sticky_key(direction, message))
+        batch = self._open.get(endpoint)
+        if batch is None:
+            if not self.pools[endpoint].replicas:
+                raise DeliveryError(f"endpoint {endpoint!r} has no replicas to deliver to")
+            batch = self._open[endpoint] = ([], [], BatchReceipt())
+        batch[0].append((direction, to_wire(message)))
+        batch[1].append(sticky_key(direction, message))
+        return batch[2].add()
+
+    async def flush(self) -> None:
+        """Hand every open batch to its pool (waits while a pool is full; what no replica takes fails)."""
+        async with self._flushing:
+            while self._open:
+                endpoint = next(iter(self._open))
+                items, keys, receipt = self._open.pop(endpoint)
+                receipt.submitted = True
+                await self.pools[endpoint].send_batch(items, keys, receipt)
 
 
 class DispatcherActor:
@@ -205,29 +229,53 @@ class DispatcherActor:
         await self._ready()
         started = time.monotonic()
         async with self._order.turn(order), self._route_lock:
-            outcomes = await self._route_batch(source, batch)
+            outcomes, record = await self._route_batch(source, batch)
         await self.core.settle(*outcomes)  # outside the lock: the next batch is routed meanwhile
+        if record is not None:
+            record.compact()  # keep what happened, not the outcomes
         self.metrics.batch_done(source, batch, started)
         return []
 
-    async def _route_batch(self, source: str, batch: list[WireItem]) -> list[DispatchOutcome]:
-        """Route each new item of ``batch``; return the outcomes, not yet settled."""
-        outcomes: list[DispatchOutcome] = []
+    async def _route_batch(
+        self, source: str, batch: list[WireItem]
+    ) -> tuple[list[DispatchOutcome], BatchRecord | None]:
+        """Route the new items of ``batch`` and hand their copies over; return the outcomes (not yet settled).
+
+        Malformed items become failure records; items whose id this
+        dispatcher has seen are dropped (checked for the whole batch at once).
+        """
+        items: list[tuple[Direction, Any]] = []
+        keys: list[str | None] = []
         for item in batch:
             if not (isinstance(item, (tuple, list)) and len(item) == 2 and item[0] in DIRECTIONS):
                 await self._record_malformed(source, item)
                 continue
-            direction, payload = item
-            key = self._dedupe_key(direction, payload)
-            if key is not None and key in self._seen:
-                continue
-            message = self._rebuild(payload)
-            outcome = await self.core.route(direction, message, source)
-            self.recent.add(direction, source, message, outcome)
-            outcomes.append(outcome)
+            items.append((item[0], item[1]))
+            keys.append(self._dedupe_key(item[0], item[1]))
+        items, fresh = self._new_items(items, keys)
+        routed = [(direction, self._rebuild(payload)) for direction, payload in items]
+        outcomes = await self.core.route_batch(source, routed)
+        record = self.recent.add_batch([d for d, _ in routed], source, [m for _, m in routed], outcomes)
+        self._seen.add_many(fresh)
+        await self.core.flush()  # one chunk per destination, queued before the next batch is routed
+        return outcomes, record
+
+    def _new_items(
+        self, items: list[tuple[Direction, Any]], keys: list[str | None]
+    ) -> tuple[list[tuple[Direction, Any]], list[str]]:
+        """The items whose id was not seen before (nor earlier in the batch), and their ids."""
+        present = [key for key in keys if key is not None]
+        if not self._seen.any_of(present) and len(set(present)) == len(present):
+            return items, present  # the usual case: nothing seen, one set operation
+        new: list[tuple[Direction, Any]] = []
+        fresh: dict[str, None] = {}  # in arrival order
+        for item, key in zip(items, keys, strict=True):
             if key is not None:
-                self._seen.add(key)
-        return outcomes
+                if key in self._seen or key in fresh:
+                    continue
+                fresh[key] = None
+            new.append(item)
+        return new, list(fresh)
 
     @staticmethod
     def _dedupe_key(direction: str, payload: Any) -> str | None:
@@ -270,8 +318,10 @@ class DispatcherActor:
             raise InvalidMessage(f"direction must be inbound, event or outbound (got {direction!r})")
         message = message_from_dict(payload)
         outcome = await self.core.route(direction, message, endpoint, trace=trace)
-        self.recent.add(direction, endpoint, message, outcome)
+        record = self.recent.add_batch(direction, endpoint, [message], [outcome])
         await self.core.settle(outcome)
+        if record is not None:
+            record.compact()
         return {
             "message_id": message.get("message_id") or message.get("event_id"),
             "destinations": _confirmed_destinations(outcome),
