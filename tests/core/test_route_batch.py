@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from ray_dispatch.core.dispatcher import Dispatcher, DispatchOutcome
 from ray_dispatch.core.message import Message, TransportUserMessage
 from ray_dispatch.testing import MemoryOutbox, make_ack, make_inbound
@@ -130,3 +133,44 @@ async def test_middleware_that_touches_messages_routes_the_batch_one_by_one() ->
     outcomes, _ = await both_ways(config, "sms", items)
     assert CountingRouter.asked == 8, "asked for every message in both runs"
     assert all(d.message["mw_trail"] for o in outcomes for d in o.deliveries)
+
+
+ROUTERS: list[dict[str, Any]] = [
+    simple_config(transport_mappings={"alias": "xmpp"}),
+    router_config(RedirectRouter, redirect_inbound={"sms": "app2", "xmpp": "app1"}, redirect_outbound={"app1": "ussd"}),
+    simple_config(router_class="routers.from_addr.FromAddrMultiplexRouter", exposed_names=["app1"],
+                  fromaddr_mappings={"+1": "sms", "+2": "xmpp"}),
+    simple_config(router_class="routers.transport_to_transport.TransportToTransportRouter", exposed_names=[],
+                  route_mappings={"sms": ["xmpp", "ussd"]}),
+]  # fmt: skip
+NAMES = st.sampled_from(["sms", "xmpp", "ussd", "app1", "app2", "alias", "nowhere"])
+
+
+@st.composite
+def arriving(draw: st.DrawFn) -> tuple[str, list[tuple[Any, Any]]]:
+    """An endpoint and a batch of messages arriving on it: mixed names, addresses, hop counts, some events."""
+    outbound = draw(st.booleans())
+    endpoint = draw(st.sampled_from(["app1", "app2"] if outbound else ["sms", "xmpp", "ussd"]))
+    items: list[tuple[Any, Any]] = []
+    for _ in range(draw(st.integers(1, 12))):
+        hops = draw(st.sampled_from([0, 0, 0, 9]))
+        msg = make_inbound(
+            draw(st.sampled_from(["a", "b"])),
+            transport_name=draw(NAMES),
+            from_addr=draw(st.sampled_from(["+1", "+2", "+3"])),
+            routing_metadata={"hops": hops},
+        )
+        if outbound:
+            items.append(("outbound", msg))
+        elif draw(st.integers(0, 3)) == 0:
+            items.append(("event", make_ack(msg, transport_name=draw(NAMES))))
+        else:
+            items.append(("inbound", msg))
+    return endpoint, items
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(config=st.sampled_from(ROUTERS), case=arriving())
+async def test_route_batch_gives_what_routing_one_by_one_gives(config: dict[str, Any], case: Any) -> None:
+    endpoint, items = case
+    await both_ways(config, endpoint, items)
