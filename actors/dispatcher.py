@@ -43,10 +43,10 @@ from actors.wire import Refused, decode_batch, encode_item
 from ray_dispatch.core.config import EndpointSpec
 from ray_dispatch.core.deployment import deployment_spec
 from ray_dispatch.core.dispatcher import Dispatcher, DispatchOutcome
-from ray_dispatch.core.errors import InvalidMessage, StoreError
+from ray_dispatch.core.errors import DeliveryError, InvalidMessage, StoreError
 from ray_dispatch.core.message import Message, message_from_dict
-from ray_dispatch.core.receipts import Receipt
-from ray_dispatch.core.recent import RecentOutcomes
+from ray_dispatch.core.receipts import BatchReceipt, Receipt
+from ray_dispatch.core.recent import BatchRecord, RecentOutcomes
 from ray_dispatch.core.stores.failures import DIRECTIONS, Direction
 from ray_dispatch.tools.recent import LiveExplanation, explain_recorded
 
@@ -56,21 +56,45 @@ DISPATCHER_SOURCE = "dispatcher"
 
 
 class RayOutbox:
-    """The core's ``Outbox`` on Ray: routed copies go to replica pools; their confirmations are the receipts."""
+    """The core's ``Outbox`` on Ray: routed copies go to replica pools, one receipt per destination batch.
+
+    ``deliver`` adds a copy to the open batch of its destination and returns
+    its ``Slot`` of the batch's ``BatchReceipt``; ``flush`` hands every open
+    batch to its pool as one chunk (the dispatcher flushes once per routed
+    batch, in arrival order, so one user's messages keep their order).
+    """
 
     def __init__(self, pools: dict[str, ReplicaPool]) -> None:
         self.pools = pools
+        self._open: dict[str, tuple[list[Any], list[str | None], BatchReceipt]] = {}
+        self._flushing = asyncio.Lock()
 
     async def deliver(self, direction: Direction, endpoint: str, message: Message) -> Receipt:
-        """Queue ``message`` for a replica of ``endpoint`` (waits when the pool is full); return its receipt.
+        """Add ``message`` to the open batch for ``endpoint``; return its receipt (settled once flushed and confirmed).
 
-        The receipt settles when the replica confirmed the message, and fails
-        when the pool gives up on it (``DeliveryError``) or the replica refused it.
+        The receipt fails when the pool gives up on the copy (``DeliveryError``)
+        or the replica refused it.
 
         Raises:
             DeliveryError: the endpoint has no replicas.
         """
-        return await self.pools[endpoint].send(encode_item(direction, message), sticky_key(direction, message))
+        batch = self._open.get(endpoint)
+        if batch is None:
+            if not self.pools[endpoint].replicas:
+                raise DeliveryError(f"endpoint {endpoint!r} has no replicas to deliver to")
+            batch = self._open[endpoint] = ([], [], BatchReceipt())
+        batch[0].append(encode_item(direction, message))
+        batch[1].append(sticky_key(direction, message))
+        return batch[2].add()
+
+    async def flush(self) -> None:
+        """Hand every open batch to its pool (waits while a pool is full; what no replica takes fails)."""
+        async with self._flushing:
+            while self._open:
+                endpoint = next(iter(self._open))
+                items, keys, receipt = self._open.pop(endpoint)
+                receipt.submitted = True
+                await self.pools[endpoint].send_batch(items, keys, receipt)
 
 
 class DispatcherActor(GenerationSwitch):
@@ -237,48 +261,65 @@ class DispatcherActor(GenerationSwitch):
         await self._ready()
         started = time.monotonic()
         async with self._order.turn(order), self._route_lock:
-            received, outcomes = await self._route_batch(source, batch)
+            received, outcomes, record = await self._route_batch(source, batch)
         await self.core.settle(*outcomes)  # outside the lock: the next batch is routed meanwhile
+        if record is not None:
+            record.compact()  # keep what happened, not the outcomes
         self.metrics.batch_done(source, received, started)
         return []
 
-    async def _route_batch(self, source: str, batch: Any) -> tuple[list[Any], list[DispatchOutcome]]:
-        """Decode ``batch`` and route each new item; return the decoded messages and the outcomes, not yet settled."""
+    async def _route_batch(
+        self, source: str, batch: Any
+    ) -> tuple[list[tuple[Direction, Message]], list[DispatchOutcome], BatchRecord | None]:
+        """Decode ``batch``, route its new messages and hand their copies over.
+
+        Returns the decoded messages, the outcomes (not yet settled) and the
+        batch's recent-outcomes record. Items whose id this dispatcher has seen
+        are dropped (checked for the whole batch at once). An item that does
+        not decode takes the per-message path (``_route_refused``).
+        """
         try:
             received, refused = decode_batch(batch)
         except InvalidMessage as exc:
             head = bytes(batch[:256]) if isinstance(batch, (bytes, bytearray, memoryview)) else batch
             guessed = self._guess_direction(source)
             await self.core.record_failure(str(exc), guessed, str(source), head, error=exc, stage="validate")
-            return [], []
-        outcomes: list[DispatchOutcome] = []
-        for direction, message in received:
-            await self._route_new(source, direction, message, outcomes)
+            return [], [], None
+        keys = [self._dedupe_key(direction, message) for direction, message in received]
+        items, fresh = self._new_items(received, keys)
+        outcomes = await self.core.route_batch(source, items)
+        record = self.recent.add_batch([d for d, _ in items], source, [m for _, m in items], outcomes)
+        self._seen.add_many(fresh)
         for item in refused:
             await self._route_refused(source, item, outcomes)
-        return received, outcomes
-
-    async def _route_new(
-        self, source: str, direction: Direction, message: Any, outcomes: list[DispatchOutcome]
-    ) -> None:
-        """Route ``message`` unless its id was seen (a redelivered batch); append the outcome."""
-        key = self._dedupe_key(direction, message)
-        if key is not None and key in self._seen:
-            return
-        outcome = await self.core.route(direction, message, source)
-        self.recent.add(direction, source, message, outcome)
-        outcomes.append(outcome)
-        if key is not None:
-            self._seen.add(key)
+        await self.core.flush()  # one chunk per destination, queued before the next batch is routed
+        return received, outcomes, record
 
     async def _route_refused(self, source: str, refused: Refused, outcomes: list[DispatchOutcome]) -> None:
         """An item that did not decode: a ``(direction, payload)`` pair goes to the core, whose validation
         names the bad field in a failure record; anything else is recorded as malformed."""
         item = refused.item
         if isinstance(item, (tuple, list)) and len(item) == 2 and item[0] in DIRECTIONS:
-            await self._route_new(source, item[0], item[1], outcomes)
+            outcomes.append(await self.core.route(item[0], item[1], source))
         else:
             await self._record_malformed(source, item)
+
+    def _new_items(
+        self, items: list[tuple[Direction, Message]], keys: list[str | None]
+    ) -> tuple[list[tuple[Direction, Message]], list[str]]:
+        """The items whose id was not seen before (nor earlier in the batch), and their ids."""
+        present = [key for key in keys if key is not None]
+        if not self._seen.any_of(present) and len(set(present)) == len(present):
+            return items, present  # the usual case: nothing seen, one set operation
+        new: list[tuple[Direction, Message]] = []
+        fresh: dict[str, None] = {}  # in arrival order
+        for item, key in zip(items, keys, strict=True):
+            if key is not None:
+                if key in self._seen or key in fresh:
+                    continue
+                fresh[key] = None
+            new.append(item)
+        return new, list(fresh)
 
     @staticmethod
     def _dedupe_key(direction: str, payload: Any) -> str | None:
@@ -315,8 +356,10 @@ class DispatcherActor(GenerationSwitch):
             raise InvalidMessage(f"direction must be inbound, event or outbound (got {direction!r})")
         message = message_from_dict(payload)
         outcome = await self.core.route(direction, message, endpoint, trace=trace)
-        self.recent.add(direction, endpoint, message, outcome)
+        record = self.recent.add_batch(direction, endpoint, [message], [outcome])
         await self.core.settle(outcome)
+        if record is not None:
+            record.compact()
         return {
             "message_id": message.get("message_id") or message.get("event_id"),
             "destinations": _confirmed_destinations(outcome),

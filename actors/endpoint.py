@@ -355,8 +355,7 @@ class EndpointActor:
             except Exception as exc:
                 reason = f"after_batch failed: {type(exc).__name__}: {exc}"
                 return rejected + [(index, reason) for index, _, _ in handled]
-            for _, key, _ in handled:
-                self._seen.add(key)
+            self._seen.add_many([key for _, key, _ in handled])
         duplicates = size - len(rejected) - len(handled)
         metrics.record_endpoint_batch(self.endpoint_name, self.ROLE, size, len(rejected), duplicates)
         return rejected

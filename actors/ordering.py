@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,17 @@ class SeenIds:
         self._ids[key] = None
         if len(self._ids) > self.window:
             self._ids.popitem(last=False)
+
+    def add_many(self, keys: Iterable[str]) -> None:
+        """Remember every key of a batch at once; forget the oldest beyond ``window``."""
+        ids = self._ids
+        ids.update(dict.fromkeys(keys))
+        for _ in range(len(ids) - self.window):
+            ids.popitem(last=False)
+
+    def any_of(self, keys: Iterable[str]) -> bool:
+        """Whether any of ``keys`` is remembered (one set operation for a whole batch)."""
+        return not self._ids.keys().isdisjoint(keys)
 
     def __len__(self) -> int:
         return len(self._ids)

@@ -1,11 +1,17 @@
 """Replica pools: one endpoint name backed by N receivers, picked per message.
 
 Policies:
-    round_robin (default): each message to the next replica.
+    round_robin (default): each message to the next replica (a batch is cut
+        into equal runs, one per replica, starting with the next one).
     sticky: one user's messages always reach the same replica (rendezvous
         hashing, so adding or removing a replica moves only its own users);
         ``sticky_key`` says who a message's user is.
-    least_loaded: the replica with the fewest unconfirmed messages.
+    least_loaded: the replica with the fewest unconfirmed messages (one pick per batch).
+
+A batch (``send_batch``) is split by replica once and each part queued as one
+chunk with the batch's one receipt; a user's messages keep their order
+because each part keeps the batch's order and a replica's sender keeps the
+order of its chunks.
 
 When a replica is found dead, its unconfirmed messages are sent again, in
 their original order, to the replicas that remain. This module imports no
@@ -17,13 +23,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from actors.sender import BatchSender, ErrorKind, Order, Pending, SenderOptions
+from actors.sender import BatchSender, Chunk, ErrorKind, Order, SenderOptions
 from actors.throttle import TokenBucket
 from ray_dispatch.core.errors import DeliveryError
 from ray_dispatch.core.message import Message
+from ray_dispatch.core.receipts import BatchReceipt
 
 Policy = Literal["round_robin", "sticky", "least_loaded"]
 POLICIES: tuple[Policy, ...] = ("round_robin", "sticky", "least_loaded")
@@ -95,6 +103,8 @@ class ReplicaPool:
         self._replicas: list[Replica] = []
         self._counter = itertools.count()
         self._throttle = TokenBucket(rate_limit) if rate_limit else None
+        self._homes: dict[str, Replica] = {}  # sticky key -> replica, for the live set below
+        self._homes_for: tuple[str, ...] = ()
 
     # -- membership ---------------------------------------------------------------
 
@@ -173,7 +183,81 @@ class ReplicaPool:
             await self._throttle.acquire()
         return await self.pick(key).sender.send(item, key)
 
-    async def evict(self, replica_id: str, exc: BaseException, unconfirmed: list[Pending] | None = None) -> None:
+    async def send_batch(self, items: list[Any], keys: list[str | None] | None, receipt: BatchReceipt) -> None:
+        """Send ``items`` (slots 0.. of ``receipt``, in order) to replicas chosen by policy, as one chunk each.
+
+        Waits while a chosen replica's sender is full (backpressure). The
+        receipt settles as the replicas confirm; ``keys`` are the items' user
+        keys. Never raises for delivery: items no replica can take (none left,
+        or its sender closed meanwhile) fail in the receipt with ``DeliveryError``.
+        """
+        if self._throttle is not None:
+            for _ in items:
+                await self._throttle.acquire()
+        chunk = Chunk(items, keys, receipt, range(len(items)), time.monotonic())
+        try:
+            parts = self._split(chunk)
+        except DeliveryError as exc:
+            chunk.settle(exc)
+            return
+        for replica, part in parts:
+            try:
+                await replica.sender.send_chunk(part)
+            except DeliveryError:
+                await self._resend([part])  # that replica went away while this waited for room
+
+    def _split(self, chunk: Chunk) -> list[tuple[Replica, Chunk]]:
+        """Cut ``chunk`` into one part per replica the policy chooses, each in the chunk's order.
+
+        Raises:
+            DeliveryError: the endpoint has no live replica.
+        """
+        live = self.replicas
+        if not live:
+            raise DeliveryError(f"endpoint {self.name!r} has no replicas to deliver to")
+        if len(live) == 1 or (len(chunk.items) == 1 and chunk.keys is None):
+            return [(self.pick(None) if len(live) > 1 else live[0], chunk)]
+        if self.policy == "sticky" and chunk.keys is not None:
+            return self._split_by_key(chunk, live)
+        if self.policy == "least_loaded":
+            return [(min(live, key=lambda r: r.sender.pending), chunk)]
+        first = next(self._counter)
+        parts, size, start = [], len(chunk.items), 0
+        for turn in range(len(live)):
+            end = start + (size - start) // (len(live) - turn)
+            if end > start:
+                part, chunk = chunk.split(end - start)
+                parts.append((live[(first + turn) % len(live)], part))
+                start = end
+        return parts
+
+    def _split_by_key(self, chunk: Chunk, live: list[Replica]) -> list[tuple[Replica, Chunk]]:
+        ids = tuple(r.replica_id for r in live)
+        if ids != self._homes_for or len(self._homes) > 100_000:
+            self._homes, self._homes_for = {}, ids
+        homes = self._homes
+        keys = chunk.keys or []
+        free = live[next(self._counter) % len(live)]  # items without a key go together
+        groups: dict[str, tuple[Replica, list[Any], list[str | None], list[int]]] = {}
+        for item, key, slot in zip(chunk.items, keys, chunk.slots, strict=True):
+            if key is None:
+                home = free
+            else:
+                home = homes.get(key)  # type: ignore[assignment]
+                if home is None:
+                    home = homes[key] = max(live, key=lambda r: _weight(key, r.replica_id))
+            group = groups.get(home.replica_id)
+            if group is None:
+                group = groups[home.replica_id] = (home, [], [], [])
+            group[1].append(item)
+            group[2].append(key)
+            group[3].append(slot)
+        if len(groups) == 1:
+            return [(next(iter(groups.values()))[0], chunk)]
+        receipt, queued_at = chunk.receipt, chunk.queued_at
+        return [(home, Chunk(items, k, receipt, slots, queued_at)) for home, items, k, slots in groups.values()]
+
+    async def evict(self, replica_id: str, exc: BaseException, unconfirmed: list[Chunk] | None = None) -> None:
         """Remove a dead replica and send its unconfirmed messages, in order, to the others."""
         leftovers = list(unconfirmed or [])
         try:
@@ -188,14 +272,15 @@ class ReplicaPool:
                 self._on_replica_dead(self.name, replica_id, exc)
         await self._resend(leftovers)
 
-    async def _resend(self, items: list[Pending]) -> None:
-        for pending in items:
-            if pending.future.done():
+    async def _resend(self, chunks: list[Chunk]) -> None:
+        for chunk in chunks:
+            if chunk.settled:
                 continue
             try:
-                self.pick(pending.key).sender.enqueue(pending)
+                for replica, part in self._split(chunk):
+                    replica.sender.enqueue(part)
             except DeliveryError as exc:
-                pending.future.set_exception(exc)
+                chunk.settle(exc)
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait until every replica has confirmed what it was sent."""

@@ -12,7 +12,12 @@ message per call caps a hop at ~1k msg/s, while 100-1000 per call reach
 - keeps every item until the receiver confirms it; a failed call is retried
   with backoff when the error is transient, handed to ``on_dead`` when the
   receiver is gone (or still unreachable after ``retry.max_attempts``), and failed
-  (the item's future raises ``DeliveryError``) otherwise.
+  (its receipt fails with ``DeliveryError``) otherwise.
+
+Confirmation is per chunk, not per item: the dispatcher queues each
+destination batch as one ``Chunk`` with one ``BatchReceipt`` (an asyncio future
+per message cost ~3.3 µs, more than routing it); ``send`` still gives a lone
+item its own future (the endpoints' links).
 
 This module imports no Ray: the call and the error classifier are injected,
 so the logic is tested with plain coroutines.
@@ -26,24 +31,75 @@ import itertools
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from ray_dispatch.core.batching import BatchingOptions as SenderOptions  # declared once, with the config
 from ray_dispatch.core.errors import DeliveryError
+from ray_dispatch.core.receipts import BatchReceipt
 
 ErrorKind = Literal["transient", "dead", "permanent"]
 
 
-@dataclass
-class Pending:
-    """One item waiting for confirmation, with the future its sender awaits."""
+class Chunk:
+    """Items queued together for one destination and confirmed together (one receipt, not one future each).
 
-    item: Any
-    future: asyncio.Future[Any]
-    queued_at: float
-    key: str | None = None
+    Attributes:
+        items: what is sent, in order.
+        keys: each item's user key (``actors.pool.sticky_key``), or None when no item has one.
+        receipt: a ``BatchReceipt`` whose ``slots`` these items fill, or (one item sent
+            on its own, ``BatchSender.send``) the future its sender awaits.
+        slots: each item's slot in ``receipt``.
+        queued_at: when the chunk was queued (``max_wait`` counts from the oldest).
+    """
+
+    __slots__ = ("items", "keys", "queued_at", "receipt", "settled", "slots")
+
+    def __init__(
+        self,
+        items: list[Any],
+        keys: list[str | None] | None,
+        receipt: BatchReceipt | asyncio.Future[Any],
+        slots: Sequence[int],
+        queued_at: float,
+    ) -> None:
+        self.items = items
+        self.keys = keys
+        self.receipt = receipt
+        self.slots = slots
+        self.queued_at = queued_at
+        self.settled = False
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def split(self, count: int) -> tuple[Chunk, Chunk]:
+        """The first ``count`` items and the rest, as two chunks of the same receipt."""
+        keys = self.keys
+        head = Chunk(self.items[:count], None if keys is None else keys[:count], self.receipt, self.slots[:count], 0)
+        tail = Chunk(self.items[count:], None if keys is None else keys[count:], self.receipt, self.slots[count:], 0)
+        head.queued_at = tail.queued_at = self.queued_at
+        return head, tail
+
+    def settle(self, error: BaseException | None = None, refused: Mapping[int, BaseException] | None = None) -> None:
+        """Confirm the chunk's items, or fail them all with ``error``; ``refused`` (by position) fail alone. Once."""
+        if self.settled:
+            return
+        self.settled = True
+        receipt = self.receipt
+        if isinstance(receipt, BatchReceipt):
+            slots = self.slots
+            receipt.settle(slots, error, {slots[i]: why for i, why in refused.items()} if refused else None)
+        elif not receipt.done():
+            why = error if error is not None else (refused or {}).get(0)
+            if why is None:
+                receipt.set_result(True)
+            else:
+                receipt.set_exception(why)
+
+
+Pending = Chunk
+"""The name a chunk had when every item was queued alone (kept for callers of ``on_dead``)."""
 
 
 Order = tuple[str, int, int]
@@ -74,12 +130,17 @@ class EndpointRejected(DeliveryError):
 class BatchSender:
     """Sends items to one destination in adaptive batches and keeps them until confirmed.
 
+    Items come alone (``send``: a future each) or as chunks sharing one
+    ``BatchReceipt`` (``send_chunk``: the dispatcher's destination batches).
+    A chunk may be split across calls, and calls may carry several chunks;
+    each chunk is settled once, as a whole, when its call is answered.
+
     Args:
         name: destination name, used in errors.
         call: sends one batch (see ``Call``).
         options: batching and retry settings.
         classify: sorts a call's exception into transient, dead or permanent.
-        on_dead: receives the unconfirmed items when the destination is gone;
+        on_dead: receives the unconfirmed chunks when the destination is gone;
             without it they fail with ``DeliveryError``.
         clock: monotonic clock (injectable).
     """
@@ -91,7 +152,7 @@ class BatchSender:
         options: SenderOptions | None = None,
         *,
         classify: Callable[[BaseException], ErrorKind] = lambda exc: "permanent",
-        on_dead: Callable[[list[Pending], BaseException], Awaitable[None]] | None = None,
+        on_dead: Callable[[list[Chunk], BaseException], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
@@ -101,7 +162,8 @@ class BatchSender:
         self._classify = classify
         self._on_dead = on_dead
         self._clock = clock
-        self._queue: deque[Pending] = deque()
+        self._queue: deque[Chunk] = deque()
+        self._queued = 0  # items in _queue
         self._in_flight = 0
         self._seq = itertools.count()
         self._flying_seqs: set[int] = set()
@@ -130,6 +192,11 @@ class BatchSender:
         """Calls now outstanding."""
         return self._in_flight
 
+    @property
+    def queued(self) -> int:
+        """Items waiting to be sent."""
+        return self._queued
+
     async def send(self, item: Any, key: str | None = None) -> asyncio.Future[Any]:
         """Queue ``item``; return a future that resolves when the receiver confirms it.
 
@@ -138,27 +205,48 @@ class BatchSender:
         Raises:
             DeliveryError: the sender is closed or its destination is dead.
         """
-        while len(self._queue) >= self.options.max_queued and not self._closed:
-            self._space.clear()
-            await self._space.wait()
+        await self.wait_for_space()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.enqueue(Pending(item, future, self._clock(), key))
+        self.enqueue(Chunk([item], None if key is None else [key], future, (0,), self._clock()))
         return future
 
-    def enqueue(self, pending: Pending) -> None:
-        """Queue an already-built ``Pending`` (used to hand items over between senders).
+    async def send_chunk(self, chunk: Chunk) -> None:
+        """Queue a chunk (its receipt settles when the receiver answers); waits while ``max_queued`` items wait.
+
+        The whole chunk is queued once there is room for one more item, so the
+        queue can hold up to one chunk more than ``max_queued``.
+
+        Raises:
+            DeliveryError: the sender is closed or its destination is dead.
+        """
+        await self.wait_for_space()
+        self.enqueue(chunk)
+
+    async def wait_for_space(self) -> None:
+        """Return once fewer than ``max_queued`` items wait (or the sender is closed)."""
+        while self._queued >= self.options.max_queued and not self._closed:
+            self._space.clear()
+            await self._space.wait()
+
+    def enqueue(self, chunk: Chunk) -> None:
+        """Queue a chunk at once, whatever the queue holds (used to hand items over between senders).
 
         Raises:
             DeliveryError: the sender is closed or its destination is dead.
         """
         if self._closed or self.dead:
             raise DeliveryError(f"sender to {self.name!r} is {'dead' if self.dead else 'closed'}")
-        self._queue.append(pending)
-        self._unconfirmed += 1
+        size = len(chunk.items)
+        if not size:
+            chunk.settle()
+            return
+        self._queue.append(chunk)
+        self._queued += size
+        self._unconfirmed += size
         self._idle.clear()
         if self._pump_task is None:
             self._pump_task = asyncio.get_running_loop().create_task(self._pump(), name=f"sender:{self.name}")
-        if len(self._queue) == 1 or len(self._queue) >= self.options.max_batch:
+        if self._queued == size or self._queued >= self.options.max_batch:
             self._wake.set()
 
     async def drain(self, timeout: float | None = None) -> bool:
@@ -181,17 +269,19 @@ class BatchSender:
         for task in list(self._flights):
             task.cancel()
         await asyncio.gather(*self._flights, return_exceptions=True)
-        self._fail(list(self._queue), DeliveryError(f"sender to {self.name!r} closed before delivery"))
-        self._queue.clear()
+        queued = self.take_queued()
+        self._unconfirmed += sum(len(chunk) for chunk in queued)
+        self._fail(queued, DeliveryError(f"sender to {self.name!r} closed before delivery"))
 
-    def take_queued(self) -> list[Pending]:
-        """Remove and return the items not yet sent (for handing to another sender)."""
-        items = list(self._queue)
+    def take_queued(self) -> list[Chunk]:
+        """Remove and return the chunks not yet sent (for handing to another sender)."""
+        chunks = list(self._queue)
         self._queue.clear()
-        self._unconfirmed -= len(items)
+        self._unconfirmed -= self._queued
+        self._queued = 0
         self._space.set()
         self._check_idle()
-        return items
+        return chunks
 
     # -- internals ----------------------------------------------------------------
 
@@ -202,7 +292,7 @@ class BatchSender:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self._in_flight and len(self._queue) < opts.max_batch:
+            if self._in_flight and self._queued < opts.max_batch:
                 remaining = self._queue[0].queued_at + opts.max_wait - self._clock()
                 if remaining > 0:
                     self._wake.clear()
@@ -210,27 +300,46 @@ class BatchSender:
                         await asyncio.wait_for(self._wake.wait(), remaining)
                     if self._in_flight >= opts.max_in_flight or not self._queue:
                         continue
-            size = min(len(self._queue), opts.max_batch)
-            batch = [self._queue.popleft() for _ in range(size)]
+            batch = self._take_batch(opts.max_batch)
             if _batch_observer is not None:
-                _batch_observer(self.name, size, len(self._queue))
+                _batch_observer(self.name, sum(len(chunk) for chunk in batch), self._queued)
             self._space.set()
             self._in_flight += 1
             task = asyncio.get_running_loop().create_task(self._fly(batch))
             self._flights.add(task)
             task.add_done_callback(self._flights.discard)
 
-    async def _fly(self, batch: list[Pending]) -> None:
+    def _take_batch(self, limit: int) -> list[Chunk]:
+        """Pop chunks from the queue up to ``limit`` items, splitting the last one if it is larger."""
+        batch: list[Chunk] = []
+        size = 0
+        queue = self._queue
+        while queue and size < limit:
+            chunk = queue[0]
+            room = limit - size
+            if len(chunk.items) > room:
+                head, queue[0] = chunk.split(room)
+                batch.append(head)
+                size += room
+                break
+            queue.popleft()
+            batch.append(chunk)
+            size += len(chunk.items)
+        self._queued -= size
+        return batch
+
+    async def _fly(self, batch: list[Chunk]) -> None:
         retry = self.options.retry
         attempt = 0
         seq = next(self._seq)
         self._flying_seqs.add(seq)
+        items = batch[0].items if len(batch) == 1 else [item for chunk in batch for item in chunk.items]
         try:
             while True:
                 attempt += 1
                 try:
                     order = (self.sender_id, seq, min(self._flying_seqs))
-                    rejected = await self._call([p.item for p in batch], order)
+                    rejected = await self._call(items, order)
                 except asyncio.CancelledError:
                     self._settle(batch, DeliveryError(f"sender to {self.name!r} closed before confirmation"))
                     raise
@@ -240,7 +349,7 @@ class BatchSender:
                         kind = "dead"  # unreachable for too long: let the others take over
                     if kind == "dead" and self._on_dead is not None:
                         self.dead = True
-                        self._unconfirmed -= len(batch)
+                        self._unconfirmed -= len(items)
                         await self._on_dead(batch, exc)
                         return
                     if kind == "transient" and not retry.gives_up_after(attempt):
@@ -253,7 +362,7 @@ class BatchSender:
                     )
                     return
                 self.sent_batches += 1
-                self.sent_items += len(batch)
+                self.sent_items += len(items)
                 self._settle(batch, None, rejected or ())
                 return
         finally:
@@ -262,24 +371,27 @@ class BatchSender:
             self._wake.set()
             self._check_idle()
 
-    def _settle(self, batch: list[Pending], error: BaseException | None, rejected: Any = ()) -> None:
+    def _settle(self, batch: list[Chunk], error: BaseException | None, rejected: Any = ()) -> None:
+        """Settle each chunk of an answered (or failed) call; ``rejected`` holds (index in the call, reason)."""
         reasons = dict(rejected)
-        for index, pending in enumerate(batch):
-            if pending.future.done():
-                continue
-            if error is not None:
-                pending.future.set_exception(error)
-            elif index in reasons:
-                pending.future.set_exception(EndpointRejected(f"{self.name!r} refused it: {reasons[index]}"))
-            else:
-                pending.future.set_result(True)
-        self._unconfirmed -= len(batch)
+        offset = 0
+        for chunk in batch:
+            size = len(chunk.items)
+            refused = None
+            if reasons:
+                refused = {
+                    index - offset: EndpointRejected(f"{self.name!r} refused it: {why}")
+                    for index, why in reasons.items()
+                    if offset <= index < offset + size
+                }
+            chunk.settle(error, refused)
+            offset += size
+        self._unconfirmed -= offset
 
-    def _fail(self, items: list[Pending], error: BaseException) -> None:
-        for pending in items:
-            if not pending.future.done():
-                pending.future.set_exception(error)
-        self._unconfirmed -= len(items)
+    def _fail(self, chunks: list[Chunk], error: BaseException) -> None:
+        for chunk in chunks:
+            chunk.settle(error)
+        self._unconfirmed -= sum(len(chunk) for chunk in chunks)
         self._check_idle()
 
     def _check_idle(self) -> None:

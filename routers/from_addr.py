@@ -31,6 +31,12 @@ class FromAddrMultiplexRouter(SingleApplicationRouter):
     with ``transport_name`` set to it.
     """
 
+    BATCH_DECISION_FIELDS = {
+        "inbound": ("transport_name",),
+        "event": ("transport_name",),
+        "outbound": ("from_addr", "transport_name"),
+    }
+
     class CONFIG_CLASS(RouterConfig):  # noqa: N801 - the contract's name
         """Config of ``FromAddrMultiplexRouter``."""
 

@@ -32,6 +32,8 @@ class RedirectRouter(BaseDispatchRouter):
     always equal to its ``transport_name``).
     """
 
+    BATCH_DECISION_FIELDS = {"inbound": ("transport_name",), "event": ("transport_name",), "outbound": ()}
+
     class CONFIG_CLASS(RouterConfig):  # noqa: N801 - the contract's name
         """Config of ``RedirectRouter``."""
 

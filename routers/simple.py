@@ -100,6 +100,12 @@ class SimpleDispatchRouter(OutboundByTransportName):
             ``transport_name`` goes by its sender: ``{<exposed name>: <transport>}``.
     """
 
+    BATCH_DECISION_FIELDS = {
+        "inbound": ("transport_name",),
+        "event": ("transport_name",),
+        "outbound": ("transport_name",),
+    }
+
     class CONFIG_CLASS(OutboundByTransportNameConfig):  # noqa: N801 - the contract's name
         """Config of ``SimpleDispatchRouter``."""
 

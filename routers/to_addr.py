@@ -44,6 +44,8 @@ class ToAddrRouter(OutboundByTransportName):
     (Vumi dropped them); an event it does not know is a failure.
     """
 
+    BATCH_DECISION_FIELDS = {"outbound": ("transport_name",)}
+
     class CONFIG_CLASS(OutboundByTransportNameConfig):  # noqa: N801 - the contract's name
         """Config of ``ToAddrRouter``."""
 

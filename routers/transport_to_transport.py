@@ -24,6 +24,8 @@ class TransportToTransportRouter(BaseDispatchRouter):
     are outbound messages (no application is connected).
     """
 
+    BATCH_DECISION_FIELDS = {"inbound": (), "event": (), "outbound": ()}
+
     class CONFIG_CLASS(RouterConfig):  # noqa: N801 - the contract's name
         """Config of ``TransportToTransportRouter``."""
 

@@ -41,7 +41,7 @@ from ray_dispatch.core.errors import (
 )
 from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage
 from ray_dispatch.core.middleware import BaseMiddleware, MiddlewareStack
-from ray_dispatch.core.receipts import CONFIRMED, Receipt
+from ray_dispatch.core.receipts import CONFIRMED, Receipt, Slot
 from ray_dispatch.core.router import BaseDispatchRouter
 from ray_dispatch.core.stores.failures import Direction, FailureRecord, FailureStore
 from ray_dispatch.core.stores.routing import RoutingStore
@@ -73,6 +73,18 @@ class Outbox(Protocol):
         Raises:
             Exception: the message cannot be taken at all (recorded at stage ``deliver``).
         """
+
+
+class BatchingOutbox(Outbox, Protocol):
+    """An outbox that collects deliveries into destination batches until ``flush`` (the Ray outbox).
+
+    Its receipts are ``Slot``s of ``BatchReceipt``s; the core calls ``flush``
+    (through ``Dispatcher.flush``) after routing a batch, and ``settle`` calls
+    it before waiting on a batch that was not handed over yet.
+    """
+
+    async def flush(self) -> None:
+        """Hand every collected batch over to its destination."""
 
 
 class TraceStep(str):
@@ -175,6 +187,29 @@ def _independent(publishes: list[tuple[Direction, str, Message]]) -> list[tuple[
 
 
 _current: ContextVar[_Context | None] = ContextVar("ray_dispatch_context", default=None)
+
+
+def _reason(exc: BaseException) -> str:
+    """A failure record's reason for an error raised while routing: our own errors speak for themselves."""
+    if isinstance(exc, (NoRoute, InvalidMessage, UnknownEndpoint, RoutingLoop)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class _Decision:
+    """What the router did with one message, to be done again with messages it routes alike (batch routing)."""
+
+    publishes: list[tuple[Direction, str]]
+    changes: dict[str, Any]
+    dropped: str | None
+    error: BaseException | None
+    drop_raised: bool = False  # DropMessage raised (not ``drop`` called): an event's return route does not win
+
+
+_NOT_ASKED = object()
+_ROUTER_REFUSALS = (NoRoute, NotImplementedError)
+"""What a router may raise for an event whose return route then decides (``Dispatcher._route``)."""
 
 
 @dataclass
@@ -295,6 +330,10 @@ class Dispatcher:
             "event": self.router.dispatch_inbound_event,
             "outbound": self.router.dispatch_outbound_message,
         }
+        self._batch_fields: dict[str, tuple[str, ...] | None] = {
+            direction: None if self.middleware.touches_messages() else self.router.batch_decision_fields(direction)
+            for direction in _KIND
+        }
         self.started = False
         self._return_routes_failing = False  # a return route could not be written; logged once per outage
         self.generation = 1  # the config generation (``ray_dispatch.core.generations``); set by who applies it
@@ -411,6 +450,124 @@ class Dispatcher:
         """
         return await self._dispatch(direction, msg, endpoint, trace)
 
+    async def route_batch(self, endpoint: str, items: Sequence[tuple[Direction, Any]]) -> list[DispatchOutcome]:
+        """Route a batch of ``(direction, message)`` that arrived on ``endpoint``, in order, without settling.
+
+        The outcomes, failure records and counters are those of ``route`` for
+        each item. Where the router allows it (``batch_decision_fields``) and no
+        middleware touches messages, the router is asked once per distinct
+        decision in the batch and the other messages follow that decision;
+        anything else (a payload still to validate, an unknown endpoint, a
+        decision that cannot be repeated) is routed on its own.
+        """
+        outcomes: list[DispatchOutcome] = []
+        decisions: dict[tuple[Any, ...], Any] = {}
+        contexts: dict[str, _Context] = {}
+        for direction, payload in items:
+            fields = self._batch_fields.get(direction)
+            decision: Any = None
+            if fields is not None and isinstance(payload, _KIND[direction]) and self._known_source(direction, endpoint):
+                values = payload.__dict__
+                key = (direction, *[values.get(name) for name in fields])
+                try:
+                    decision = decisions.get(key, _NOT_ASKED)
+                    if decision is _NOT_ASKED:
+                        decision = decisions[key] = await self._decide(direction, payload, endpoint)
+                except TypeError:  # an unhashable field value: route it on its own
+                    decision = None
+            if decision is None:
+                outcomes.append(await self._dispatch(direction, payload, endpoint, False))
+                continue
+            ctx = contexts.get(direction)
+            if ctx is None:
+                ctx = contexts[direction] = _Context(direction, endpoint, None, closed=True)
+            outcomes.append(await self._follow(decision, ctx, payload))
+        return outcomes
+
+    def _known_source(self, direction: str, endpoint: str) -> bool:
+        return endpoint in (self._exposed if direction == "outbound" else self._transports)
+
+    async def _decide(self, direction: Direction, msg: Message, endpoint: str) -> _Decision | None:
+        """Ask the router about ``msg`` without delivering anything; None if what it did cannot be repeated."""
+        ctx = _Context(direction, endpoint, None)
+        before = dict(msg.__dict__)
+        extra_before = dict(msg.__pydantic_extra__ or {})
+        error: BaseException | None = None
+        drop_raised = False
+        token = _current.set(ctx)
+        try:
+            result = self._hooks[direction](msg)
+            if inspect.isawaitable(result):
+                await result
+        except DropMessage as exc:
+            ctx.dropped = str(exc) or type(exc).__name__
+            drop_raised = True
+        except Exception as exc:
+            error = exc
+        finally:
+            _current.reset(token)
+            ctx.closed = True
+        after = msg.__dict__
+        if (
+            any(published is not msg for _, _, published in ctx.publishes)
+            or after.keys() != before.keys()
+            or after["routing_metadata"] is not before["routing_metadata"]
+            or (msg.__pydantic_extra__ or {}) != extra_before
+        ):
+            return None
+        changes = {name: value for name, value in after.items() if before[name] is not value}
+        return _Decision([(d, e) for d, e, _ in ctx.publishes], changes, ctx.dropped, error, drop_raised)
+
+    async def _follow(self, decision: _Decision, ctx: _Context, msg: Message) -> DispatchOutcome:
+        """Route ``msg`` as the router decided for another message it routes alike (see ``route_batch``)."""
+        direction, endpoint = ctx.direction, ctx.endpoint
+        outcome = DispatchOutcome(direction, endpoint, generation=self.generation)
+        self.stats.received[direction, endpoint] += 1  # type: ignore[index]
+        stage = "validate"
+        try:
+            self._count_hop(msg)
+            stage = "route"
+            for name, value in decision.changes.items():
+                msg[name] = value
+            sender = None
+            if direction == "outbound":
+                await self._remember_sender(ctx, msg)
+            elif direction == "event":
+                sender = await self.store.get(RETURN_ROUTE_PREFIX + msg["user_message_id"])
+                if sender not in self._exposed:
+                    sender = None
+        except Exception as exc:
+            outcome.failures.append(
+                await self.record_failure(_reason(exc), direction, endpoint, msg, error=exc, stage=stage)
+            )
+            return outcome
+        error, publishes, dropped = decision.error, decision.publishes, decision.dropped
+        if sender is not None and not decision.drop_raised and (error is None or isinstance(error, _ROUTER_REFUSALS)):
+            error, publishes, dropped = None, [("event", sender)], None  # the return route wins, as in _route
+        elif error is None and not publishes and dropped is None:
+            error = NoRoute(
+                f"{type(self.router).__name__} found no destination for this {direction} message from {endpoint!r}"
+            )
+        if error is not None:
+            outcome.failures.append(
+                await self.record_failure(_reason(error), direction, endpoint, msg, error=error, stage="route")
+            )
+            return outcome
+        if dropped is not None:
+            outcome.dropped = dropped
+            self.stats.dropped[dropped] += 1
+        try:
+            copies = [*(msg.copy() for _ in publishes[1:]), msg] if publishes else []  # the last gets msg
+        except Exception as exc:  # as in _dispatch: a message that cannot be copied for fan-out
+            reason = f"{type(exc).__name__}: cannot copy the message for {len(publishes)} destinations ({exc})"
+            outcome.failures.append(
+                await self.record_failure(reason, direction, endpoint, msg, error=exc, stage="publish")
+            )
+            return outcome
+        for (pub_direction, destination), copy in zip(publishes, copies, strict=True):
+            await self._publish(outcome, ctx, pub_direction, destination, copy, middleware=False)
+        return outcome
+
     async def settle(self, *outcomes: DispatchOutcome) -> list[FailureRecord]:
         """Await the receipts of the outcomes' deliveries; count and record what they say.
 
@@ -431,7 +588,17 @@ class Dispatcher:
             outcome.settled = True
             for delivery in outcome.deliveries:
                 receipt = delivery.receipt
-                if receipt is not CONFIRMED:
+                if type(receipt) is Slot:  # one receipt per destination batch: wait for it once
+                    batch = receipt.batch
+                    if not batch.done:
+                        if not batch.submitted:
+                            await self.flush()
+                        await batch
+                    error = batch.failure(receipt.index)
+                    if error is not None:
+                        records.append(await self._refused(outcome, delivery, error))
+                        continue
+                elif receipt is not CONFIRMED:
                     try:
                         await receipt
                     except asyncio.CancelledError as exc:
@@ -445,6 +612,12 @@ class Dispatcher:
                         continue
                 published[delivery.direction, delivery.endpoint] += 1
         return records
+
+    async def flush(self) -> None:
+        """Hand the outbox's collected destination batches over, if it collects any (``BatchingOutbox``)."""
+        flush = getattr(self.outbox, "flush", None)
+        if flush is not None:
+            await flush()
 
     async def _refused(self, outcome: DispatchOutcome, delivery: Delivery, error: BaseException) -> FailureRecord:
         """Record a delivery whose receipt failed, on the outcome and in the failure store."""
@@ -591,11 +764,7 @@ class Dispatcher:
         except DropMessage as exc:
             ctx.dropped = str(exc) or type(exc).__name__
         except Exception as exc:
-            reason = (
-                str(exc)
-                if isinstance(exc, (NoRoute, InvalidMessage, UnknownEndpoint, RoutingLoop))
-                else f"{type(exc).__name__}: {exc}"
-            )
+            reason = _reason(exc)
             outcome.failures.append(await self.record_failure(reason, direction, endpoint, msg, error=exc, stage=stage))
             self._trace(ctx, f"failure at {stage}: {reason}", "failure")
             return self._tag_middleware_steps(outcome)
@@ -629,7 +798,7 @@ class Dispatcher:
             result = self._hooks[ctx.direction](msg)
             if inspect.isawaitable(result):
                 await result
-        except (NoRoute, NotImplementedError) as exc:
+        except _ROUTER_REFUSALS as exc:
             if sender is None:
                 raise
             self._trace(ctx, f"router: {exc}", "router")

@@ -147,6 +147,10 @@ class MiddlewareStack:
                 if _overrides(m, "publish", direction)
             ]
 
+    def touches_messages(self) -> bool:
+        """Whether any middleware has a consume or publish hook (then batches are routed message by message)."""
+        return any(self._hooks.values())
+
     async def setup(self) -> None:
         """Run every middleware's setup, in config order."""
         for mw in self.middlewares:

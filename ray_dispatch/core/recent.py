@@ -2,11 +2,14 @@
 
 A dispatcher keeps a ``RecentOutcomes`` ring of the last N messages it
 routed (the ``recent_outcomes`` config key, default 10,000; 0 turns it off).
-Recording costs a deque append per message: references to the message and
-to the ``DispatchOutcome`` the core returned anyway. Deliveries refused
-after hand-over reach the same outcome when the core settles it
-(``Dispatcher.settle``), so they are part of what happened without being
-recorded twice. The readable ``RecordedOutcome`` is built only when someone asks.
+It records per batch: one ``BatchRecord`` holds references to the batch's
+messages and to the ``DispatchOutcome``s the core returned anyway (one deque
+append per batch). Deliveries refused after hand-over reach the same
+outcomes when the core settles them (``Dispatcher.settle``); then
+``BatchRecord.compact`` keeps only what each outcome says (its destinations,
+shared between messages routed alike, and the rare failure, drop or trace)
+and lets the outcomes, their deliveries and receipts go. The readable
+``RecordedOutcome`` is built only when someone asks.
 ``ray_dispatch.tools.recent`` re-runs a recorded message, traced, to explain it.
 """
 
@@ -57,19 +60,121 @@ def message_id_of(direction: str, message: Any) -> str | None:
     return found if type(found) is str else None
 
 
-_Entry = tuple[Direction, str, Any, DispatchOutcome, float]
-"""(direction, endpoint, message, outcome, seen at)."""
+class BatchRecord:
+    """What became of one batch of messages that arrived on one endpoint (see the module docstring).
+
+    Args:
+        directions: the messages' direction, one for all or one each.
+        endpoint: where they arrived.
+        messages: the messages as routed (payload dicts if invalid), in order.
+        outcomes: the core's outcome for each message, in order.
+        seen_at: when they were routed (seconds since the epoch).
+    """
+
+    __slots__ = (
+        "directions",
+        "dropped",
+        "endpoint",
+        "failures",
+        "generation",
+        "messages",
+        "outcomes",
+        "routes",
+        "seen_at",
+        "traces",
+    )
+
+    def __init__(
+        self,
+        directions: Direction | list[Direction],
+        endpoint: str,
+        messages: list[Any],
+        outcomes: list[DispatchOutcome],
+        seen_at: float,
+    ) -> None:
+        self.directions = directions
+        self.endpoint = endpoint
+        self.messages = messages
+        self.outcomes: list[DispatchOutcome] | None = outcomes
+        self.seen_at = seen_at
+        self.routes: list[tuple[str, ...]] = []
+        self.failures: dict[int, list[dict[str, Any]]] = {}
+        self.dropped: dict[int, str] = {}
+        self.traces: dict[int, list[Step]] = {}
+        # A batch is routed wholly under one config generation (the switch waits between batches).
+        self.generation: int | None = outcomes[0].generation if outcomes else None
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def direction(self, index: int) -> Direction:
+        """The direction of message ``index``."""
+        directions = self.directions
+        return directions if isinstance(directions, str) else directions[index]
+
+    def compact(self) -> None:
+        """Keep what the (settled) outcomes say and let them go; routes alike share one tuple. Once."""
+        outcomes = self.outcomes
+        if outcomes is None:
+            return
+        self.outcomes = None
+        shared: dict[tuple[tuple[str, str], ...], tuple[str, ...]] = {}
+        routes = self.routes
+        for index, outcome in enumerate(outcomes):
+            key = tuple((d.direction, d.endpoint) for d in outcome.deliveries)
+            route = shared.get(key)
+            if route is None:
+                route = shared[key] = tuple(f"{d}:{e}" for d, e in key)
+            routes.append(route)
+            if outcome.failures:
+                self.failures[index] = _failure_summaries(outcome)
+            if outcome.dropped is not None:
+                self.dropped[index] = outcome.dropped
+            if outcome.trace is not None:
+                self.traces[index] = _steps(outcome)
+
+    def recorded(self, index: int, message_id: str) -> RecordedOutcome:
+        """The readable record of message ``index``."""
+        direction, message = self.direction(index), self.messages[index]
+        if self.outcomes is not None:
+            return RecordedOutcome.from_outcome(
+                message_id, direction, self.endpoint, message, self.outcomes[index], self.seen_at
+            )
+        return RecordedOutcome(
+            message_id=message_id,
+            direction=direction,
+            endpoint=self.endpoint,
+            seen_at=self.seen_at,
+            destinations=list(self.routes[index]),
+            failures=[dict(f) for f in self.failures.get(index, [])],
+            dropped=self.dropped.get(index),
+            trace=self.traces.get(index),
+            message=arrived_copy(message),
+            generation=self.generation,
+        )
+
+
+def _failure_summaries(outcome: DispatchOutcome) -> list[dict[str, Any]]:
+    return [
+        {"failure_id": f.failure_id, "stage": f.stage, "reason": f.reason, "destination": f.destination}
+        for f in outcome.failures
+    ]
+
+
+def _steps(outcome: DispatchOutcome) -> list[Step]:
+    return [Step(getattr(s, "kind", "router"), str(s)) for s in outcome.trace or []]
 
 
 class RecentOutcomes:
     """The outcomes of the last ``capacity`` messages a dispatcher routed, found by message id.
 
-    ``add`` is on the hot path, so it only appends references (the message
-    and the ``DispatchOutcome`` the core returned anyway, no copies, no
-    formatting) to a bounded deque that drops the oldest entry by itself.
-    Finding a message scans the deque from the newest entry (a few
-    milliseconds for 10,000), which happens only when someone asks; a message
-    id seen twice (a replayed failure) answers with its latest outcome.
+    ``add_batch`` is on the hot path, so it only appends one ``BatchRecord``
+    (references to the messages and outcomes, no copies, no formatting) per
+    batch, and forgets the oldest records beyond ``capacity`` messages (the
+    oldest record kept may be partly forgotten). Finding a message scans
+    from the newest (a few milliseconds for 10,000), which happens only when
+    someone asks; a message id seen twice (a replayed failure) answers with
+    its latest outcome.
 
     Args:
         capacity: how many messages to remember; 0 remembers none.
@@ -81,8 +186,9 @@ class RecentOutcomes:
             raise ValueError(f"capacity must be >= 0 (got {capacity})")
         self.capacity = capacity
         self._clock = clock
-        self._entries: deque[_Entry] = deque(maxlen=capacity)
-        self._append = self._entries.append
+        self._records: deque[BatchRecord] = deque()
+        self._held = 0  # messages in _records
+        self._skip = 0  # leading messages of the oldest record that are forgotten
 
     def add(self, direction: Direction, endpoint: str, message: Any, outcome: DispatchOutcome) -> None:
         """Remember what became of ``message``, which arrived on ``endpoint`` (forgets the oldest beyond capacity).
@@ -90,33 +196,75 @@ class RecentOutcomes:
         ``outcome`` may still be unsettled: the delivery failures ``Dispatcher.settle``
         adds to it later show in ``get``.
         """
-        self._append((direction, endpoint, message, outcome, self._clock()))
+        self.add_batch(direction, endpoint, [message], [outcome])
+
+    def add_batch(
+        self,
+        directions: Direction | list[Direction],
+        endpoint: str,
+        messages: list[Any],
+        outcomes: list[DispatchOutcome],
+    ) -> BatchRecord | None:
+        """Remember a batch that arrived on ``endpoint``: its messages and their (maybe unsettled) outcomes.
+
+        Returns the record (call its ``compact`` once the outcomes are settled),
+        or None when nothing is remembered (capacity 0, or an empty batch).
+        """
+        if not self.capacity or not messages:
+            return None
+        record = BatchRecord(directions, endpoint, messages, outcomes, self._clock())
+        self._records.append(record)
+        self._held += len(messages)
+        excess = self._held - self._skip - self.capacity
+        while excess > 0:
+            oldest = len(self._records[0]) - self._skip
+            if excess >= oldest:
+                self._records.popleft()
+                self._held -= oldest + self._skip
+                self._skip = 0
+                excess -= oldest
+            else:
+                self._skip += excess
+                excess = 0
+        return record
+
+    def _newest_first(self) -> Any:
+        """(record, index) of every remembered message, newest first."""
+        records = self._records
+        for position in range(len(records) - 1, -1, -1):
+            record = records[position]
+            first = self._skip if position == 0 else 0
+            for index in range(len(record) - 1, first - 1, -1):
+                yield record, index
 
     def get(self, message_id: str) -> RecordedOutcome | None:
         """What became of the message (or event) with this id, if it is among the remembered ones."""
-        for direction, endpoint, message, outcome, seen_at in reversed(self._entries):
-            if message_id_of(direction, message) == message_id:
-                return RecordedOutcome.from_outcome(message_id, direction, endpoint, message, outcome, seen_at)
+        for record, index in self._newest_first():
+            if message_id_of(record.direction(index), record.messages[index]) == message_id:
+                return record.recorded(index, message_id)
         return None
 
     def recorded(self, limit: int | None = None) -> list[RecordedOutcome]:
         """The last ``limit`` (default all) remembered messages that have an id, oldest first, as records."""
         found: list[RecordedOutcome] = []
-        for direction, endpoint, message, outcome, seen_at in reversed(self._entries):
+        for record, index in self._newest_first():
             if limit is not None and len(found) >= limit:
                 break
-            message_id = message_id_of(direction, message)
+            message_id = message_id_of(record.direction(index), record.messages[index])
             if message_id is not None:
-                found.append(RecordedOutcome.from_outcome(message_id, direction, endpoint, message, outcome, seen_at))
+                found.append(record.recorded(index, message_id))
         found.reverse()
         return found
 
     def ids(self) -> list[str]:
         """The remembered message ids, oldest first."""
-        return [i for i in (message_id_of(e[0], e[2]) for e in self._entries) if i is not None]
+        found = [
+            message_id_of(record.direction(index), record.messages[index]) for record, index in self._newest_first()
+        ]
+        return [i for i in reversed(found) if i is not None]
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._held - self._skip
 
     def __contains__(self, message_id: object) -> bool:
         return isinstance(message_id, str) and self.get(message_id) is not None
@@ -171,11 +319,8 @@ class RecordedOutcome:
         seen_at: float,
     ) -> RecordedOutcome:
         """Build the record from what the dispatcher kept (with the delivery failures settling found)."""
-        failures = [
-            {"failure_id": f.failure_id, "stage": f.stage, "reason": f.reason, "destination": f.destination}
-            for f in outcome.failures
-        ]
-        trace = None if outcome.trace is None else [Step(getattr(s, "kind", "router"), str(s)) for s in outcome.trace]
+        failures = _failure_summaries(outcome)
+        trace = None if outcome.trace is None else _steps(outcome)
         return cls(
             message_id=message_id,
             direction=direction,

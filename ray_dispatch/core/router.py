@@ -151,6 +151,13 @@ class StaticRoute(NamedTuple):
 
 # -- the router base class ---------------------------------------------------
 
+DISPATCH_HOOKS: Mapping[str, str] = {
+    "inbound": "dispatch_inbound_message",
+    "event": "dispatch_inbound_event",
+    "outbound": "dispatch_outbound_message",
+}
+"""The router method that routes each direction."""
+
 
 class BaseDispatchRouter:
     """Base class for routers (Vumi's contract; a Vumi router ports by changing imports).
@@ -176,9 +183,16 @@ class BaseDispatchRouter:
 
     Override the class method ``static_routes`` to tell tools (``draw``)
     which routes the config alone fixes.
+
+    Set ``BATCH_DECISION_FIELDS`` (see ``batch_decision_fields``) when a
+    direction's decision depends only on the arrival endpoint and a few
+    fields: the dispatcher then routes a batch with one decision per distinct value.
     """
 
     CONFIG_CLASS: ClassVar[type[RouterConfig]] = RouterConfig
+    BATCH_DECISION_FIELDS: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    """Per direction, the message fields its decision depends on besides the arrival endpoint (see
+    ``batch_decision_fields``); a direction not listed is routed message by message."""
 
     def __init__(self, dispatcher: RouterDispatcher, config: Mapping[str, Any]) -> None:
         self.dispatcher = dispatcher
@@ -213,6 +227,31 @@ class BaseDispatchRouter:
         saying so (``"keyword 'news'"``). The default knows none.
         """
         return None
+
+    def batch_decision_fields(self, direction: Direction) -> tuple[str, ...] | None:
+        """The fields (besides the arrival endpoint) that decide how this router routes ``direction``; None: more.
+
+        A tuple (maybe empty) promises that where the router publishes a
+        message, whether it drops or refuses it, and which fields it assigns
+        which values depend only on the direction, the endpoint the message
+        arrived on and these fields (list a field it assigns as well): never
+        on other content, on the routing store or on earlier messages. It
+        must publish the message itself (not a copy) and may assign declared
+        fields, not change values in place. The dispatcher then asks the router once
+        per distinct value in a batch and does the same with the others
+        (middleware that touches messages turns this off). None (the default)
+        routes each message on its own.
+
+        The default reads ``BATCH_DECISION_FIELDS`` of the class that set it,
+        and answers None for a direction whose ``dispatch_*`` hook a subclass
+        overrides without setting it again (its decision may depend on more).
+        """
+        declaring = next(c for c in type(self).__mro__ if "BATCH_DECISION_FIELDS" in c.__dict__)
+        fields = declaring.BATCH_DECISION_FIELDS.get(direction)  # type: ignore[attr-defined]
+        hook = DISPATCH_HOOKS[direction]
+        if fields is None or getattr(type(self), hook) is not getattr(declaring, hook):
+            return None
+        return tuple(fields)
 
     def setup_routing(self) -> Awaitable[None] | None:
         """Prepare routing state (may be async). The default does nothing."""

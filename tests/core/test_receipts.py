@@ -8,7 +8,7 @@ from typing import Any
 from ray_dispatch.core.dispatcher import Dispatcher
 from ray_dispatch.core.errors import DeliveryError
 from ray_dispatch.core.message import Message
-from ray_dispatch.core.receipts import CONFIRMED, Refused
+from ray_dispatch.core.receipts import CONFIRMED, BatchReceipt, Refused, Slot
 from ray_dispatch.core.stores.failures import Direction
 from ray_dispatch.testing import MemoryOutbox, RouterHarness, make_inbound
 from ray_dispatch.tools.explain import Explanation
@@ -110,13 +110,19 @@ async def test_published_is_counted_once_however_often_an_outcome_is_settled(con
     assert harness_side.stats.to_dict()["published"] == {"inbound:app1": 1}
 
 
-async def test_settle_waits_for_receipts_that_are_still_open(config: dict[str, Any]) -> None:
-    outbox = PendingOutbox()
+async def settle_one_sms(config: dict[str, Any], outbox: Any) -> tuple[Dispatcher, asyncio.Future[Any]]:
+    """Route one message from ``sms`` through ``outbox`` and start settling it (one loop turn in)."""
     dispatcher = Dispatcher(config, outbox)
     await dispatcher.start()
     outcome = await dispatcher.route("inbound", make_inbound(transport_name="sms"), "sms")
     settling = asyncio.ensure_future(dispatcher.settle(outcome))
     await asyncio.sleep(0)
+    return dispatcher, settling
+
+
+async def test_settle_waits_for_receipts_that_are_still_open(config: dict[str, Any]) -> None:
+    outbox = PendingOutbox()
+    dispatcher, settling = await settle_one_sms(config, outbox)
     assert not settling.done() and dispatcher.stats.published == {}
     outbox.receipts["app1"].set_result(True)
     assert await settling == [] and dispatcher.stats.to_dict()["published"] == {"inbound:app1": 1}
@@ -150,3 +156,57 @@ async def test_replaying_a_late_failure_that_fails_again_counts_the_attempt(conf
     done = await dispatcher.replay_failure(again.failure_id)
     assert done.failures == [] and await dispatcher.failures.list() == []
     assert dispatcher.stats.to_dict()["published"] == {"inbound:app1": 1}
+
+
+class BatchingOutbox:
+    """Collects deliveries into one ``BatchReceipt`` per destination, as the Ray outbox does, until ``flush``."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, tuple[list[Message], BatchReceipt]] = {}
+        self.flushed: list[tuple[str, list[Message], BatchReceipt]] = []
+
+    async def deliver(self, direction: Direction, endpoint: str, message: Message) -> Slot:
+        messages, receipt = self.open.setdefault(endpoint, ([], BatchReceipt()))
+        messages.append(message)
+        return receipt.add()
+
+    async def flush(self) -> None:
+        for endpoint, (messages, receipt) in self.open.items():
+            receipt.submitted = True
+            self.flushed.append((endpoint, messages, receipt))
+        self.open.clear()
+
+
+async def test_one_batch_receipt_per_destination_settles_each_copy_with_its_own_refusal(
+    config: dict[str, Any],
+) -> None:
+    outbox = BatchingOutbox()
+    dispatcher = Dispatcher(config, outbox)
+    await dispatcher.start()
+    outcomes = [
+        await dispatcher.route("inbound", make_inbound(str(n), transport_name="xmpp"), "xmpp") for n in range(3)
+    ]
+    await dispatcher.flush()
+    assert [(e, [m.content for m in ms]) for e, ms, _ in outbox.flushed] == [
+        ("app1", ["0", "1", "2"]),
+        ("app2", ["0", "1", "2"]),
+    ]
+    (_, _, app1), (_, _, app2) = outbox.flushed
+    settling = asyncio.ensure_future(dispatcher.settle(*outcomes))
+    app1.settle(range(3))
+    await asyncio.sleep(0)
+    assert not settling.done(), "app2's batch is not confirmed yet"
+    app2.settle([0, 2])
+    app2.settle([1], DeliveryError("app2 refused it: full"))
+    (record,) = await settling
+    assert (record.stage, record.destination, record.reason) == ("deliver", "app2", "app2 refused it: full")
+    assert record.message.content == "1" and outcomes[1].failures == [record]
+    assert dispatcher.stats.to_dict()["published"] == {"inbound:app1": 3, "inbound:app2": 2}
+
+
+async def test_settle_hands_over_a_destination_batch_that_was_not_flushed(config: dict[str, Any]) -> None:
+    outbox = BatchingOutbox()
+    dispatcher, settling = await settle_one_sms(config, outbox)
+    assert [e for e, _, _ in outbox.flushed] == ["app1"], "settle flushed the outbox rather than wait forever"
+    outbox.flushed[0][2].settle([0])
+    assert await settling == [] and dispatcher.stats.to_dict()["published"] == {"inbound:app1": 1}

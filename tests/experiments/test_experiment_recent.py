@@ -120,6 +120,31 @@ async def test_a_delivery_failure_after_routing_is_part_of_what_happened(simple_
     assert any("delivery failures happen after routing" in n for n in explained.notes)
 
 
+async def test_a_batch_record_compacted_after_settling_still_explains_each_message(simple_config):
+    core = Dispatcher(simple_config, MemoryOutbox())
+    await core.start()
+    recent = RecentOutcomes(5)
+    core.outbox.refuse("app2", "app2 is full")
+    first = [make_inbound(f"a{i}", transport_name="xmpp") for i in range(3)]
+    outcomes = [await core.route("inbound", m, "xmpp") for m in first]
+    record = recent.add_batch("inbound", "xmpp", first, outcomes)
+    await core.settle(*outcomes)
+    assert record is not None
+    record.compact()
+    assert record.outcomes is None and record.routes[0] is record.routes[2], "routes alike share one tuple"
+    recorded = recent.get(first[1].message_id)
+    assert recorded is not None and recorded.destinations == ["inbound:app1", "inbound:app2"]
+    assert recorded.delivered == ["inbound:app1"] and "app2 is full" in recorded.result
+    second = [make_inbound(f"b{i}", transport_name="sms") for i in range(3)]
+    outcomes = [await core.route("inbound", m, "sms") for m in second]
+    recent.add_batch("inbound", "sms", second, outcomes)
+    await core.settle(*outcomes)
+    assert len(recent) == 5 and recent.ids() == [m.message_id for m in first[1:] + second]
+    assert first[0].message_id not in recent and recent.get(second[2].message_id).delivered == ["inbound:app1"]
+    explained = await explain_recorded(core.config, recent.get(first[2].message_id), live_store=core.store)
+    assert explained.agrees and explained.recorded.message.content == "a2"
+
+
 def test_recent_outcomes_config_key(simple_config, write_yaml):
     assert load_config(simple_config).recent_outcomes == 10_000
     assert load_config({**simple_config, "recent_outcomes": 0}).recent_outcomes == 0

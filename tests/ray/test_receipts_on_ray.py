@@ -67,3 +67,21 @@ def test_send_reports_a_refused_copy_as_a_failure_not_a_destination(dep: Deploym
     ok = dep.send("sms", "fine")
     assert ok["destinations"] == ["inbound:picky_app"] and ok["failures"] == []
     assert counts(dep) == (published + 1, failed + 1)
+
+
+def test_the_dispatcher_routes_each_id_once_within_a_batch_and_across_batches(dep: Deployment) -> None:
+    sms = dep.endpoint("sms")
+
+    def received() -> int:
+        return int(dep.status()["dispatchers"][0]["stats"]["received"].get("inbound:sms", 0))
+
+    before = received()
+
+    def fields(*pairs: str) -> list[dict[str, str]]:
+        return [{"content": f"take {n}", "message_id": n, "from_addr": "+1", "to_addr": "2"} for n in pairs]
+
+    ray.get(sms.inject_many.remote(fields("d1", "d1", "d2")))
+    ray.get(sms.inject_many.remote(fields("d2", "d3")))
+    assert received() == before + 3, "d1 twice in one call, d2 in two: each routed once by the dispatcher"
+    taken = ray.get(dep.endpoint("picky_app").taken_ids.remote())
+    assert [i for i in taken if i in ("d1", "d2", "d3")] == ["d1", "d2", "d3"]

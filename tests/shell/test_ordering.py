@@ -59,3 +59,13 @@ def test_seen_ids_forget_the_oldest_beyond_the_window() -> None:
     for key in "abcd":
         seen.add(key)
     assert "a" not in seen and all(k in seen for k in "bcd") and len(seen) == 3
+
+
+def test_seen_ids_take_a_batch_at_once_and_say_whether_any_was_seen() -> None:
+    from actors.ordering import SeenIds
+
+    seen = SeenIds(window=4)
+    seen.add_many(["a", "b", "c"])
+    assert seen.any_of(["x", "c"]) and not seen.any_of(["x", "y"])
+    seen.add_many(["d", "e", "f"])
+    assert not seen.any_of(["a", "b"]) and all(k in seen for k in "cdef") and len(seen) == 4

@@ -12,6 +12,7 @@ from actors.pool import ReplicaPool
 from actors.sender import SenderOptions
 from actors.throttle import TokenBucket
 from ray_dispatch.core.errors import DeliveryError
+from ray_dispatch.core.receipts import BatchReceipt
 
 
 class Replica:
@@ -157,4 +158,66 @@ async def test_pool_rate_limit_throttles_sends() -> None:
     await asyncio.gather(*futures)
     assert loop.time() - start >= 0.2, "250 messages at 200/s (burst 200) take at least 0.25 s"
     assert replicas["a"].got == list(range(250))
+    await pool.close()
+
+
+def new_receipt(size: int) -> BatchReceipt:
+    receipt = BatchReceipt()
+    for _ in range(size):
+        receipt.add()
+    return receipt
+
+
+async def test_a_batch_goes_by_user_to_replicas_as_one_chunk_each_keeping_each_users_order() -> None:
+    pool, replicas = make_pool("sticky", "a", "b")
+    users = [f"u{i}" for i in range(20)]
+    items = [(u, n) for n in range(5) for u in users]
+    receipt = new_receipt(len(items))
+    await pool.send_batch(items, [u for u, _ in items], receipt)
+    await asyncio.wait_for(receipt, 1)
+    assert receipt.failures == 0 and all(r.got for r in replicas.values())
+    for replica in replicas.values():
+        for user in {u for u, _ in replica.got}:
+            assert [n for u, n in replica.got if u == user] == list(range(5))
+    homes = {u: name for name, r in replicas.items() for u, _ in r.got}
+    assert len(homes) == 20, "each user went to one replica"
+    await pool.close()
+
+
+async def test_round_robin_cuts_a_batch_into_equal_runs() -> None:
+    pool, replicas = make_pool("round_robin", "a", "b", "c")
+    receipt = new_receipt(30)
+    await pool.send_batch(list(range(30)), None, receipt)
+    await asyncio.wait_for(receipt, 1)
+    assert sorted(len(r.got) for r in replicas.values()) == [10, 10, 10]
+    assert sorted(i for r in replicas.values() for i in r.got) == list(range(30))
+    await pool.close()
+
+
+async def test_a_dead_replicas_part_of_a_batch_goes_to_the_others_and_the_receipt_has_no_failure() -> None:
+    told: list[str] = []
+    pool, replicas = make_pool("sticky", "a", "b", on_replica_dead=lambda e, r, exc: told.append(r))
+    replicas["a"].dead = True
+    users = [f"u{i}" for i in range(30)]
+    items = [(u, n) for n in range(3) for u in users]
+    receipt = new_receipt(len(items))
+    await pool.send_batch(items, [u for u, _ in items], receipt)
+    await asyncio.wait_for(receipt, 2)
+    assert told == ["a"] and receipt.failures == 0
+    assert sorted(replicas["b"].got) == sorted(items)
+    for user in users:
+        assert [n for u, n in replicas["b"].got if u == user] == [0, 1, 2], "redelivered in order"
+    await pool.close()
+
+
+async def test_a_batch_with_no_replica_left_fails_in_its_receipt() -> None:
+    pool, replicas = make_pool("round_robin", "a")
+    replicas["a"].dead = True
+    first = new_receipt(2)
+    await pool.send_batch(["x", "y"], None, first)
+    await asyncio.wait_for(first, 1)
+    second = new_receipt(1)
+    await pool.send_batch(["z"], None, second)
+    assert second.done and "no replicas" in str(second.failure(0))
+    assert all("a died" in str(first.failure(i)) or "no replicas" in str(first.failure(i)) for i in range(2))
     await pool.close()

@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from actors.sender import BatchSender, EndpointRejected, SenderOptions
+from actors.sender import BatchSender, Chunk, EndpointRejected, SenderOptions
 from ray_dispatch.core.errors import DeliveryError
+from ray_dispatch.core.receipts import BatchReceipt
 
 
 class Receiver:
@@ -141,9 +142,9 @@ async def test_a_dead_destination_hands_its_unconfirmed_items_to_on_dead() -> No
     handed: list[object] = []
 
     async def on_dead(batch: list, exc: BaseException) -> None:
-        handed.extend(p.item for p in batch)
-        for p in batch:
-            p.future.set_result("elsewhere")
+        handed.extend(item for chunk in batch for item in chunk.items)
+        for chunk in batch:
+            chunk.receipt.set_result("elsewhere")
 
     sender = BatchSender("app", rx.call, classify=lambda exc: "dead", on_dead=on_dead)
     future = await sender.send("m")
@@ -173,9 +174,9 @@ async def test_a_destination_unreachable_past_max_attempts_is_handed_over_when_p
     handed: list[object] = []
 
     async def on_dead(batch: list, exc: BaseException) -> None:
-        handed.extend(p.item for p in batch)
-        for p in batch:
-            p.future.set_result("elsewhere")
+        handed.extend(item for chunk in batch for item in chunk.items)
+        for chunk in batch:
+            chunk.receipt.set_result("elsewhere")
 
     sender = BatchSender(
         "app",
@@ -199,3 +200,56 @@ def test_the_old_flat_batching_retry_keys_still_work_with_a_warning() -> None:
     with pytest.warns(FutureWarning, match="batching: 'backoff' is deprecated; write 'retry: {initial_delay: 0.1}'"):
         options = SenderOptions.model_validate({"max_attempts": 4, "backoff": 0.1, "backoff_max": 1.5})
     assert options.retry == SenderOptions(retry={"max_attempts": 4, "initial_delay": 0.1, "max_delay": 1.5}).retry
+
+
+async def test_a_chunk_is_confirmed_through_one_receipt_across_calls_with_its_refusals() -> None:
+    rx = Receiver()
+    rx.refuse = {"c3"}
+    sender = BatchSender("app", rx.call, SenderOptions(max_batch=4, max_in_flight=1))
+    receipt = BatchReceipt()
+    slots = [receipt.add() for _ in range(10)]
+    await sender.send_chunk(Chunk([f"c{i}" for i in range(10)], None, receipt, range(10), 0.0))
+    await asyncio.wait_for(receipt, 1)
+    assert rx.batches == [["c0", "c1", "c2", "c3"], ["c4", "c5", "c6", "c7"], ["c8", "c9"]]
+    assert [receipt.failure(s.index) is not None for s in slots] == [i == 3 for i in range(10)]
+    assert "'app' refused it: no thanks" in str(receipt.failure(3))
+    with pytest.raises(EndpointRejected):
+        await slots[3]
+    assert sender.pending == 0
+    await sender.close()
+
+
+async def test_chunks_and_lone_items_share_calls_in_their_order() -> None:
+    rx = Receiver()
+    rx.gate.clear()
+    sender = BatchSender("app", rx.call, SenderOptions(max_in_flight=1, max_wait=0))
+    first = await sender.send("a")
+    await asyncio.sleep(0)
+    receipt = BatchReceipt()
+    for _ in range(3):
+        receipt.add()
+    await sender.send_chunk(Chunk(["b", "c", "d"], None, receipt, range(3), 0.0))
+    last = await sender.send("e")
+    rx.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, last, receipt), 1)
+    assert rx.batches == [["a"], ["b", "c", "d", "e"]] and receipt.failures == 0
+    await sender.close()
+
+
+async def test_a_chunk_fills_the_queue_and_further_sends_wait() -> None:
+    rx = Receiver()
+    rx.gate.clear()
+    sender = BatchSender("app", rx.call, SenderOptions(max_in_flight=1, max_queued=3, max_batch=2))
+    receipt = BatchReceipt()
+    for _ in range(6):
+        receipt.add()
+    await sender.send_chunk(Chunk(list(range(6)), None, receipt, range(6), 0.0))
+    await asyncio.sleep(0.01)
+    blocked = asyncio.ensure_future(sender.send(99))
+    await asyncio.sleep(0.02)
+    assert not blocked.done(), "4 items were still queued, more than max_queued"
+    rx.gate.set()
+    await asyncio.wait_for(blocked, 1)
+    assert await sender.drain(1) and receipt.done
+    assert [i for b in rx.batches for i in b] == [0, 1, 2, 3, 4, 5, 99]
+    await sender.close()
