@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -125,7 +127,11 @@ async def test_topology_shows_every_endpoint_with_counts_rates_and_replicas(
     transport = dep.endpoint("sms_in")
     for i in range(5):
         ray.get(transport.inject.remote(f"traffic {i}"))
-    found = await get_json(client, "/api/topology")
+    for _ in range(100):  # rates appear once the dispatcher has sampled its counters (about a second)
+        found = await get_json(client, "/api/topology")
+        if set(found["rates"]) >= {"sms_in", "app"}:
+            break
+        await asyncio.sleep(0.2)
     assert found["endpoints"] == ENDPOINTS
     assert found["replicas"]["app"] == 2 and found["replicas"]["late_app"] == 0
     assert found["counts"]["sms_in"] >= 5 and found["counts"]["app"] >= 5
