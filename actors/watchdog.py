@@ -15,7 +15,10 @@ so their batches go to the other replicas too, and so do the sender's retries
 of them. Receivers drop duplicates by message id, so a batch the lost
 replica did handle is harmless to resend.
 
-The last replica of a pool is never evicted: with nobody to take its
+A replica that has not confirmed any call yet is left alone: it may still be
+starting (Ray queues calls and pings to an actor until its constructor is
+done), and giving up on it would only deliver its first batches twice. The
+last replica of a pool is never evicted: with nobody to take its
 messages they would fail, while waiting lets them through once Ray restarts
 it. An evicted replica stays suspected: it is probed every round and added back
 to its pool once it answers (Ray restarted it elsewhere, or the node came
@@ -94,6 +97,7 @@ class ReplicaWatchdog:
         self._retried: OrderedDict[tuple[Any, ...], float] = OrderedDict()  # (target, sender, seq) -> first try
         self._suspects: dict[tuple[str, str], Any] = {}  # (endpoint, replica id) -> target
         self._given_up: dict[int, str] = {}  # id() of a suspect's target -> why it was given up
+        self._confirmed: set[int] = set()  # id() of targets that confirmed a call: done starting
         self.evictions = 0
 
     # -- wiring -------------------------------------------------------------------
@@ -114,7 +118,9 @@ class ReplicaWatchdog:
                 calls = self._calls.setdefault(key, set())
                 calls.add(entry)
                 try:
-                    return await entry.task
+                    result = await entry.task
+                    self._confirmed.add(key)
+                    return result
                 except asyncio.CancelledError:
                     if entry.given_up is not None:
                         raise ReplicaUnresponsive(entry.given_up) from None
@@ -166,7 +172,7 @@ class ReplicaWatchdog:
             (name, pool, replica)
             for name, pool in self.pools.items()
             for replica in pool.replicas
-            if self._overdue(replica.target)
+            if id(replica.target) in self._confirmed and self._overdue(replica.target)
         ]
         suspects = list(self._suspects.items())
         answers = await asyncio.gather(

@@ -67,7 +67,10 @@ class Clock:
         return self.now
 
 
-def make(*names: str, **options: Any) -> tuple[ReplicaWatchdog, ReplicaPool, dict[str, Replica], Clock, list[str]]:
+async def make(
+    *names: str, warm: bool = True, **options: Any
+) -> tuple[ReplicaWatchdog, ReplicaPool, dict[str, Replica], Clock, list[str]]:
+    """A watchdog over one sticky pool of fake replicas; ``warm``: each has confirmed calls (done starting)."""
     clock = Clock()
     pools: dict[str, ReplicaPool] = {}
     watchdog = ReplicaWatchdog(pools, probe, call_deadline=2.0, probe_timeout=0.05, classify=classify, clock=clock)
@@ -84,6 +87,11 @@ def make(*names: str, **options: Any) -> tuple[ReplicaWatchdog, ReplicaPool, dic
     replicas = {n: Replica(n) for n in names}
     for name, replica in replicas.items():
         pool.add(name, replica)
+    if warm:
+        await asyncio.wait_for(asyncio.gather(*await send_all(pool)), 10)
+        assert all(r.got for r in replicas.values())
+        for replica in replicas.values():
+            replica.got.clear()
     return watchdog, pool, replicas, clock, dead
 
 
@@ -103,7 +111,7 @@ async def send_all_past_the_deadline(pool: ReplicaPool, clock: Clock) -> list[as
 
 
 async def test_a_replica_that_hangs_and_does_not_answer_the_probe_hands_every_message_to_the_others() -> None:
-    watchdog, pool, replicas, clock, dead = make("lost", "spare")
+    watchdog, pool, replicas, clock, dead = await make("lost", "spare")
     replicas["lost"].lose()
     futures = await send_all(pool)
     await asyncio.sleep(0.01)  # the first batches are now in flight
@@ -122,7 +130,7 @@ async def test_a_replica_that_hangs_and_does_not_answer_the_probe_hands_every_me
 
 
 async def test_a_slow_replica_that_answers_the_probe_keeps_its_messages() -> None:
-    watchdog, pool, replicas, clock, dead = make("slow", "other")
+    watchdog, pool, replicas, clock, dead = await make("slow", "other")
     replicas["slow"].answering.clear()  # busy, not gone: calls take long, probes are answered
     futures = await send_all_past_the_deadline(pool, clock)
     assert await watchdog.check() == []
@@ -135,7 +143,7 @@ async def test_a_slow_replica_that_answers_the_probe_keeps_its_messages() -> Non
 
 
 async def test_an_evicted_replica_is_added_back_once_it_answers_and_not_after_a_forget() -> None:
-    watchdog, pool, replicas, clock, _ = make("lost", "spare")
+    watchdog, pool, replicas, clock, _ = await make("lost", "spare")
     replicas["lost"].lose()
     futures = await send_all_past_the_deadline(pool, clock)
     await watchdog.check()
@@ -164,7 +172,8 @@ async def test_an_evicted_replica_is_added_back_once_it_answers_and_not_after_a_
 async def test_a_batch_retried_past_the_deadline_counts_from_its_first_try() -> None:
     """Calls that fail at once (a replica being restarted) and are retried are one overdue call, not many new ones."""
     retry = {"retry": {"initial_delay": 0.001, "max_delay": 0.001, "max_attempts": 1_000_000}}
-    watchdog, pool, replicas, clock, _ = make("restarting", "spare", options=SenderOptions.model_validate(retry))
+    watchdog, pool, replicas, clock, _ = await make("restarting", "spare", options=SenderOptions.model_validate(retry))
+    replicas["restarting"].tries = 0
     replicas["restarting"].restarting = True
     replicas["restarting"].alive.clear()
     futures = await send_all(pool)
@@ -181,7 +190,7 @@ async def test_a_batch_retried_past_the_deadline_counts_from_its_first_try() -> 
 
 
 async def test_the_last_replica_is_not_evicted_its_messages_wait_for_it() -> None:
-    watchdog, pool, replicas, clock, dead = make("only")
+    watchdog, pool, replicas, clock, dead = await make("only")
     replicas["only"].lose()
     futures = await send_all_past_the_deadline(pool, clock)
     assert await watchdog.check() == []
@@ -189,6 +198,18 @@ async def test_the_last_replica_is_not_evicted_its_messages_wait_for_it() -> Non
     replicas["only"].come_back()  # Ray restarted it
     await asyncio.wait_for(asyncio.gather(*futures), 10)
     assert sorted(replicas["only"].got) == USERS and dead == []
+    await pool.close()
+
+
+async def test_a_replica_that_never_confirmed_a_call_is_still_starting_and_left_alone() -> None:
+    watchdog, pool, replicas, clock, dead = await make("starting", "other", warm=False)
+    replicas["starting"].lose()  # a new actor whose constructor has not finished: calls and pings queue
+    futures = await send_all_past_the_deadline(pool, clock)
+    assert await watchdog.check() == []
+    assert replicas["starting"].probes == 0 and not watchdog.suspected("app", "starting")
+    replicas["starting"].come_back()
+    await asyncio.wait_for(asyncio.gather(*futures), 10)
+    assert sorted(replicas["starting"].got + replicas["other"].got) == USERS and dead == []
     await pool.close()
 
 
