@@ -27,18 +27,13 @@ from typing import Any, Protocol
 
 import ray
 
-from actors.naming import find_dispatchers
+from actors.naming import autoscaler_actor_name, find_dispatchers
 from ray_dispatch.core.autoscaling import AutoscalePolicy, AutoscalingSpec, ScalingDecision
 from ray_dispatch.core.errors import one_line
 
 log = logging.getLogger(__name__)
 
 PENDING_TIMEOUT = 10.0  # seconds a dispatcher has to say how much is pending
-
-
-def autoscaler_actor_name(deployment: str) -> str:
-    """The Ray actor name of a deployment's autoscaler (``::`` so no endpoint name can match it)."""
-    return f"{deployment}::autoscaler"
 
 
 class Scaler(Protocol):
@@ -49,6 +44,9 @@ class Scaler(Protocol):
 
     def scale(self, endpoint: str, replicas: int) -> list[str]:
         """Grow or shrink ``endpoint`` to ``replicas`` (draining removed ones); return the ids."""
+
+    def refresh_config(self) -> object:
+        """Reload the config in force (after an apply), so new endpoints can be scaled."""
 
 
 class AutoscalerActor:
@@ -90,6 +88,26 @@ class AutoscalerActor:
         if autostart:
             self._thread = threading.Thread(target=self._loop, name="autoscaler", daemon=True)
             self._thread.start()
+
+    def configure(self, endpoints: dict[str, dict[str, Any]]) -> None:
+        """Follow the ``autoscaling`` blocks of a config applied since (``ray-dispatch apply``).
+
+        An endpoint whose block is unchanged keeps its timers; a changed one
+        starts afresh; one without a block any more is left at its count.
+        """
+        with self._lock:
+            policies = {}
+            for name, raw in endpoints.items():
+                spec = AutoscalingSpec.model_validate(raw)
+                kept = self.policies.get(name)
+                policies[name] = kept if kept is not None and kept.spec == spec else AutoscalePolicy(name, spec)
+            self.policies = policies
+            for gone in set(self._replicas) - set(policies):
+                self._replicas.pop(gone, None)
+                self._pending.pop(gone, None)
+                self._last.pop(gone, None)
+            if self._scaler is not None:
+                self._scaler.refresh_config()
 
     def stop(self) -> None:
         """Stop scaling (the deployment is shutting down); waits for a scaling step under way."""
@@ -161,9 +179,11 @@ class AutoscalerActor:
                 total[name] = total.get(name, 0) + count
         return total
 
+    def _interval(self) -> float:
+        return min((policy.spec.interval_s for policy in self.policies.values()), default=1.0)
+
     def _loop(self) -> None:
-        interval = min(policy.spec.interval_s for policy in self.policies.values())
-        while not self._stopping.wait(interval):
+        while not self._stopping.wait(self._interval()):
             try:
                 self.look()
             except Exception as exc:  # keep scaling later; say why now

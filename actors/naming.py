@@ -26,6 +26,11 @@ def dispatcher_actor_name(deployment: str, index: int) -> str:
     return f"{deployment}:{DISPATCHER}:{index}"
 
 
+def autoscaler_actor_name(deployment: str) -> str:
+    """The Ray actor name of a deployment's autoscaler (``::`` so no endpoint name can match it)."""
+    return f"{deployment}::autoscaler"
+
+
 def console_actor_name(deployment: str) -> str:
     """The Ray actor name of a deployment's web console (``ray_dispatch.console``).
 

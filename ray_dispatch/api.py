@@ -217,6 +217,14 @@ class Deployment:
             connect = functools.partial(_attach_in_cluster, self.name, self.namespace)
             self._autoscaler = start_autoscaler(self.name, self.namespace, scaled, connect, detached=self.detached)
 
+    def _follow_autoscaling(self) -> None:
+        """After an apply: the autoscaler follows the config in force (started when it first has autoscaling)."""
+        autoscaler = find_autoscaler(self.name, self.namespace)
+        if autoscaler is None:
+            self._start_autoscaler()
+        else:
+            ray.get(autoscaler.configure.remote(self._autoscaled()), timeout=60)
+
     def _autoscaled(self) -> dict[str, dict[str, Any]]:
         """Each endpoint with an ``autoscaling:`` block, and the block as a dict."""
         return {name: spec.autoscaling.model_dump() for name, spec in self.config.endpoints.items() if spec.autoscaling}

@@ -14,7 +14,8 @@
    batches (``actors.generation_switch``);
 5. new transports start, changed endpoints are rescaled or replaced, removed
    ones are drained and stopped; the generation is recorded in the
-   deployment's history (``actors.history``).
+   deployment's history (``actors.history``); the autoscaler follows the new
+   ``autoscaling`` blocks.
 """
 
 from __future__ import annotations
@@ -193,6 +194,7 @@ def apply(
             timeout=30,
         )
         _change_endpoints(deployment, plan, new, timeout)
+        deployment._follow_autoscaling()
     finally:
         deployment.detached = lifetime
     return ApplyResult(plan, applied=True, generation=generation)

@@ -105,3 +105,35 @@ def test_a_bad_autoscaling_block_is_refused_naming_the_key(spec: dict[str, Any],
     with pytest.raises(ConfigError) as caught:
         _endpoint(spec)
     assert line in str(caught.value)
+
+
+class _Scaler:
+    def __init__(self) -> None:
+        self.refreshed = 0
+
+    def replica_ids(self, endpoint: str) -> list[str]:
+        return ["0"]
+
+    def scale(self, endpoint: str, replicas: int) -> list[str]:
+        return [str(i) for i in range(replicas)]
+
+    def refresh_config(self) -> object:
+        self.refreshed += 1
+        return None
+
+
+def test_an_applied_config_keeps_unchanged_policies_and_replaces_changed_ones() -> None:
+    from actors.autoscaler import AutoscalerActor
+
+    block = {"max_replicas": 3, "upscale_delay_s": 5}
+    scaler = _Scaler()
+    actor = AutoscalerActor("dep", "ns", {"a": block, "b": block}, lambda: scaler, autostart=False)
+    actor._scaler = scaler
+    kept = actor.policies["a"]
+    actor.configure({"a": block, "b": {**block, "max_replicas": 6}, "c": block})
+    assert actor.policies["a"] is kept, "unchanged: its timers go on"
+    assert actor.policies["b"].spec.max_replicas == 6
+    assert sorted(actor.policies) == ["a", "b", "c"] and scaler.refreshed == 1
+    actor.configure({"c": block})
+    assert sorted(actor.policies) == ["c"]
+    assert set(actor.state()) == {"c"}

@@ -7,6 +7,7 @@ consumed (by whichever replica, also one removed later).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,3 +100,10 @@ def test_a_restarted_autoscaler_carries_on_from_the_running_replicas(dep: Deploy
         "the restarted autoscaler scaling down"
     )
     assert _scaling(dep)["last_decision"]["current"] == 3
+
+
+def test_an_applied_config_changes_the_autoscaling_bounds(dep: Deployment) -> None:
+    changed = copy.deepcopy(CONFIG)
+    changed["endpoints"]["ramp_app"]["autoscaling"]["max_replicas"] = 2
+    dep.apply(changed)
+    assert _scaling(dep)["max_replicas"] == 2
