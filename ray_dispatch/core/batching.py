@@ -39,7 +39,7 @@ class BatchingOptions(BaseModel):
     max_batch: int = Field(1000, ge=1)
     max_wait: float = Field(0.002, ge=0)
     max_in_flight: int = Field(4, ge=1)
-    max_queued: int = Field(20_000, ge=1)
+    max_queued: int = Field(4_000, ge=1)
     retry: RetryPolicy = SENDER_RETRY
 
     @model_validator(mode="before")
