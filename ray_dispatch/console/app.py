@@ -29,7 +29,7 @@ from aiohttp import web
 
 from ray_dispatch.console import model, pages
 from ray_dispatch.console.openapi import openapi_document
-from ray_dispatch.console.prometheus import render_metrics
+from ray_dispatch.console.prometheus import metrics_response
 from ray_dispatch.core.errors import one_line
 
 if TYPE_CHECKING:
@@ -243,12 +243,7 @@ class Console:
         return _json(openapi_document(self.deployment.name))
 
     async def metrics(self, request: web.Request) -> web.Response:
-        try:
-            status = await self._status()
-        except Exception as exc:  # the scraper sees the target down, with the reason
-            return web.Response(status=503, text=f"deployment status failed: {one_line(exc)}\n")
-        body, content_type = render_metrics(status)
-        return web.Response(body=body, headers={"Content-Type": content_type})
+        return await metrics_response(self._status)
 
 
 def _error_text(text: str) -> str:

@@ -24,7 +24,7 @@ Prometheus.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,6 +243,16 @@ def _histogram(counts: dict[str, Any]) -> tuple[list[tuple[str, float]], float]:
 # -- a standalone server ----------------------------------------------------------------------
 
 
+async def metrics_response(status: Callable[[], Awaitable[dict[str, Any]]]) -> web.Response:
+    """The ``/metrics`` answer from a fresh ``status()``; 503 with one line saying why when that fails."""
+    try:
+        snapshot = await status()
+    except Exception as exc:  # the scraper sees the target down, with the reason
+        return web.Response(status=503, text=f"deployment status failed: {one_line(exc)}\n")
+    body, content_type = render_metrics(snapshot)
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
 async def serve_metrics(deployment: Any, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:
     """Serve ``GET /metrics`` for ``deployment`` (a ``Deployment``) on ``host:port``; return the runner and port.
 
@@ -254,12 +264,7 @@ async def serve_metrics(deployment: Any, host: str = "127.0.0.1", port: int = 0)
     """
 
     async def metrics(_request: web.Request) -> web.Response:
-        try:
-            status = await asyncio.get_running_loop().run_in_executor(None, deployment.status)
-        except Exception as exc:  # the scraper sees the target down, with the reason
-            return web.Response(status=503, text=f"deployment status failed: {one_line(exc)}\n")
-        body, content_type = render_metrics(status)
-        return web.Response(body=body, headers={"Content-Type": content_type})
+        return await metrics_response(lambda: asyncio.get_running_loop().run_in_executor(None, deployment.status))
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

@@ -146,11 +146,12 @@ async def test_metrics_need_the_token_unless_the_bind_is_loopback(
     from aiohttp.test_utils import TestClient, TestServer
 
     from ray_dispatch.console import app as console_app
+    from ray_dispatch.console import prometheus
 
     def render(status: dict[str, Any]) -> tuple[bytes, str]:
         return f'ray_dispatch_up{{deployment="{status["name"]}"}} 1\n'.encode(), "text/plain; version=0.0.4"
 
-    monkeypatch.setattr(console_app, "render_metrics", render)
+    monkeypatch.setattr(prometheus, "render_metrics", render)
     app = console_app.Console(NamedOnly(), "tok", metrics_open=metrics_open, cookie="c").application()  # type: ignore[arg-type]
     async with TestClient(TestServer(app)) as client:
         anonymous = await client.get("/metrics")
