@@ -660,7 +660,7 @@ def history(name: str, namespace: str, address: str | None, as_json: bool) -> No
 
 
 @main.command()
-@click.option("--quick", is_flag=True, help="Smaller scenarios: finishes in under a minute.")
+@click.option("--quick", is_flag=True, help="Smaller scenarios: about 1.5 minutes on a quiet 2-core machine.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON to this file.")
 @clean_errors
 def bench(quick: bool, out: str | None) -> None:
