@@ -89,7 +89,7 @@ def deployment(ray_session: None, redis_url: str, request: pytest.FixtureRequest
 class Stream:
     """Injects numbered messages from ``USERS`` into transport ``sms`` in chunks, on a thread, until stopped."""
 
-    def __init__(self, dep: Deployment, limit: int = 10_000) -> None:
+    def __init__(self, dep: Deployment, limit: int = 20_000) -> None:
         self.transport = dep.endpoint("sms", 0)
         self.limit = limit
         self.ids: list[str] = []
@@ -145,12 +145,12 @@ def test_apply_during_a_stream_loses_nothing_keeps_order_and_routes_each_message
 ) -> None:
     dep = deployment
     stream = Stream(dep)
-    assert wait_for(lambda: len(stream.ids) >= 1500, 300), "the stream did not start"
+    assert wait_for(lambda: len(stream.ids) >= 5000, 300), "the stream did not start"
     result = dep.apply(generation_2(redis_url, dep.name))
     assert result.applied and result.generation is not None and result.generation.number == 2
-    ids = stream.finish(more=1500)
+    ids = stream.finish(more=5000)
     sent = len(ids)
-    assert sent >= 3000 and len(set(ids)) == sent
+    assert sent >= 10_000 and len(set(ids)) == sent
 
     transport = dep.endpoint("sms", 0)
     replies = ray.get(transport.wait_for_sent.remote(sent, timeout=300), timeout=320)
