@@ -30,7 +30,8 @@ from aiohttp import web
 from ray_dispatch.console import model, pages
 from ray_dispatch.console.openapi import openapi_document
 from ray_dispatch.console.prometheus import metrics_response
-from ray_dispatch.core.errors import one_line
+from ray_dispatch.core.config import read_yaml_text
+from ray_dispatch.core.errors import DispatchError, one_line
 
 if TYPE_CHECKING:
     from ray_dispatch.api import Deployment
@@ -85,6 +86,8 @@ class Console:
         app.router.add_post("/api/failures/purge", self.api_purge)
         get("/api/failures/{failure_id}", self.api_failure)
         get("/api/config", self.api_config)
+        get("/api/history", self.api_history)
+        app.router.add_post("/api/config/preview", self.api_preview)
         get("/api/openapi.json", self.api_openapi)
         get("/metrics", self.metrics)
         app.router.add_static("/static", STATIC)
@@ -150,7 +153,8 @@ class Console:
 
     async def config_page(self, request: web.Request) -> web.Response:
         config = await self._config()
-        body = pages.config_page(config["yaml"], config["source"], config["generation"])
+        history = await asyncio.to_thread(self.deployment.history)
+        body = pages.config_page(config["yaml"], config["source"], config["generation"], history)
         return self._page("Config", "/config", body)
 
     # -- JSON API ------------------------------------------------------------------------
@@ -238,6 +242,33 @@ class Console:
 
     async def api_config(self, request: web.Request) -> web.Response:
         return _json(await self._config())
+
+    async def api_history(self, request: web.Request) -> web.Response:
+        return _json({"generations": await asyncio.to_thread(self.deployment.history)})
+
+    async def api_preview(self, request: web.Request) -> web.Response:
+        """A dry run of a pasted config: nothing changes; a bad config is a 400 with its one line."""
+        body = await _json_body(request)
+        text, examples = body.get("yaml"), body.get("examples", 5)
+        if not isinstance(text, str) or not text.strip():
+            return _json({"error": "yaml: expected the config as YAML text"}, status=400)
+        if not isinstance(examples, int) or isinstance(examples, bool) or examples < 0:
+            return _json({"error": f"examples: expected a whole number >= 0, got {examples!r}"}, status=400)
+        try:
+            config = read_yaml_text(text)
+            result = await asyncio.to_thread(self.deployment.apply, config, True)
+        except DispatchError as exc:  # the preflight's (or YAML's) one line
+            return _json({"error": str(exc)}, status=400)
+        except Exception as exc:  # anything else, still one line, with its type
+            return _json({"error": one_line(exc)}, status=400)
+        routing = result.plan.routing
+        return _json(
+            {
+                "text": result.to_text(examples),
+                "changed": getattr(routing, "changed", None),
+                "compared": getattr(routing, "messages", None),
+            }
+        )
 
     async def api_openapi(self, request: web.Request) -> web.Response:
         return _json(openapi_document(self.deployment.name))

@@ -130,6 +130,24 @@ def openapi_document(deployment: str) -> dict[str, Any]:
                     }
                 ),
             ),
+            "/api/history": _get(
+                "The config generations the deployment applied, oldest first (ray-dispatch history)",
+                _object({"generations": {"type": "array", "items": _ANY_OBJECT}}),
+            ),
+            "/api/config/preview": _post(
+                "Dry run of a config (YAML text): its plan and how recent traffic would route; changes nothing",
+                _object({"yaml": {"type": "string"}, "examples": {"type": "integer"}}),
+                _object(
+                    {
+                        "text": {
+                            "type": "string",
+                            "description": "the plan, as ray-dispatch apply --dry-run prints it",
+                        },
+                        "changed": {"type": "integer", "description": "recent messages that would route elsewhere"},
+                        "compared": {"type": "integer", "description": "recent messages replayed"},
+                    }
+                ),
+            ),
             "/api/openapi.json": _get("This document", _ANY_OBJECT),
             "/metrics": {
                 "get": {

@@ -179,8 +179,34 @@ def failure_page(record: Mapping[str, Any], endpoints: Sequence[str]) -> str:
     )
 
 
-def config_page(yaml_text: str, source: str | None, generation: int | None) -> str:
-    """The config the deployment runs, as YAML with its secrets masked."""
+def config_page(
+    yaml_text: str, source: str | None, generation: int | None, history: list[dict[str, Any]] | None = None
+) -> str:
+    """The config the deployment runs (YAML, secrets masked), the generations applied, and a dry-run form."""
     where = f"from <code>{escape(source)}</code>; " if source else ""
     gen = f"generation {generation}" if generation is not None else "generation: n/a (not reconfigured live)"
-    return f'<p class="hint">{where}{escape(gen)}; secrets shown as ***.</p><pre id="config">{escape(yaml_text)}</pre>'
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{escape(str(entry.get(key, '')))}</td>" for key in ("generation", "applied_at", "note", "router")
+        )
+        + "</tr>"
+        for entry in history or []
+    )
+    generations = (
+        '<h2>Generations</h2><table class="grid" id="history"><tr><th>generation</th><th>applied</th>'
+        f"<th>how</th><th>router</th></tr>{rows}</table>"
+        if rows
+        else ""
+    )
+    preview = (
+        "<h2>Preview a config</h2>"
+        '<p class="hint">Paste a config: its plan and how the recent traffic would route under it'
+        " (<code>ray-dispatch apply --dry-run</code>). Nothing changes.</p>"
+        '<textarea id="preview-yaml" rows="12" cols="100"></textarea>'
+        '<p><button id="preview">Preview</button></p><pre id="preview-result"></pre>'
+    )
+    return (
+        f'<p class="hint">{where}{escape(gen)}; secrets shown as ***.</p><pre id="config">{escape(yaml_text)}</pre>'
+        f"{generations}{preview}"
+    )

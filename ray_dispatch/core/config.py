@@ -445,8 +445,25 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+    return _yaml_mapping(str(path), data)
+
+
+def read_yaml_text(text: str, name: str = "pasted config") -> dict[str, Any]:
+    """Read a YAML mapping given as text (the safe loader; no ``!include``: there is no folder to read from).
+
+    Raises:
+        ConfigError: not YAML, or not a mapping (named ``name``).
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name}: not valid YAML: {_yaml_problem(exc)}") from None
+    return _yaml_mapping(name, data)
+
+
+def _yaml_mapping(name: str, data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a dispatcher config must be a YAML mapping (got {type(data).__name__})")
+        raise ConfigError(f"{name}: a dispatcher config must be a YAML mapping (got {type(data).__name__})")
     return data
 
 

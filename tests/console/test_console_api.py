@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 import ray
+import yaml
 
 import ray_dispatch
 from ray_dispatch.api import Deployment
@@ -215,6 +216,25 @@ async def test_config_is_shown_with_secrets_masked(client: aiohttp.ClientSession
         html = await page.text()
     assert "legacy_api_token" in html and SECRET not in html
     assert SECRET not in await (await client.get("/api/status")).text()
+
+
+async def test_config_history_and_a_dry_run_preview_that_changes_nothing(
+    dep: Deployment, client: aiohttp.ClientSession
+) -> None:
+    ray.get(dep.endpoint("sms_in").inject.remote("routed before the preview"))
+    moved = yaml.safe_dump({**CONFIG, "route_mappings": {"sms_in": "late_app", "late_in": "late_app"}})
+    found = await post_json(client, "/api/config/preview", {"yaml": moved})
+    assert found["changed"] >= 1 and found["compared"] >= found["changed"]
+    assert "dry run: nothing changed" in found["text"]
+    assert [g["generation"] for g in (await get_json(client, "/api/history"))["generations"]] == [1]
+    assert dep.refresh_config().raw["route_mappings"]["sms_in"] == "app", "a preview applies nothing"
+    bad = await post_json(client, "/api/config/preview", {"yaml": "router_class: [unclosed"}, status=400)
+    assert bad["error"].startswith("pasted config: not valid YAML: line 1")
+    refused = await post_json(client, "/api/config/preview", {"yaml": "router_class: nowhere.Router"}, status=400)
+    assert "transport_names" in refused["error"] or "router_class" in refused["error"]
+    async with client.get("/config") as page:
+        html = await page.text()
+    assert '<table class="grid" id="history">' in html and '<button id="preview">' in html
 
 
 async def test_openapi_documents_every_api_route_the_console_serves(

@@ -107,9 +107,24 @@ async function purge(ids, all) {
   }
 }
 
+async function preview() {
+  const box = document.getElementById("preview-result");
+  const text = document.getElementById("preview-yaml").value;
+  box.textContent = "previewing...";
+  try {
+    const data = await postJSON("/api/config/preview", { yaml: text });
+    box.textContent = data.text;
+    box.classList.remove("error");
+  } catch (err) {
+    box.textContent = `preview refused: ${err.message}`;
+    box.classList.add("error");
+  }
+}
+
 document.addEventListener("click", (event) => {
   const target = event.target;
   if (!(target instanceof HTMLElement)) return;
+  if (target.id === "preview") return void preview();
   if (target.classList.contains("replay-one")) replay([target.dataset.ids]);
   else if (target.classList.contains("purge-one")) purge([target.dataset.ids], false);
   else if (target.id === "replay-selected") replay(selectedIds());
