@@ -220,6 +220,20 @@ class StatusCollector(Collector):
             for state, count in (("alive", alive), ("dead", len(replicas) - alive)):
                 yield [self.deployment, endpoint, role, state], count
 
+    @_family("ray_dispatch_autoscaling_replicas", "gauge", "deployment", "endpoint", "kind")
+    def _autoscaling(self) -> Iterator[Series]:
+        """Autoscaled endpoints: replicas ``current``, ``target`` (what the load asks for), ``min`` and ``max``."""
+        for endpoint, info in sorted((self.status.get("endpoints") or {}).items()):
+            scaling = info.get("autoscaling") or {}
+            for kind, key in (
+                ("current", "current"),
+                ("target", "target"),
+                ("min", "min_replicas"),
+                ("max", "max_replicas"),
+            ):
+                if isinstance(scaling.get(key), int):
+                    yield [self.deployment, endpoint, kind], scaling[key]
+
 
 METRIC_NAMES: tuple[str, ...] = tuple(f.name for f in FAMILIES)
 """The names of ``FAMILIES``, in the order they are written."""

@@ -79,6 +79,7 @@ STATUS: dict[str, Any] = {
                 },
                 "1": {"alive": False, "error": "RayActorError: the actor died"},
             },
+            "autoscaling": {"current": 2, "target": 3, "min_replicas": 1, "max_replicas": 4, "pending": 250},
         },
     },
 }

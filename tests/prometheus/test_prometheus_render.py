@@ -177,3 +177,17 @@ async def test_serve_metrics_answers_503_with_the_reason_when_status_fails() -> 
         await runner.cleanup()
     assert status == 503
     assert text == "deployment status failed: ConnectionError: Ray is not running at 127.0.0.1:6379\n"
+
+
+def test_an_autoscaled_endpoint_shows_its_current_target_and_bounds() -> None:
+    body, _ = render_metrics(STATUS)
+    [family] = [
+        f for f in text_string_to_metric_families(body.decode()) if f.name == "ray_dispatch_autoscaling_replicas"
+    ]
+    assert {s.labels["kind"]: s.value for s in family.samples if s.labels["endpoint"] == "app"} == {
+        "current": 2,
+        "target": 3,
+        "min": 1,
+        "max": 4,
+    }
+    assert all(s.labels["endpoint"] == "app" for s in family.samples), "only autoscaled endpoints"
