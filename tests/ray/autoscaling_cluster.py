@@ -12,10 +12,10 @@ SPREAD, so the replicas the autoscaler adds land on both extra nodes.
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 
 from tests.cluster_script import cluster_script_main
+from tests.waiting import wait_for
 
 MESSAGES = 3000
 
@@ -43,15 +43,6 @@ CONFIG: dict[str, Any] = {
 }
 
 
-def _until(predicate: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return bool(predicate())
-
-
 def run_deployment(address: str) -> dict[str, Any]:
     """Deploy CONFIG, push a burst through it, record the replicas at the peak and after the load."""
     import ray
@@ -73,13 +64,13 @@ def run_deployment(address: str) -> dict[str, Any]:
                 peak.update(replicas)
             return len(replicas) >= 3
 
-        _until(grown, 90)
+        wait_for(grown, 90, interval=0.25)
 
         def answered() -> set[str]:
             return {m["in_reply_to"] for m in ray.get(transport.sent.remote())}
 
-        _until(lambda: answered() >= set(injected), 180)
-        _until(lambda: dep.replica_ids("edge_app") == ["0"], 90)
+        wait_for(lambda: answered() >= set(injected), 180, interval=0.25)
+        wait_for(lambda: dep.replica_ids("edge_app") == ["0"], 90, interval=0.25)
         status = dep.status()
         return {
             "injected": injected,
