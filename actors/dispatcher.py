@@ -35,14 +35,14 @@ from actors.naming import dispatcher_actor_name as dispatcher_actor_name  # re-e
 from actors.naming import endpoint_actor_name as endpoint_actor_name
 from actors.naming import find_dispatchers as find_dispatchers
 from actors.ordering import SeenIds, SenderOrder
-from actors.pool import ReplicaPool, sticky_key
+from actors.pool import STICKY_FIELDS, ReplicaPool, sticky_key
 from actors.ray_calls import classify_ray_error, current_node_id, probe_replica, receive_call
 from actors.sender import Order, SenderOptions
 from actors.watchdog import ReplicaWatchdog
-from actors.wire import Refused, decode_batch, encode_item
+from actors.wire import Received, Refused, Run, decode_batch, encode_item, valid_batch
 from ray_dispatch.core.config import EndpointSpec
 from ray_dispatch.core.deployment import deployment_spec
-from ray_dispatch.core.dispatcher import Dispatcher, DispatchOutcome
+from ray_dispatch.core.dispatcher import Dispatcher, DispatchOutcome, WholeBatch
 from ray_dispatch.core.errors import DeliveryError, InvalidMessage, StoreError
 from ray_dispatch.core.message import Message, message_from_dict
 from ray_dispatch.core.receipts import BatchReceipt, Receipt
@@ -97,6 +97,20 @@ class RayOutbox:
                 await self.pools[endpoint].send_batch(items, keys, receipt)
 
 
+_Whole = tuple[Run, WholeBatch, BatchReceipt, BatchRecord | None]
+"""A run routed whole: the run, how, its receipt (a slot per item) and its recent-outcomes record."""
+
+
+class _Routed:
+    """What routing one arriving batch did, to settle outside the routing lock."""
+
+    def __init__(self, received: Sequence[Received]) -> None:
+        self.received = received
+        self.wholes: list[_Whole] = []
+        self.outcomes: list[DispatchOutcome] = []
+        self.records: list[BatchRecord] = []
+
+
 class DispatcherActor(GenerationSwitch):
     """Holds the router and forwards messages to endpoint actors (see the module docstring).
 
@@ -123,7 +137,9 @@ class DispatcherActor(GenerationSwitch):
         self.index = dispatcher_index
         self.pools: dict[str, ReplicaPool] = {}
         self._allowed_class_prefixes = allowed_class_prefixes
-        self.core = Dispatcher(config, RayOutbox(self.pools), allowed_class_prefixes=allowed_class_prefixes)
+        self.core = Dispatcher(
+            config, RayOutbox(self.pools), allowed_class_prefixes=allowed_class_prefixes, hops_in_envelope=True
+        )
         self.spec = deployment_spec(self.core.config)
         section = self.core.config.dispatcher
         self.watchdog = ReplicaWatchdog(
@@ -152,7 +168,7 @@ class DispatcherActor(GenerationSwitch):
         """The replica pool that sends to endpoint ``name`` (no replicas yet)."""
         return ReplicaPool(
             name,
-            self.watchdog.watched(receive_call(DISPATCHER_SOURCE)),
+            self.watchdog.watched(receive_call(DISPATCHER_SOURCE, hops=1)),
             endpoint.policy,
             SenderOptions.model_validate(endpoint.batching),
             classify=classify_ray_error,
@@ -261,30 +277,58 @@ class DispatcherActor(GenerationSwitch):
         await self._ready()
         started = time.monotonic()
         async with self._order.turn(order), self._route_lock:
-            received, outcomes, record = await self._route_batch(source, batch)
-        await self.core.settle(*outcomes)  # outside the lock: the next batch is routed meanwhile
-        if record is not None:
+            routed = await self._route_batch(source, batch)
+        # Settled outside the lock: the next batch is routed meanwhile.
+        for run, whole, receipt, record in routed.wholes:
+            failures = await self.core.settle_whole(whole, receipt, run.message)
+            if failures and record is not None:
+                record.add_failures(failures)
+        await self.core.settle(*routed.outcomes)
+        for record in routed.records:
             record.compact()  # keep what happened, not the outcomes
-        self.metrics.batch_done(source, received, started)
+        self.metrics.batch_done(source, routed.received, started)
         return []
 
-    async def _route_batch(
-        self, source: str, batch: Any
-    ) -> tuple[list[tuple[Direction, Message]], list[DispatchOutcome], BatchRecord | None]:
-        """Decode ``batch``, route its new messages and hand their copies over.
+    async def _route_batch(self, source: str, batch: Any) -> _Routed:
+        """Route ``batch`` and hand its copies over; return what is left to settle.
 
-        Returns the decoded messages, the outcomes (not yet settled) and the
-        batch's recent-outcomes record. Items whose id this dispatcher has seen
-        are dropped (checked for the whole batch at once). An item that does
-        not decode takes the per-message path (``_route_refused``).
+        A valid blob is cut into runs of one direction, and each run is routed
+        whole when it can be (``_route_whole``), else message by message
+        (``_route_messages``), in order. Anything else is decoded item by item;
+        an item that does not decode takes ``_route_refused``.
         """
+        valid = valid_batch(batch)
+        if valid is None:
+            return await self._route_checked(source, batch)
+        routed = _Routed(valid)
+        for run in valid.runs():
+            whole = await self._route_whole(source, run)
+            if whole is not None:
+                routed.wholes.append(whole)
+            else:
+                await self._route_messages(source, list(run), routed)
+        return routed
+
+    async def _route_checked(self, source: str, batch: Any) -> _Routed:
+        """Route a batch that is not a valid blob: what decodes is routed, the rest recorded."""
         try:
             received, refused = decode_batch(batch)
         except InvalidMessage as exc:
             head = bytes(batch[:256]) if isinstance(batch, (bytes, bytearray, memoryview)) else batch
             guessed = self._guess_direction(source)
             await self.core.record_failure(str(exc), guessed, str(source), head, error=exc, stage="validate")
-            return [], [], None
+            return _Routed([])
+        routed = _Routed(received)
+        await self._route_messages(source, received, routed, refused)
+        return routed
+
+    async def _route_messages(
+        self, source: str, received: list[Received], routed: _Routed, refused: Sequence[Refused] = ()
+    ) -> None:
+        """Route decoded messages one by one (dropping ids seen before, checked at once); flush their copies.
+
+        Their outcomes (not yet settled) and recent-outcomes record go to ``routed``.
+        """
         keys = [self._dedupe_key(direction, message) for direction, message in received]
         items, fresh = self._new_items(received, keys)
         outcomes = await self.core.route_batch(source, items)
@@ -292,8 +336,43 @@ class DispatcherActor(GenerationSwitch):
         self._seen.add_many(fresh)
         for item in refused:
             await self._route_refused(source, item, outcomes)
-        await self.core.flush()  # one chunk per destination, queued before the next batch is routed
-        return received, outcomes, record
+        await self.core.flush()  # one chunk per destination, queued before the next run is routed
+        routed.outcomes.extend(outcomes)
+        if record is not None:
+            routed.records.append(record)
+
+    async def _route_whole(self, source: str, run: Run) -> _Whole | None:
+        """Route a run whole and forward its items as they arrived, if it can be (``Dispatcher.route_whole``).
+
+        It can when none of its ids was seen before and the core finds one
+        destination for all. Returns the run, how it was routed, its receipt
+        (one slot per item) and its recent-outcomes record; None when it must
+        be routed message by message (nothing was done).
+        """
+        direction = run.direction
+        ids = run.values("event_id" if direction == "event" else "message_id")
+        keys = [f"{direction}:{found}" for found in ids]
+        if self._seen.any_of(keys) or len(set(keys)) != len(keys):
+            return None
+        routed = await self.core.route_whole(
+            direction, source, run[0][1], run.values, run.highest_hops(), self._deliverable
+        )
+        if routed is None:
+            return None
+        receipt = BatchReceipt()
+        receipt.add_many(routed.count)
+        receipt.submitted = True
+        users = [key if isinstance(key, str) else None for key in run.values(STICKY_FIELDS[routed.published])]
+        await self.pools[routed.destination].send_batch(run.raw_items(), users, receipt)
+        self._seen.add_many(keys)
+        record = self.recent.add_whole(
+            direction, source, run.messages(), ids, f"{routed.published}:{routed.destination}", routed.generation
+        )
+        return run, routed, receipt, record
+
+    def _deliverable(self, endpoint: str) -> bool:
+        pool = self.pools.get(endpoint)
+        return pool is not None and bool(pool.replicas)
 
     async def _route_refused(self, source: str, refused: Refused, outcomes: list[DispatchOutcome]) -> None:
         """An item that did not decode: a ``(direction, payload)`` pair goes to the core, whose validation

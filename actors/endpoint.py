@@ -312,12 +312,17 @@ class EndpointActor:
 
     # -- receiving from the dispatcher --------------------------------------------
 
-    async def receive(self, source: str, batch: bytes | list[Any], order: Order | None = None) -> list[tuple[int, str]]:
+    async def receive(
+        self, source: str, batch: bytes | list[Any], order: Order | None = None, hops: int = 0
+    ) -> list[tuple[int, str]]:
         """Handle a batch from the dispatcher, in order; return the items refused.
 
         ``batch`` is a blob from ``actors.wire.encode_batch`` (or a list of
         ``(direction, payload dict)`` items); an item that does not decode into
         a valid message is refused with the reason, the others are handled.
+        ``hops`` is the batch's envelope: the dispatcher passes its items on as
+        they arrived and says 1, which is added to each message's
+        ``routing_metadata["hops"]`` (``actors.wire.decode_batch``).
         Batches of one sender are handled in their sequence order (``order``).
         Duplicates (a message id seen within the window) are confirmed without
         being handled again. An item whose hook raises is refused with the
@@ -325,7 +330,7 @@ class EndpointActor:
         ``after_batch`` sees the handled messages; if it raises, they are all
         refused (and will not count as seen).
         """
-        received, refused = decode_batch(batch)
+        received, refused = decode_batch(batch, hops)
         size = len(received) + len(refused)
         rejected = [(item.position, item.reason) for item in refused]
         if refused:

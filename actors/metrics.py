@@ -42,7 +42,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -360,7 +360,7 @@ class DispatcherMetrics:
         self.received_batch_sizes: dict[str, BucketCounts] = {}  # by source endpoint
         _sender.set_batch_observer(_observe_sender_batch)  # the pools' batch sizes, even without Ray export
 
-    def batch_done(self, source: str, batch: list[Any], started: float) -> None:
+    def batch_done(self, source: str, batch: Sequence[Any], started: float) -> None:
         """Record a batch from ``source`` that was routed and confirmed; ``started`` is ``clock()`` at arrival."""
         now = self._clock()
         elapsed = now - started
@@ -385,7 +385,7 @@ class DispatcherMetrics:
             self.sample()
 
     @staticmethod
-    def _age_of_first(batch: list[Any]) -> tuple[str, float] | None:
+    def _age_of_first(batch: Sequence[Any]) -> tuple[str, float] | None:
         try:
             direction, payload = batch[0]
             stamp = payload.get("timestamp")

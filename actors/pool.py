@@ -37,6 +37,10 @@ Policy = Literal["round_robin", "sticky", "least_loaded"]
 POLICIES: tuple[Policy, ...] = ("round_robin", "sticky", "least_loaded")
 
 
+STICKY_FIELDS: dict[str, str] = {"inbound": "from_addr", "event": "user_message_id", "outbound": "to_addr"}
+"""The field that says who a message's user is, by direction (see ``sticky_key``)."""
+
+
 def sticky_key(direction: str, message: Message) -> str | None:
     """The key that keeps a message with its user's other messages under the ``sticky`` policy.
 
@@ -44,12 +48,7 @@ def sticky_key(direction: str, message: Message) -> str | None:
     recipient (``to_addr``), events by the message they are about
     (``user_message_id``). None (no such string field) lets the policy pick freely.
     """
-    if direction == "inbound":
-        key = message.get("from_addr")
-    elif direction == "event":
-        key = message.get("user_message_id")
-    else:
-        key = message.get("to_addr")
+    key = message.get(STICKY_FIELDS.get(direction, "to_addr"))
     return key if isinstance(key, str) else None
 
 

@@ -39,13 +39,24 @@ def classify_ray_error(exc: BaseException) -> ErrorKind:
     return "permanent"
 
 
-def receive_call(source: str) -> Callable[[Any], Callable[[list[bytes], Order], Awaitable[Any]]]:
+def receive_call(source: str, hops: int = 0) -> Callable[[Any], Callable[[list[bytes], Order], Awaitable[Any]]]:
     """Build ``make_call`` for a pool: a batch of ``encode_item`` items goes to
-    ``handle.receive.remote(source, blob, order)`` as one blob (``actors.wire.encode_batch``)."""
+    ``handle.receive.remote(source, blob, order)`` as one blob (``actors.wire.encode_batch``).
+
+    ``hops`` is the envelope of every batch (``receive(..., hops=hops)``, passed when not 0):
+    the dispatcher's pools say 1, the pass through the dispatcher their items do not count yet.
+    """
 
     def make_call(handle: Any) -> Callable[[list[bytes], Order], Awaitable[Any]]:
-        async def call(batch: list[bytes], order: Order) -> Any:
-            return await handle.receive.remote(source, encode_batch(batch), order)
+        if hops:
+
+            async def call(batch: list[bytes], order: Order) -> Any:
+                return await handle.receive.remote(source, encode_batch(batch), order, hops=hops)
+
+        else:
+
+            async def call(batch: list[bytes], order: Order) -> Any:
+                return await handle.receive.remote(source, encode_batch(batch), order)
 
         return call
 

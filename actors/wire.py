@@ -171,8 +171,13 @@ def encode_batch(items: Sequence[bytes]) -> bytes:
 # -- receiving ---------------------------------------------------------------------------
 
 
-def decode_batch(batch: bytes | Sequence[Any]) -> tuple[list[Received], list[Refused]]:
+def decode_batch(batch: bytes | Sequence[Any], hops: int = 0) -> tuple[list[Received], list[Refused]]:
     """Decode and check a batch; return its messages (in order) and the items refused.
+
+    ``hops`` is the batch's envelope: how many dispatcher passes its items
+    made that their ``routing_metadata`` does not count yet (a batch from a
+    dispatcher says 1: it forwards items as they arrived); each decoded
+    message's ``routing_metadata["hops"]`` is raised by it.
 
     Raises:
         InvalidMessage: ``batch`` is neither a msgpack array (the blob is not
@@ -181,11 +186,11 @@ def decode_batch(batch: bytes | Sequence[Any]) -> tuple[list[Received], list[Ref
     if not isinstance(batch, (bytes, bytearray, memoryview)):
         if not isinstance(batch, (list, tuple)):
             raise InvalidMessage(f"a batch is msgpack bytes or a list, not {type(batch).__name__}")
-        return _validate_plain(batch)
+        return _count_hops(_validate_plain(batch), hops)
     try:
         items: list[Any] = _decode_batch(batch)
     except msgspec.MsgspecError:
-        return _decode_one_by_one(batch)
+        return _count_hops(_decode_one_by_one(batch), hops)
     received: list[Received] = []
     refused: list[Refused] = []
     for index, item in enumerate(items):
@@ -196,7 +201,169 @@ def decode_batch(batch: bytes | Sequence[Any]) -> tuple[list[Received], list[Ref
             refused.append(
                 Refused(index, (direction, _payload_of(direction, item.values, item.absent, item.extra)), str(exc))
             )
-    return received, refused
+    return _count_hops((received, refused), hops)
+
+
+def _count_hops(decoded: tuple[list[Received], list[Refused]], hops: int) -> tuple[list[Received], list[Refused]]:
+    """Add the envelope's ``hops`` to each decoded message's ``routing_metadata["hops"]`` (a new dict each)."""
+    if hops:
+        for _, message in decoded[0]:
+            metadata = message.routing_metadata
+            counted = metadata.get("hops", 0)
+            message.routing_metadata = {**metadata, "hops": (counted if isinstance(counted, int) else 0) + hops}
+    return decoded
+
+
+class ValidBatch(Sequence[Received]):
+    """A blob whose items all decode and pass every rule, indexable as ``(direction, message)`` built on demand.
+
+    ``valid_batch`` makes one. Its ``runs`` (consecutive items of one
+    direction) can be routed whole without a ``Message`` per item: the router
+    sees one sample, the dispatcher reads the few field values it needs and
+    forwards the items' bytes as they arrived.
+    """
+
+    __slots__ = ("_items", "_raw", "blob")
+
+    def __init__(self, blob: bytes, items: list[Any]) -> None:
+        self.blob = blob
+        self._items = items
+        self._raw: list[msgspec.Raw] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        item = self._items[index]
+        direction = _DIRECTION_OF[type(item)]
+        return direction, _from_item(direction, item, json_checked=True)
+
+    def runs(self) -> list[Run]:
+        """The batch cut into runs of consecutive items of one direction, in order."""
+        items = self._items
+        runs: list[Run] = []
+        start = 0
+        for index in range(1, len(items) + 1):
+            if index == len(items) or type(items[index]) is not type(items[start]):
+                runs.append(Run(self, _DIRECTION_OF[type(items[start])], start, index))
+                start = index
+        return runs
+
+    def raw_items(self) -> list[msgspec.Raw]:
+        """Each item's bytes as they arrived (what ``encode_item`` made)."""
+        if self._raw is None:
+            self._raw = _decode_raw_items(self.blob)
+        return self._raw
+
+
+class Run(Sequence[Received]):
+    """Consecutive items of one direction in a ``ValidBatch`` (``ValidBatch.runs``)."""
+
+    __slots__ = ("batch", "direction", "start", "stop")
+
+    def __init__(self, batch: ValidBatch, direction: Direction, start: int, stop: int) -> None:
+        self.batch = batch
+        self.direction = direction
+        self.start = start
+        self.stop = stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        return self.batch[self.start + index % len(self)]
+
+    def message(self, index: int) -> Message:
+        """The message at ``index``, built now."""
+        return self[index][1]  # type: ignore[no-any-return]
+
+    def values(self, name: str) -> list[Any]:
+        """Every item's value of declared field ``name``, in order.
+
+        Raises:
+            KeyError: ``name`` is not a declared field of the items' class.
+        """
+        position = _POSITION[self.direction][name]
+        return [item.values[position] for item in self.batch._items[self.start : self.stop]]
+
+    def highest_hops(self) -> int:
+        """The largest ``routing_metadata["hops"]`` of the items (one that is not an integer counts as 0)."""
+        counts = [metadata.get("hops", 0) for metadata in self.values("routing_metadata")]
+        return max((hops for hops in counts if isinstance(hops, int)), default=0)
+
+    def raw_items(self) -> list[msgspec.Raw]:
+        """Each item's bytes as they arrived, for forwarding untouched."""
+        return self.batch.raw_items()[self.start : self.stop]
+
+    def messages(self) -> BlobMessages:
+        """The messages, each built when asked from the blob alone (what a record of the run keeps)."""
+        return BlobMessages(self.batch.blob, self.start, len(self))
+
+
+class BlobMessages(Sequence[Message]):
+    """``count`` messages of a valid blob from position ``start``, each decoded when indexed (nothing else kept)."""
+
+    __slots__ = ("_count", "blob", "start")
+
+    def __init__(self, blob: bytes, start: int, count: int) -> None:
+        self.blob = blob
+        self.start = start
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -self._count <= index < self._count:
+            raise IndexError(index)
+        item = _decode_item(_decode_raw_items(self.blob)[self.start + index % self._count])
+        return _from_item(_DIRECTION_OF[type(item)], item, json_checked=False)
+
+
+_POSITION = {direction: {name: i for i, name in enumerate(names)} for direction, names in _NAMES.items()}
+
+
+def valid_batch(batch: Any) -> ValidBatch | None:
+    """``batch`` as a ``ValidBatch``, or None when it is not a blob or an item is not valid.
+
+    What is None takes ``decode_batch``, which tells the valid items from the
+    refused ones and says why.
+    """
+    if not isinstance(batch, (bytes, bytearray, memoryview)):
+        return None
+    try:
+        items: list[Any] = _decode_batch(batch)
+    except msgspec.MsgspecError:
+        return None
+    try:
+        for item in items:
+            direction = _DIRECTION_OF[type(item)]
+            cls = _CLASSES[direction]
+            if (
+                _HAS_FIELD_RULES[direction]
+                or item.extra
+                or item.values[_STAMP_AT[direction]].tzinfo is not None
+                or not cls.OPTIONAL_KEYS.issuperset(item.absent)
+            ):  # else none of the rules can fail: skip building the payload
+                cls.check_decoded(dict(zip(_NAMES[direction], item.values)), item.absent, item.extra, json_checked=True)
+    except InvalidMessage:
+        return None
+    return ValidBatch(bytes(batch), items)
+
+
+_HAS_FIELD_RULES = {
+    direction: cls.check_field_rules.__func__ is not Message.check_field_rules.__func__  # type: ignore[attr-defined]
+    for direction, cls in _CLASSES.items()
+}
+_STAMP_AT = {direction: positions["timestamp"] for direction, positions in _POSITION.items()}
 
 
 def _decode_one_by_one(blob: bytes | bytearray | memoryview) -> tuple[list[Received], list[Refused]]:

@@ -83,13 +83,19 @@ class RefusingApp(ApplicationActor):
     def __init__(self, endpoint_name: str, config: Any = None, **kw: Any) -> None:
         super().__init__(endpoint_name, config, **kw)
         self.taken: list[str] = []
+        self.hops: dict[str, Any] = {}
 
     async def consume_user_message(self, message: TransportUserMessage) -> None:
         """Raise for ``refuse...`` content (the dispatcher's receipt for it fails); remember the others."""
         if str(message.content).startswith("refuse"):
             raise ValueError(f"will not take {message.content!r}")
         self.taken.append(message.message_id)
+        self.hops[message.message_id] = message.routing_metadata.get("hops")
 
     async def taken_ids(self) -> list[str]:
         """Ids of the messages taken, in order."""
         return list(self.taken)
+
+    async def hops_of(self, message_id: str) -> Any:
+        """``routing_metadata["hops"]`` of a message taken, as it arrived here."""
+        return self.hops[message_id]

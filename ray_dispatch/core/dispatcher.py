@@ -23,7 +23,7 @@ import asyncio
 import inspect
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +41,7 @@ from ray_dispatch.core.errors import (
 )
 from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage
 from ray_dispatch.core.middleware import BaseMiddleware, MiddlewareStack
-from ray_dispatch.core.receipts import CONFIRMED, Receipt, Slot
+from ray_dispatch.core.receipts import CONFIRMED, BatchReceipt, Receipt, Slot
 from ray_dispatch.core.router import BaseDispatchRouter
 from ray_dispatch.core.stores.failures import Direction, FailureRecord, FailureStore
 from ray_dispatch.core.stores.routing import RoutingStore
@@ -162,6 +162,27 @@ class DispatchOutcome:
 
 
 @dataclass
+class WholeBatch:
+    """A batch routed whole (``Dispatcher.route_whole``): every message to one destination, as it arrived.
+
+    Attributes:
+        direction: the messages' direction, as they arrived.
+        endpoint: where they arrived.
+        published: the direction they were published in.
+        destination: the endpoint that gets all of them.
+        count: how many messages.
+        generation: the config generation that routed them.
+    """
+
+    direction: Direction
+    endpoint: str
+    published: Direction
+    destination: str
+    count: int
+    generation: int
+
+
+@dataclass
 class _Context:
     direction: Direction
     endpoint: str
@@ -218,7 +239,8 @@ class DispatcherStats:
 
     ``return_routes_not_stored`` counts outbound messages routed while the
     routing store was unavailable: their return route was not written, so
-    their events go where the router sends events.
+    their events go where the router sends events. ``routed_whole`` counts
+    the messages routed as part of a whole batch (``Dispatcher.route_whole``).
     """
 
     received: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -226,6 +248,7 @@ class DispatcherStats:
     failed: Counter[tuple[str, str]] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
     return_routes_not_stored: int = 0
+    routed_whole: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-friendly counters keyed ``"direction:endpoint"``."""
@@ -239,6 +262,7 @@ class DispatcherStats:
             "failed": flat(self.failed),
             "dropped": dict(self.dropped),
             "return_routes_not_stored": self.return_routes_not_stored,
+            "routed_whole": self.routed_whole,
         }
 
 
@@ -288,6 +312,12 @@ class Dispatcher:
         failures: failure store (default: built from the ``failure_store:`` block, in-memory).
         allowed_class_prefixes: if given, router, middleware and store classes must
             live under one of these module prefixes.
+        hops_in_envelope: messages routed keep the ``routing_metadata["hops"]``
+            they arrived with (the limit ``max_hops`` is still checked) and
+            whoever receives them adds the hop: the Ray shell's endpoints do,
+            from the batch's envelope, so that a batch can be forwarded as it
+            arrived (``route_whole``). Off, the dispatcher writes the hop into
+            each message (in-process use: the harness hands over the objects).
 
     Raises:
         ConfigError: the config, router config or a middleware config is invalid.
@@ -301,8 +331,10 @@ class Dispatcher:
         store: RoutingStore | None = None,
         failures: FailureStore | None = None,
         allowed_class_prefixes: Sequence[str] | None = None,
+        hops_in_envelope: bool = False,
     ) -> None:
         self.config = load_config(config)
+        self.hops_in_envelope = hops_in_envelope
         self.transport_names: list[str] = list(self.config.transport_names)
         self.exposed_names: list[str] = list(self.config.exposed_names)
         self._transports = frozenset(self.transport_names)
@@ -385,7 +417,7 @@ class Dispatcher:
             self.outbox,
             store=self.store if same_store else None,
             failures=self.failures if same_failures else None,
-            **kw,
+            **{"hops_in_envelope": self.hops_in_envelope, **kw},
         )
         successor.stats = self.stats
         successor.generation = generation
@@ -483,6 +515,105 @@ class Dispatcher:
                 ctx = contexts[direction] = _Context(direction, endpoint, None, closed=True)
             outcomes.append(await self._follow(decision, ctx, payload))
         return outcomes
+
+    async def route_whole(
+        self,
+        direction: Direction,
+        endpoint: str,
+        sample: Message,
+        values: Callable[[str], list[Any]],
+        highest_hops: int,
+        deliverable: Callable[[str], bool],
+    ) -> WholeBatch | None:
+        """Route a whole batch of valid, new ``direction`` messages from ``endpoint`` with one decision, if it can be.
+
+        The batch can be routed whole when the router decides it per batch
+        (``batch_decision_fields``), every message has the same value of each
+        decision field (``values(name)`` lists them, in order), the router's
+        decision for ``sample`` (one of the messages) is one publish that
+        changes nothing and keeps the direction, no message would pass ``max_hops`` (``highest_hops``
+        is the largest count they arrived with), ``deliverable(destination)``
+        says the outbox can take them, and an event batch's return routes
+        all agree. Then the return routes of outbound messages are written (in
+        one ``set_many``), the messages are counted as received, and the
+        destination is returned: the caller hands every message over as it
+        arrived and settles with ``settle_whole``. None means nothing was done
+        and nothing counted: route the batch message by message (``route_batch``).
+        """
+        fields = self._batch_fields.get(direction)
+        if fields is None or not self._known_source(direction, endpoint) or highest_hops >= self.config.max_hops:
+            return None
+        for name in fields:
+            found = values(name)
+            first = found[0]
+            if any(value != first for value in found):
+                return None
+        before = sample.to_dict()
+        decision = await self._decide(direction, sample, endpoint)
+        if decision is None or decision.changes or sample.payload() != before:
+            return None
+        published = await self._whole_destination(direction, decision, values)
+        if published is None or published[0] != direction or not deliverable(published[1]):
+            return None  # (items carry their direction: they are forwarded in the one they arrived in)
+        count = len(values("message_type"))
+        if direction == "outbound":
+            routes = dict.fromkeys((RETURN_ROUTE_PREFIX + i for i in values("message_id")), endpoint)
+            try:
+                await self.store.set_many(routes, ttl=self.config.return_route_ttl)
+            except StoreUnavailable as exc:
+                self._return_routes_not_stored(count, exc)
+            else:
+                self._return_routes_stored()
+        self.stats.received[direction, endpoint] += count  # type: ignore[index]
+        self.stats.routed_whole += count
+        return WholeBatch(direction, endpoint, published[0], published[1], count, self.generation)
+
+    async def _whole_destination(
+        self, direction: Direction, decision: _Decision, values: Callable[[str], list[Any]]
+    ) -> tuple[Direction, str] | None:
+        """Where a whole batch goes: an event batch's one return route, else the decision's one publish."""
+        if direction == "event":
+            try:
+                senders = await self.store.get_many([RETURN_ROUTE_PREFIX + i for i in values("user_message_id")])
+            except Exception:
+                return None  # message by message, each failure recorded
+            first = senders[0]
+            if any(sender != first for sender in senders):
+                return None
+            if first in self._exposed:
+                refused = decision.error is not None and not isinstance(decision.error, _ROUTER_REFUSALS)
+                return None if decision.drop_raised or refused else ("event", first)
+        if decision.error is not None or decision.dropped is not None or len(decision.publishes) != 1:
+            return None
+        published, destination = decision.publishes[0]
+        if destination not in (self._transports if published == "outbound" else self._exposed):
+            return None
+        return published, destination
+
+    async def settle_whole(
+        self, whole: WholeBatch, receipt: BatchReceipt, message_at: Callable[[int], Any]
+    ) -> dict[int, FailureRecord]:
+        """Wait for a whole batch's receipt (one slot per message, in order); count and record what it says.
+
+        Confirmed messages count as published; each refused one becomes a
+        failure record at stage ``deliver`` (``message_at(index)`` gives the
+        message). Returns the records by index.
+        """
+        await receipt
+        records: dict[int, FailureRecord] = {}
+        for index, error in sorted(receipt.failed_slots().items()):
+            records[index] = await self.record_failure(
+                str(error) or type(error).__name__,
+                whole.published,
+                whole.endpoint,
+                message_at(index),
+                error=error,
+                stage="deliver",
+                destination=whole.destination,
+                generation=whole.generation,
+            )
+        self.stats.published[whole.published, whole.destination] += whole.count - len(records)
+        return records
 
     def _known_source(self, direction: str, endpoint: str) -> bool:
         return endpoint in (self._exposed if direction == "outbound" else self._transports)
@@ -735,13 +866,18 @@ class Dispatcher:
     def _count_hop(self, msg: Message) -> None:
         hops = msg.routing_metadata.get("hops", 0)
         hops = (hops if isinstance(hops, int) else 0) + 1
+        self._check_hops(hops)
+        if self.hops_in_envelope:
+            return  # the receiver adds the hop (see ``Dispatcher``)
+        # A new dict, not an update in place: payloads unpickled from one batch may share
+        # their metadata dicts, and one message's hop must not count for the others.
+        msg.routing_metadata = {**msg.routing_metadata, "hops": hops}
+
+    def _check_hops(self, hops: int) -> None:
         if hops > self.config.max_hops:
             raise RoutingLoop(
                 f"routing loop: message passed through the dispatcher {hops} times (max_hops {self.config.max_hops})"
             )
-        # A new dict, not an update in place: payloads unpickled from one batch may share
-        # their metadata dicts, and one message's hop must not count for the others.
-        msg.routing_metadata = {**msg.routing_metadata, "hops": hops}
 
     async def _dispatch(self, direction: Direction, payload: Any, endpoint: str | None, trace: bool) -> DispatchOutcome:
         if endpoint is None and isinstance(payload, (Message, dict)):
@@ -832,17 +968,23 @@ class Dispatcher:
                 RETURN_ROUTE_PREFIX + msg["message_id"], ctx.endpoint, ttl=self.config.return_route_ttl
             )
         except StoreUnavailable as exc:
-            self.stats.return_routes_not_stored += 1
-            if not self._return_routes_failing:
-                logger.warning(
-                    "routing outbound messages without their return routes while the routing store is"
-                    " unavailable (counted in return_routes_not_stored; their events go where the router"
-                    " sends events): %s",
-                    exc,
-                )
-            self._return_routes_failing = True
+            self._return_routes_not_stored(1, exc)
             self._trace(ctx, f"return route not stored, events will follow the router: {exc}", "return_route")
             return
+        self._return_routes_stored()
+
+    def _return_routes_not_stored(self, count: int, exc: StoreUnavailable) -> None:
+        self.stats.return_routes_not_stored += count
+        if not self._return_routes_failing:
+            logger.warning(
+                "routing outbound messages without their return routes while the routing store is"
+                " unavailable (counted in return_routes_not_stored; their events go where the router"
+                " sends events): %s",
+                exc,
+            )
+        self._return_routes_failing = True
+
+    def _return_routes_stored(self) -> None:
         if self._return_routes_failing:
             self._return_routes_failing = False
             logger.warning("routing store is back: return routes are stored again")

@@ -393,6 +393,21 @@ class Message(BaseModel, metaclass=_MessageMeta):
         Raises:
             InvalidMessage: a rule is broken; the text names the field.
         """
+        cls.check_decoded(payload, absent, extra, json_checked=json_checked)
+        present = set(cls._FIELD_NAMES)
+        if absent:
+            present.difference_update(absent)
+        return cls._assemble(payload, present, extra)
+
+    @classmethod
+    def check_decoded(
+        cls, payload: dict[str, Any], absent: list[str], extra: dict[str, Any], *, json_checked: bool = False
+    ) -> None:
+        """Apply the rules types cannot say to decoded parts (see ``from_decoded``); zoned timestamps become naive UTC.
+
+        Raises:
+            InvalidMessage: a rule is broken; the text names the field.
+        """
         name = "timestamp"
         try:
             for name in absent:
@@ -418,10 +433,6 @@ class Message(BaseModel, metaclass=_MessageMeta):
         except (ValueError, OverflowError) as exc:
             where = f"field {name!r}: " if name else ""
             raise InvalidMessage(f"invalid {cls.KIND}: {where}{exc}") from None
-        present = set(cls._FIELD_NAMES)
-        if absent:
-            present.difference_update(absent)
-        return cls._assemble(payload, present, extra)
 
     @classmethod
     def _assemble(cls, declared: dict[str, Any], present: set[str], extra: dict[str, Any]) -> Message:

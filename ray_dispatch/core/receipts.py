@@ -133,6 +133,17 @@ class BatchReceipt:
         """Why ``slot``'s delivery failed, or None when the destination confirmed it."""
         return self._failures.get(slot) if self._failures else None
 
+    def failed_slots(self) -> dict[int, BaseException]:
+        """Every slot that failed so far, with why (a copy)."""
+        return dict(self._failures)
+
+    def add_many(self, count: int) -> range:
+        """Reserve the next ``count`` slots (one per delivery, in order); return their indexes."""
+        start = self.size
+        self.size += count
+        self._left += count
+        return range(start, self.size)
+
     @property
     def failures(self) -> int:
         """How many slots failed so far."""

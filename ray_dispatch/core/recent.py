@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from ray_dispatch.core.dispatcher import DispatchOutcome
 from ray_dispatch.core.message import Message
-from ray_dispatch.core.stores.failures import Direction
+from ray_dispatch.core.stores.failures import Direction, FailureRecord
 from ray_dispatch.core.stores.routing import JSONValue, MemoryStore, RoutingStore
 
 
@@ -77,6 +78,7 @@ class BatchRecord:
         "endpoint",
         "failures",
         "generation",
+        "ids",
         "messages",
         "outcomes",
         "routes",
@@ -88,13 +90,14 @@ class BatchRecord:
         self,
         directions: Direction | list[Direction],
         endpoint: str,
-        messages: list[Any],
+        messages: Sequence[Any],
         outcomes: list[DispatchOutcome],
         seen_at: float,
     ) -> None:
         self.directions = directions
         self.endpoint = endpoint
         self.messages = messages
+        self.ids: list[str] | None = None  # known without looking at the messages (a batch routed whole)
         self.outcomes: list[DispatchOutcome] | None = outcomes
         self.seen_at = seen_at
         self.routes: list[tuple[str, ...]] = []
@@ -106,6 +109,12 @@ class BatchRecord:
 
     def __len__(self) -> int:
         return len(self.messages)
+
+    def message_id(self, index: int) -> str | None:
+        """The id of message ``index`` (see ``message_id_of``)."""
+        if self.ids is not None:
+            return self.ids[index]
+        return message_id_of(self.direction(index), self.messages[index])
 
     def direction(self, index: int) -> Direction:
         """The direction of message ``index``."""
@@ -133,6 +142,11 @@ class BatchRecord:
             if outcome.trace is not None:
                 self.traces[index] = _steps(outcome)
 
+    def add_failures(self, found: Mapping[int, FailureRecord]) -> None:
+        """Add the failure records of a batch routed whole, by index (``Dispatcher.settle_whole``)."""
+        for index, record in found.items():
+            self.failures.setdefault(index, []).append(_summary(record))
+
     def recorded(self, index: int, message_id: str) -> RecordedOutcome:
         """The readable record of message ``index``."""
         direction, message = self.direction(index), self.messages[index]
@@ -155,10 +169,16 @@ class BatchRecord:
 
 
 def _failure_summaries(outcome: DispatchOutcome) -> list[dict[str, Any]]:
-    return [
-        {"failure_id": f.failure_id, "stage": f.stage, "reason": f.reason, "destination": f.destination}
-        for f in outcome.failures
-    ]
+    return [_summary(f) for f in outcome.failures]
+
+
+def _summary(record: FailureRecord) -> dict[str, Any]:
+    return {
+        "failure_id": record.failure_id,
+        "stage": record.stage,
+        "reason": record.reason,
+        "destination": record.destination,
+    }
 
 
 def _steps(outcome: DispatchOutcome) -> list[Step]:
@@ -213,8 +233,39 @@ class RecentOutcomes:
         if not self.capacity or not messages:
             return None
         record = BatchRecord(directions, endpoint, messages, outcomes, self._clock())
+        self._keep(record)
+        return record
+
+    def add_whole(
+        self,
+        direction: Direction,
+        endpoint: str,
+        messages: Sequence[Any],
+        ids: list[str],
+        destination: str,
+        generation: int,
+    ) -> BatchRecord | None:
+        """Remember a batch routed whole to ``destination`` (``"direction:endpoint"``; see ``Dispatcher.route_whole``).
+
+        ``messages`` may build each message only when asked (a record keeps
+        the batch's bytes, not its messages); ``ids`` are their ids, in order.
+        Failures found when it settles go in the record's ``failures``.
+        Returns the record, or None when nothing is remembered.
+        """
+        if not self.capacity or not ids:
+            return None
+        record = BatchRecord(direction, endpoint, messages, [], self._clock())
+        record.outcomes = None
+        record.ids = ids
+        record.routes = [(destination,)] * len(ids)
+        record.generation = generation
+        self._keep(record)
+        return record
+
+    def _keep(self, record: BatchRecord) -> None:
+        """Append ``record``; forget the oldest messages beyond capacity."""
         self._records.append(record)
-        self._held += len(messages)
+        self._held += len(record)
         excess = self._held - self._skip - self.capacity
         while excess > 0:
             oldest = len(self._records[0]) - self._skip
@@ -226,7 +277,6 @@ class RecentOutcomes:
             else:
                 self._skip += excess
                 excess = 0
-        return record
 
     def _newest_first(self) -> Any:
         """(record, index) of every remembered message, newest first."""
@@ -240,7 +290,7 @@ class RecentOutcomes:
     def get(self, message_id: str) -> RecordedOutcome | None:
         """What became of the message (or event) with this id, if it is among the remembered ones."""
         for record, index in self._newest_first():
-            if message_id_of(record.direction(index), record.messages[index]) == message_id:
+            if record.message_id(index) == message_id:
                 return record.recorded(index, message_id)
         return None
 
@@ -250,7 +300,7 @@ class RecentOutcomes:
         for record, index in self._newest_first():
             if limit is not None and len(found) >= limit:
                 break
-            message_id = message_id_of(record.direction(index), record.messages[index])
+            message_id = record.message_id(index)
             if message_id is not None:
                 found.append(record.recorded(index, message_id))
         found.reverse()
@@ -258,9 +308,7 @@ class RecentOutcomes:
 
     def ids(self) -> list[str]:
         """The remembered message ids, oldest first."""
-        found = [
-            message_id_of(record.direction(index), record.messages[index]) for record, index in self._newest_first()
-        ]
+        found = [record.message_id(index) for record, index in self._newest_first()]
         return [i for i in reversed(found) if i is not None]
 
     def __len__(self) -> int:

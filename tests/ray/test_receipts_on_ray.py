@@ -85,3 +85,29 @@ def test_the_dispatcher_routes_each_id_once_within_a_batch_and_across_batches(de
     assert received() == before + 3, "d1 twice in one call, d2 in two: each routed once by the dispatcher"
     taken = ray.get(dep.endpoint("picky_app").taken_ids.remote())
     assert [i for i in taken if i in ("d1", "d2", "d3")] == ["d1", "d2", "d3"]
+
+
+def test_a_batch_from_one_transport_is_routed_whole_and_what_the_app_refuses_is_still_recorded(dep: Deployment) -> None:
+    sms, app = dep.endpoint("sms"), dep.endpoint("picky_app")
+    whole_before = dep.status()["dispatchers"][0]["stats"]["routed_whole"]
+    published, failed = counts(dep)
+    fields = [
+        {"content": f"{'refuse' if n == 7 else 'take'} {n}", "from_addr": f"+2782{n:07d}", "to_addr": "2"}
+        for n in range(20)
+    ]
+    ids = ray.get(sms.inject_many.remote(fields))  # returns once the dispatcher settled every one
+
+    assert dep.status()["dispatchers"][0]["stats"]["routed_whole"] == whole_before + 20
+    assert counts(dep) == (published + 19, failed + 1)
+    taken = ray.get(app.taken_ids.remote())
+    assert [i for i in taken if i in ids] == ids[:7] + ids[8:]
+    assert ray.get(app.hops_of.remote(ids[3])) == 1  # forwarded as it arrived; the envelope's hop was added
+    (record,) = [f for f in dep.failures() if f["message"]["message_id"] == ids[7]]
+    assert (record["stage"], record["endpoint"], record["destination"]) == ("deliver", "sms", "picky_app")
+    assert record["reason"] == "'picky_app[0]' refused it: ValueError: will not take 'refuse 7'"
+    assert record["message"]["content"] == "refuse 7"
+
+    refused = dep.explain(ids[7]).recorded  # the record of a whole batch keeps its bytes and builds this on demand
+    assert refused.delivered == [] and [f["failure_id"] for f in refused.failures] == [record["failure_id"]]
+    assert refused.message is not None and refused.message["content"] == "refuse 7"
+    assert dep.explain(ids[3]).recorded.delivered == ["inbound:picky_app"]

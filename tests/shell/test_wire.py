@@ -9,7 +9,15 @@ import msgspec
 import pytest
 
 from actors.builtin import EchoApplication
-from actors.wire import TYPED_JSON_DEPTH, decode_batch, encode_batch, encode_item, encode_plain_item, plain_item
+from actors.wire import (
+    TYPED_JSON_DEPTH,
+    decode_batch,
+    encode_batch,
+    encode_item,
+    encode_plain_item,
+    plain_item,
+    valid_batch,
+)
 from ray_dispatch.core.errors import InvalidMessage
 from ray_dispatch.core.message import MAX_NESTING
 from ray_dispatch.testing import make_ack, make_inbound
@@ -114,3 +122,47 @@ def test_metadata_deeper_than_the_typed_fast_path_still_arrives_and_too_deep_is_
     assert [m.to_dict() for _, m in received] == [deep.to_dict(), aware.to_dict()]
     ((position, _, reason),) = refused
     assert position == 2 and "field 'helper_metadata'" in reason and "nested more than" in reason
+
+
+def test_a_valid_blob_is_cut_into_runs_of_one_direction_whose_items_are_forwarded_byte_for_byte() -> None:
+    first, second = (
+        make_inbound("one", from_addr="+1"),
+        make_inbound("two", from_addr="+2", routing_metadata={"hops": 3}),
+    )
+    first["x_custom"] = "kept"
+    ack = make_ack(first)
+    items = [encode_item("inbound", first), encode_item("inbound", second), encode_item("event", ack)]
+    valid = valid_batch(encode_batch(items))
+    assert valid is not None and len(valid) == 3
+    inbound, events = valid.runs()
+    assert (inbound.direction, len(inbound), events.direction, len(events)) == ("inbound", 2, "event", 1)
+    assert inbound.values("from_addr") == ["+1", "+2"] and events.values("user_message_id") == [first.message_id]
+    assert inbound.highest_hops() == 3 and events.highest_hops() == 0
+    assert [bytes(raw) for raw in inbound.raw_items()] == items[:2]  # untouched: what the sender encoded
+    assert inbound.message(0).to_dict() == first.to_dict() and events[0][1].to_dict() == ack.to_dict()
+    kept = inbound.messages()  # what a recent-outcomes record keeps: built again from the bytes when asked
+    assert len(kept) == 2 and kept[1].to_dict() == second.to_dict() and kept[-1].content == "two"
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        encode_plain_item("inbound", {**make_inbound("x").payload(), "content": 5}),  # a wrong type
+        encode_plain_item("event", {**make_ack("m").payload(), "sent_message_id": None}),  # an ack without its id
+        encode_plain_item("inbound", {**make_inbound("x").payload(), "in_reply_to": "y", "x": float("nan")}),
+    ],
+)
+def test_a_blob_with_one_invalid_item_is_not_a_valid_batch_and_decode_batch_names_it(item: bytes) -> None:
+    blob = encode_batch([encode_item("inbound", make_inbound("fine")), item])
+    assert valid_batch(blob) is None
+    received, refused = decode_batch(blob)
+    assert len(received) == 1 and [r.position for r in refused] == [1]
+
+
+def test_the_envelope_adds_its_hops_to_each_decoded_message() -> None:
+    counted, fresh = make_inbound("a", routing_metadata={"hops": 2, "endpoint_name": "x"}), make_inbound("b")
+    blob = encode_batch([encode_item("inbound", counted), encode_item("inbound", fresh)])
+    received, _ = decode_batch(blob, hops=1)
+    assert [m.routing_metadata for _, m in received] == [{"hops": 3, "endpoint_name": "x"}, {"hops": 1}]
+    received, _ = decode_batch(blob)
+    assert [m.routing_metadata for _, m in received] == [{"hops": 2, "endpoint_name": "x"}, {}]

@@ -132,6 +132,26 @@ async def _delete_reports_whether_key_existed(store: RoutingStore, time: _Time) 
     _equal(await store.delete("k"), False, "delete of an absent key")
 
 
+async def _many_at_once_agree_with_one_at_a_time(store: RoutingStore, time: _Time) -> None:
+    values = {f"many{index}": value for index, value in enumerate(JSON_VALUES)}
+    await store.set_many(values)
+    for key, value in values.items():
+        _equal(await store.get(key, "<absent>"), value, f"get of {key!r} after set_many")
+    await store.set("one", "by set")
+    keys = ["one", "absent", *values]
+    _equal(await store.get_many(keys), ["by set", None, *values.values()], "get_many of set and absent keys")
+    _equal(await store.get_many([]), [], "get_many of no keys")
+
+
+async def _set_many_ttl_expires_the_values(store: RoutingStore, time: _Time) -> None:
+    await store.set_many({"short1": 1, "short2": 2}, ttl=time.ttl)
+    await store.set("long", "stays")
+    _equal(await store.get_many(["short1", "short2"]), [1, 2], "get_many right after set_many with a ttl")
+    await time.until_absent(store, "short1")
+    await time.until_absent(store, "short2")
+    _equal(await store.get("long"), "stays", "a key set without ttl, after set_many's ttl passed")
+
+
 async def _unusual_keys_are_keys_like_any_other(store: RoutingStore, time: _Time) -> None:
     for key in UNUSUAL_KEYS:
         await store.set(key, key)
@@ -212,6 +232,8 @@ ROUTING_RULES = [
     _values_are_copies,
     _delete_reports_whether_key_existed,
     _unusual_keys_are_keys_like_any_other,
+    _many_at_once_agree_with_one_at_a_time,
+    _set_many_ttl_expires_the_values,
     _ttl_expires_the_value,
     _set_without_ttl_removes_an_earlier_ttl,
     _non_positive_ttl_removes_the_value,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -357,6 +357,58 @@ class RedisStore(RoutingStore):
             raise StoreError(
                 self._text(f"routing store at {self.url}: key {show_key(key)} does not hold JSON")
             ) from None
+
+    async def get_many(self, keys: Sequence[str]) -> list[JSONValue]:
+        """Return the value under each of ``keys`` (None where absent), in order: one ``MGET``.
+
+        Raises:
+            StoreUnavailable: the server cannot be reached.
+            StoreError: a stored value is not JSON (written by something else).
+        """
+        if not keys:
+            return []
+        names = [self.connection.key(key) for key in keys]
+        raws = await self.connection.run("MGET", keys[0], lambda r: r.mget(names))
+        found: list[JSONValue] = []
+        for key, raw in zip(keys, raws, strict=True):
+            try:
+                found.append(None if raw is None else json.loads(raw))
+            except ValueError:
+                raise StoreError(
+                    self._text(f"routing store at {self.url}: key {show_key(key)} does not hold JSON")
+                ) from None
+        return found
+
+    async def set_many(self, values: Mapping[str, JSONValue], ttl: float | None = None) -> None:
+        """Store every ``key: value`` (as JSON), each expiring after ``ttl`` seconds if given: one pipeline.
+
+        Raises:
+            TypeError: a value is not JSON-serialisable (nothing is written).
+            StoreUnavailable: the server cannot be reached.
+        """
+        if not values:
+            return
+        if ttl is not None and ttl <= 0:
+            for key in values:
+                await self.set(key, values[key], ttl)
+            return
+        encoded = {}
+        for key, value in values.items():
+            try:
+                encoded[self.connection.key(key)] = json.dumps(value, separators=(",", ":"))
+            except (TypeError, ValueError) as exc:
+                raise TypeError(
+                    self._text(f"routing store value for key {show_key(key)} is not JSON-serialisable ({exc})")
+                ) from None
+        px = None if ttl is None else max(1, math.ceil(ttl * 1000))
+
+        async def write(r: Redis) -> None:
+            pipe = r.pipeline(transaction=False)
+            for name, text in encoded.items():
+                pipe.set(name, text, px=px)
+            await pipe.execute()
+
+        await self.connection.run("SET", next(iter(values)), write)
 
     async def set(self, key: str, value: JSONValue, ttl: float | None = None) -> None:
         """Store ``value`` (as JSON) under ``key``, expiring after ``ttl`` seconds if given.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ray_dispatch.core.message import clone_json
@@ -51,6 +51,21 @@ class RoutingStore(ABC):
             TypeError: the stored value, or ``amount``, is not an integer.
         """
 
+    async def get_many(self, keys: Sequence[str]) -> list[JSONValue]:
+        """Return the value under each of ``keys`` (None where absent or expired), in order.
+
+        The default asks ``get`` for each; stores that can fetch many at once override it.
+        """
+        return [await self.get(key) for key in keys]
+
+    async def set_many(self, values: Mapping[str, JSONValue], ttl: float | None = None) -> None:
+        """Store every ``key: value`` of ``values``, each expiring after ``ttl`` seconds if given.
+
+        The default calls ``set`` for each; stores that can write many at once override it.
+        """
+        for key, value in values.items():
+            await self.set(key, value, ttl)
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The default does nothing."""
 
@@ -91,6 +106,14 @@ class MemoryStore(RoutingStore):
 
     async def set(self, key: str, value: JSONValue, ttl: float | None = None) -> None:
         self._data[key] = (clone_json(value), None if ttl is None else self._clock() + ttl)
+
+    async def get_many(self, keys: Sequence[str]) -> list[JSONValue]:
+        found = [self._live(key) for key in keys]
+        return [None if item is None else clone_json(item[0]) for item in found]
+
+    async def set_many(self, values: Mapping[str, JSONValue], ttl: float | None = None) -> None:
+        expiry = None if ttl is None else self._clock() + ttl
+        self._data.update((key, (clone_json(value), expiry)) for key, value in values.items())
 
     async def delete(self, key: str) -> bool:
         return self._live(key) is not None and self._data.pop(key, None) is not None
