@@ -42,7 +42,7 @@ from actors.watchdog import ReplicaWatchdog
 from actors.wire import Received, Refused, Run, decode_batch, encode_item, valid_batch
 from ray_dispatch.core.config import EndpointSpec
 from ray_dispatch.core.deployment import deployment_spec
-from ray_dispatch.core.dispatcher import Dispatcher, DispatchOutcome, WholeBatch
+from ray_dispatch.core.dispatcher import Dispatcher, DispatchOutcome, ForwardedRun
 from ray_dispatch.core.errors import DeliveryError, InvalidMessage, StoreError
 from ray_dispatch.core.message import Message, message_from_dict
 from ray_dispatch.core.receipts import BatchReceipt, Receipt
@@ -97,8 +97,8 @@ class RayOutbox:
                 await self.pools[endpoint].send_batch(items, keys, receipt)
 
 
-_Whole = tuple[Run, WholeBatch, BatchReceipt, BatchRecord | None]
-"""A run routed whole: the run, how, its receipt (a slot per item) and its recent-outcomes record."""
+_Forwarded = tuple[Run, ForwardedRun, BatchReceipt, BatchRecord | None]
+"""A run forwarded as it arrived: the run, where each item went, its receipt (a slot per item), its record."""
 
 
 class _Routed:
@@ -106,7 +106,7 @@ class _Routed:
 
     def __init__(self, received: Sequence[Received]) -> None:
         self.received = received
-        self.wholes: list[_Whole] = []
+        self.forwarded: list[_Forwarded] = []
         self.outcomes: list[DispatchOutcome] = []
         self.records: list[BatchRecord] = []
 
@@ -279,8 +279,8 @@ class DispatcherActor(GenerationSwitch):
         async with self._order.turn(order), self._route_lock:
             routed = await self._route_batch(source, batch)
         # Settled outside the lock: the next batch is routed meanwhile.
-        for run, whole, receipt, record in routed.wholes:
-            failures = await self.core.settle_whole(whole, receipt, run.message)
+        for run, forwarded, receipt, record in routed.forwarded:
+            failures = await self.core.settle_whole(forwarded, receipt, run.message)
             if failures and record is not None:
                 record.add_failures(failures)
         await self.core.settle(*routed.outcomes)
@@ -293,8 +293,8 @@ class DispatcherActor(GenerationSwitch):
         """Route ``batch`` and hand its copies over; return what is left to settle.
 
         A valid blob is cut into runs of one direction, and each run is routed
-        whole when it can be (``_route_whole``), else message by message
-        (``_route_messages``), in order. Anything else is decoded item by item;
+        without a message per item when it can be (``_route_run``), else
+        message by message (``_route_messages``), in order. Anything else is decoded item by item;
         an item that does not decode takes ``_route_refused``.
         """
         valid = valid_batch(batch)
@@ -302,10 +302,7 @@ class DispatcherActor(GenerationSwitch):
             return await self._route_checked(source, batch)
         routed = _Routed(valid)
         for run in valid.runs():
-            whole = await self._route_whole(source, run)
-            if whole is not None:
-                routed.wholes.append(whole)
-            else:
+            if not await self._route_run(source, run, routed):
                 await self._route_messages(source, list(run), routed)
         return routed
 
@@ -341,34 +338,55 @@ class DispatcherActor(GenerationSwitch):
         if record is not None:
             routed.records.append(record)
 
-    async def _route_whole(self, source: str, run: Run) -> _Whole | None:
-        """Route a run whole and forward its items as they arrived, if it can be (``Dispatcher.route_whole``).
+    async def _route_run(self, source: str, run: Run, routed: _Routed) -> bool:
+        """Route a run of one direction without a message per item where the core allows it; False: not done.
 
-        It can when none of its ids was seen before and the core finds one
-        destination for all. Returns the run, how it was routed, its receipt
-        (one slot per item) and its recent-outcomes record; None when it must
-        be routed message by message (nothing was done).
+        None of its ids may have been seen. The core first tries one decision
+        for the whole run (``route_whole``), then a decision per message
+        grouped by destination (``route_grouped``); a run routed either way
+        is forwarded as it arrived: each item's bytes go to its destination
+        untouched, one chunk per destination, under one receipt (a slot per
+        item). When ``route_grouped`` decided but could not group, its
+        per-message outcomes join ``routed`` as ``route_batch``'s would.
         """
         direction = run.direction
         ids = run.values("event_id" if direction == "event" else "message_id")
         keys = [f"{direction}:{found}" for found in ids]
         if self._seen.any_of(keys) or len(set(keys)) != len(keys):
-            return None
-        routed = await self.core.route_whole(
-            direction, source, run[0][1], run.values, run.highest_hops(), self._deliverable
-        )
-        if routed is None:
-            return None
+            return False
+        hops = run.highest_hops()
+        forwarded = await self.core.route_whole(direction, source, run.message(0), run.values, hops, self._deliverable)
+        if forwarded is None:
+            messages = [message for _, message in run]
+            result = await self.core.route_grouped(direction, source, messages, run.values, hops, self._deliverable)
+            if result is None:
+                return False
+            if isinstance(result, list):  # decided message by message, delivered through the outbox
+                self._seen.add_many(keys)
+                record = self.recent.add_batch(direction, source, messages, result)
+                await self.core.flush()
+                routed.outcomes.extend(result)
+                if record is not None:
+                    routed.records.append(record)
+                return True
+            forwarded = result
         receipt = BatchReceipt()
-        receipt.add_many(routed.count)
+        receipt.add_many(forwarded.count)
         receipt.submitted = True
-        users = [key if isinstance(key, str) else None for key in run.values(STICKY_FIELDS[routed.published])]
-        await self.pools[routed.destination].send_batch(run.raw_items(), users, receipt)
+        users = [key if isinstance(key, str) else None for key in run.values(STICKY_FIELDS[direction])]
+        raw = run.raw_items()
+        for destination, slots in _by_destination(forwarded.destinations):
+            pool = self.pools[destination]
+            if slots is None:
+                await pool.send_batch(raw, users, receipt)
+            else:
+                await pool.send_batch([raw[i] for i in slots], [users[i] for i in slots], receipt, slots)
         self._seen.add_many(keys)
         record = self.recent.add_whole(
-            direction, source, run.messages(), ids, f"{routed.published}:{routed.destination}", routed.generation
+            direction, source, run.messages(), ids, forwarded.destinations, forwarded.generation
         )
-        return run, routed, receipt, record
+        routed.forwarded.append((run, forwarded, receipt, record))
+        return True
 
     def _deliverable(self, endpoint: str) -> bool:
         pool = self.pools.get(endpoint)
@@ -566,6 +584,17 @@ class DispatcherActor(GenerationSwitch):
                     except Exception as exc:
                         if classify_ray_error(exc) == "dead":
                             await pool.evict(replica.replica_id, exc)
+
+
+def _by_destination(destinations: list[str]) -> list[tuple[str, list[int] | None]]:
+    """Each destination with the positions that go to it (None: all of them), in order of first appearance."""
+    first = destinations[0]
+    if destinations.count(first) == len(destinations):
+        return [(first, None)]
+    groups: dict[str, list[int]] = {}
+    for index, destination in enumerate(destinations):
+        groups.setdefault(destination, []).append(index)
+    return list(groups.items())
 
 
 def _confirmed_destinations(outcome: DispatchOutcome) -> list[str]:

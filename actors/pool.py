@@ -24,7 +24,7 @@ import asyncio
 import hashlib
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from actors.sender import BatchSender, Chunk, ErrorKind, Order, SenderOptions
@@ -182,8 +182,14 @@ class ReplicaPool:
             await self._throttle.acquire()
         return await self.pick(key).sender.send(item, key)
 
-    async def send_batch(self, items: list[Any], keys: list[str | None] | None, receipt: BatchReceipt) -> None:
-        """Send ``items`` (slots 0.. of ``receipt``, in order) to replicas chosen by policy, as one chunk each.
+    async def send_batch(
+        self,
+        items: list[Any],
+        keys: list[str | None] | None,
+        receipt: BatchReceipt,
+        slots: Sequence[int] | None = None,
+    ) -> None:
+        """Send ``items`` (``slots`` of ``receipt``, default 0..) in order to replicas chosen by policy, a chunk each.
 
         Waits while a chosen replica's sender is full (backpressure). The
         receipt settles as the replicas confirm; ``keys`` are the items' user
@@ -193,7 +199,7 @@ class ReplicaPool:
         if self._throttle is not None:
             for _ in items:
                 await self._throttle.acquire()
-        chunk = Chunk(items, keys, receipt, range(len(items)), time.monotonic())
+        chunk = Chunk(items, keys, receipt, range(len(items)) if slots is None else slots, time.monotonic())
         try:
             parts = self._split(chunk)
         except DeliveryError as exc:

@@ -39,7 +39,7 @@ from ray_dispatch.core.errors import (
     StoreUnavailable,
     UnknownEndpoint,
 )
-from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage
+from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage, clone_json
 from ray_dispatch.core.middleware import BaseMiddleware, MiddlewareStack
 from ray_dispatch.core.receipts import CONFIRMED, BatchReceipt, Receipt, Slot
 from ray_dispatch.core.router import BaseDispatchRouter
@@ -162,24 +162,25 @@ class DispatchOutcome:
 
 
 @dataclass
-class WholeBatch:
-    """A batch routed whole (``Dispatcher.route_whole``): every message to one destination, as it arrived.
+class ForwardedRun:
+    """A run of messages routed to be forwarded as they arrived (``Dispatcher.route_whole``, ``route_grouped``).
 
     Attributes:
-        direction: the messages' direction, as they arrived.
+        direction: the messages' direction (they are published in the one they arrived in).
         endpoint: where they arrived.
-        published: the direction they were published in.
-        destination: the endpoint that gets all of them.
-        count: how many messages.
+        destinations: the endpoint each message goes to, in order.
         generation: the config generation that routed them.
     """
 
     direction: Direction
     endpoint: str
-    published: Direction
-    destination: str
-    count: int
+    destinations: list[str]
     generation: int
+
+    @property
+    def count(self) -> int:
+        """How many messages."""
+        return len(self.destinations)
 
 
 @dataclass
@@ -228,6 +229,12 @@ class _Decision:
     drop_raised: bool = False  # DropMessage raised (not ``drop`` called): an event's return route does not win
 
 
+def _nested(msg: Message) -> list[Any]:
+    """The parts of ``msg`` a router could change in place: its metadata dicts and its unknown fields."""
+    fields = msg.__dict__
+    return [fields["helper_metadata"], fields["routing_metadata"], fields["transport_metadata"], msg.extra_fields]
+
+
 _NOT_ASKED = object()
 _ROUTER_REFUSALS = (NoRoute, NotImplementedError)
 """What a router may raise for an event whose return route then decides (``Dispatcher._route``)."""
@@ -239,8 +246,9 @@ class DispatcherStats:
 
     ``return_routes_not_stored`` counts outbound messages routed while the
     routing store was unavailable: their return route was not written, so
-    their events go where the router sends events. ``routed_whole`` counts
-    the messages routed as part of a whole batch (``Dispatcher.route_whole``).
+    their events go where the router sends events. ``forwarded_as_arrived``
+    counts the messages routed in runs forwarded as they arrived
+    (``Dispatcher.route_whole`` and ``route_grouped``).
     """
 
     received: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -248,7 +256,7 @@ class DispatcherStats:
     failed: Counter[tuple[str, str]] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
     return_routes_not_stored: int = 0
-    routed_whole: int = 0
+    forwarded_as_arrived: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-friendly counters keyed ``"direction:endpoint"``."""
@@ -262,7 +270,7 @@ class DispatcherStats:
             "failed": flat(self.failed),
             "dropped": dict(self.dropped),
             "return_routes_not_stored": self.return_routes_not_stored,
-            "routed_whole": self.routed_whole,
+            "forwarded_as_arrived": self.forwarded_as_arrived,
         }
 
 
@@ -524,21 +532,21 @@ class Dispatcher:
         values: Callable[[str], list[Any]],
         highest_hops: int,
         deliverable: Callable[[str], bool],
-    ) -> WholeBatch | None:
-        """Route a whole batch of valid, new ``direction`` messages from ``endpoint`` with one decision, if it can be.
+    ) -> ForwardedRun | None:
+        """Route a run of valid, new ``direction`` messages from ``endpoint`` with ONE decision, if it can be.
 
-        The batch can be routed whole when the router decides it per batch
-        (``batch_decision_fields``), every message has the same value of each
-        decision field (``values(name)`` lists them, in order), the router's
-        decision for ``sample`` (one of the messages) is one publish that
-        changes nothing and keeps the direction, no message would pass ``max_hops`` (``highest_hops``
-        is the largest count they arrived with), ``deliverable(destination)``
-        says the outbox can take them, and an event batch's return routes
-        all agree. Then the return routes of outbound messages are written (in
-        one ``set_many``), the messages are counted as received, and the
-        destination is returned: the caller hands every message over as it
-        arrived and settles with ``settle_whole``. None means nothing was done
-        and nothing counted: route the batch message by message (``route_batch``).
+        It can when the router decides per batch (``batch_decision_fields``),
+        every message has the same value of each decision field
+        (``values(name)`` lists them, in order), the router's decision for
+        ``sample`` (one of the messages) is one publish, in the same
+        direction, that changes nothing (or, for events, their return routes
+        all agree), no message would pass ``max_hops`` (``highest_hops`` is the
+        largest count they arrived with), and ``deliverable(destination)``
+        says the outbox can take them. Then outbound return routes are
+        written (one ``set_many``), the run is counted as received and
+        returned: the caller forwards every message as it arrived and settles
+        with ``settle_whole``. None: nothing was done or counted (try
+        ``route_grouped``).
         """
         fields = self._batch_fields.get(direction)
         if fields is None or not self._known_source(direction, endpoint) or highest_hops >= self.config.max_hops:
@@ -548,14 +556,98 @@ class Dispatcher:
             first = found[0]
             if any(value != first for value in found):
                 return None
-        before = sample.to_dict()
         decision = await self._decide(direction, sample, endpoint)
-        if decision is None or decision.changes or sample.payload() != before:
+        if decision is None or decision.changes:
             return None
-        published = await self._whole_destination(direction, decision, values)
-        if published is None or published[0] != direction or not deliverable(published[1]):
-            return None  # (items carry their direction: they are forwarded in the one they arrived in)
-        count = len(values("message_type"))
+        destination = await self._whole_destination(direction, decision, values)
+        if destination is None or not deliverable(destination):
+            return None
+        return await self._forwarding(direction, endpoint, [destination] * len(values("message_type")), values)
+
+    async def route_grouped(
+        self,
+        direction: Direction,
+        endpoint: str,
+        messages: Sequence[Message],
+        values: Callable[[str], list[Any]],
+        highest_hops: int,
+        deliverable: Callable[[str], bool],
+    ) -> ForwardedRun | list[DispatchOutcome] | None:
+        """Route a run of valid, new ``direction`` messages from ``endpoint``, a decision each, grouped by destination.
+
+        For routers that decide message by message (or whose decision fields
+        differ within the run): the router is asked about each message (once
+        per distinct decision where ``batch_decision_fields`` allows). When
+        every decision is one publish, in the same direction, that changes
+        nothing, to an endpoint ``deliverable`` says the outbox can take (an
+        event following its return route instead, as ``route`` does), the run
+        is returned as a ``ForwardedRun`` (outbound return routes written in
+        one ``set_many``): the caller forwards each message as it arrived to its
+        destination and settles with ``settle_whole``. Otherwise each message
+        follows its decision as ``route_batch`` does and the outcomes (not
+        settled) are returned. None: nothing was done (middleware touches
+        messages, an unknown endpoint, or a message would pass ``max_hops``).
+        """
+        if (
+            self.middleware.touches_messages()
+            or not self._known_source(direction, endpoint)
+            or highest_hops >= self.config.max_hops
+        ):
+            return None
+        fields = self._batch_fields.get(direction)
+        asked: dict[tuple[Any, ...], _Decision | None] = {}
+        decisions: list[_Decision | None] = []
+        for msg in messages:
+            key = None if fields is None else (*[msg.__dict__.get(name) for name in fields],)
+            try:
+                if key is not None and key in asked:
+                    decisions.append(asked[key])
+                    continue
+            except TypeError:  # an unhashable field value
+                key = None
+            decision = await self._decide(direction, msg, endpoint)
+            if key is not None:
+                asked[key] = decision
+            decisions.append(decision)
+        senders: list[Any] = [None] * len(messages)
+        if direction == "event":
+            try:
+                senders = await self.store.get_many([RETURN_ROUTE_PREFIX + i for i in values("user_message_id")])
+            except Exception:
+                senders = []  # each event looks its return route up again on the way below
+        destinations = [
+            self._forwarded_to(direction, decision, sender) if decision is not None else None
+            for decision, sender in zip(decisions, senders or [None] * len(messages), strict=True)
+        ]
+        if senders and all(d is not None and deliverable(d) for d in destinations):
+            return await self._forwarding(direction, endpoint, destinations, values)  # type: ignore[arg-type]
+        ctx = _Context(direction, endpoint, None, closed=True)
+        return [
+            await self._follow(decision, ctx, msg)
+            if decision is not None
+            else await self._dispatch(direction, msg, endpoint, False)
+            for msg, decision in zip(messages, decisions, strict=True)
+        ]
+
+    def _forwarded_to(self, direction: Direction, decision: _Decision, sender: Any) -> str | None:
+        """Where one message goes as it arrived: its return route (an event), else the decision's one publish."""
+        if decision.changes:
+            return None
+        if sender in self._exposed and direction == "event":
+            refused = decision.error is not None and not isinstance(decision.error, _ROUTER_REFUSALS)
+            return None if decision.drop_raised or refused else str(sender)
+        if decision.error is not None or decision.dropped is not None:
+            return None
+        if len(decision.publishes) != 1 or decision.publishes[0][0] != direction:
+            return None  # items carry their direction: they are forwarded in the one they arrived in
+        destination = decision.publishes[0][1]
+        return destination if destination in (self._transports if direction == "outbound" else self._exposed) else None
+
+    async def _forwarding(
+        self, direction: Direction, endpoint: str, destinations: list[str], values: Callable[[str], list[Any]]
+    ) -> ForwardedRun:
+        """Write an outbound run's return routes (one ``set_many``), count the run as received; return it."""
+        count = len(destinations)
         if direction == "outbound":
             routes = dict.fromkeys((RETURN_ROUTE_PREFIX + i for i in values("message_id")), endpoint)
             try:
@@ -565,35 +657,28 @@ class Dispatcher:
             else:
                 self._return_routes_stored()
         self.stats.received[direction, endpoint] += count  # type: ignore[index]
-        self.stats.routed_whole += count
-        return WholeBatch(direction, endpoint, published[0], published[1], count, self.generation)
+        self.stats.forwarded_as_arrived += count
+        return ForwardedRun(direction, endpoint, destinations, self.generation)
 
     async def _whole_destination(
         self, direction: Direction, decision: _Decision, values: Callable[[str], list[Any]]
-    ) -> tuple[Direction, str] | None:
-        """Where a whole batch goes: an event batch's one return route, else the decision's one publish."""
+    ) -> str | None:
+        """Where a whole run goes: an event run's one return route, else the decision's one publish."""
+        sender = None
         if direction == "event":
             try:
                 senders = await self.store.get_many([RETURN_ROUTE_PREFIX + i for i in values("user_message_id")])
             except Exception:
                 return None  # message by message, each failure recorded
-            first = senders[0]
-            if any(sender != first for sender in senders):
+            sender = senders[0]
+            if any(found != sender for found in senders):
                 return None
-            if first in self._exposed:
-                refused = decision.error is not None and not isinstance(decision.error, _ROUTER_REFUSALS)
-                return None if decision.drop_raised or refused else ("event", first)
-        if decision.error is not None or decision.dropped is not None or len(decision.publishes) != 1:
-            return None
-        published, destination = decision.publishes[0]
-        if destination not in (self._transports if published == "outbound" else self._exposed):
-            return None
-        return published, destination
+        return self._forwarded_to(direction, decision, sender)
 
     async def settle_whole(
-        self, whole: WholeBatch, receipt: BatchReceipt, message_at: Callable[[int], Any]
+        self, run: ForwardedRun, receipt: BatchReceipt, message_at: Callable[[int], Any]
     ) -> dict[int, FailureRecord]:
-        """Wait for a whole batch's receipt (one slot per message, in order); count and record what it says.
+        """Wait for a forwarded run's receipt (slot ``i`` is message ``i``); count and record what it says.
 
         Confirmed messages count as published; each refused one becomes a
         failure record at stage ``deliver`` (``message_at(index)`` gives the
@@ -601,18 +686,22 @@ class Dispatcher:
         """
         await receipt
         records: dict[int, FailureRecord] = {}
+        published = Counter(run.destinations)
         for index, error in sorted(receipt.failed_slots().items()):
+            destination = run.destinations[index]
+            published[destination] -= 1
             records[index] = await self.record_failure(
                 str(error) or type(error).__name__,
-                whole.published,
-                whole.endpoint,
+                run.direction,
+                run.endpoint,
                 message_at(index),
                 error=error,
                 stage="deliver",
-                destination=whole.destination,
-                generation=whole.generation,
+                destination=destination,
+                generation=run.generation,
             )
-        self.stats.published[whole.published, whole.destination] += whole.count - len(records)
+        for destination, count in published.items():
+            self.stats.published[run.direction, destination] += count
         return records
 
     def _known_source(self, direction: str, endpoint: str) -> bool:
@@ -622,7 +711,7 @@ class Dispatcher:
         """Ask the router about ``msg`` without delivering anything; None if what it did cannot be repeated."""
         ctx = _Context(direction, endpoint, None)
         before = dict(msg.__dict__)
-        extra_before = dict(msg.__pydantic_extra__ or {})
+        nested_before = clone_json(_nested(msg))
         error: BaseException | None = None
         drop_raised = False
         token = _current.set(ctx)
@@ -643,7 +732,7 @@ class Dispatcher:
             any(published is not msg for _, _, published in ctx.publishes)
             or after.keys() != before.keys()
             or after["routing_metadata"] is not before["routing_metadata"]
-            or (msg.__pydantic_extra__ or {}) != extra_before
+            or _nested(msg) != nested_before  # changed in place (another message would not get the change)
         ):
             return None
         changes = {name: value for name, value in after.items() if before[name] is not value}

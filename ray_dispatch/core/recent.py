@@ -242,14 +242,15 @@ class RecentOutcomes:
         endpoint: str,
         messages: Sequence[Any],
         ids: list[str],
-        destination: str,
+        destinations: list[str],
         generation: int,
     ) -> BatchRecord | None:
-        """Remember a batch routed whole to ``destination`` (``"direction:endpoint"``; see ``Dispatcher.route_whole``).
+        """Remember a run forwarded as it arrived, each message to its destination (``Dispatcher.route_whole``).
 
         ``messages`` may build each message only when asked (a record keeps
-        the batch's bytes, not its messages); ``ids`` are their ids, in order.
-        Failures found when it settles go in the record's ``failures``.
+        the batch's bytes, not its messages); ``ids`` are their ids and
+        ``destinations`` the endpoints they went to (in ``direction``), in
+        order. Failures found when it settles go in the record's ``failures``.
         Returns the record, or None when nothing is remembered.
         """
         if not self.capacity or not ids:
@@ -257,7 +258,8 @@ class RecentOutcomes:
         record = BatchRecord(direction, endpoint, messages, [], self._clock())
         record.outcomes = None
         record.ids = ids
-        record.routes = [(destination,)] * len(ids)
+        shared = {name: (f"{direction}:{name}",) for name in set(destinations)}
+        record.routes = [shared[name] for name in destinations]
         record.generation = generation
         self._keep(record)
         return record

@@ -87,9 +87,11 @@ def test_the_dispatcher_routes_each_id_once_within_a_batch_and_across_batches(de
     assert [i for i in taken if i in ("d1", "d2", "d3")] == ["d1", "d2", "d3"]
 
 
-def test_a_batch_from_one_transport_is_routed_whole_and_what_the_app_refuses_is_still_recorded(dep: Deployment) -> None:
+def test_a_batch_from_one_transport_is_forwarded_as_arrived_and_what_the_app_refuses_is_still_recorded(
+    dep: Deployment,
+) -> None:
     sms, app = dep.endpoint("sms"), dep.endpoint("picky_app")
-    whole_before = dep.status()["dispatchers"][0]["stats"]["routed_whole"]
+    whole_before = dep.status()["dispatchers"][0]["stats"]["forwarded_as_arrived"]
     published, failed = counts(dep)
     fields = [
         {"content": f"{'refuse' if n == 7 else 'take'} {n}", "from_addr": f"+2782{n:07d}", "to_addr": "2"}
@@ -97,7 +99,7 @@ def test_a_batch_from_one_transport_is_routed_whole_and_what_the_app_refuses_is_
     ]
     ids = ray.get(sms.inject_many.remote(fields))  # returns once the dispatcher settled every one
 
-    assert dep.status()["dispatchers"][0]["stats"]["routed_whole"] == whole_before + 20
+    assert dep.status()["dispatchers"][0]["stats"]["forwarded_as_arrived"] == whole_before + 20
     assert counts(dep) == (published + 19, failed + 1)
     taken = ray.get(app.taken_ids.remote())
     assert [i for i in taken if i in ids] == ids[:7] + ids[8:]
