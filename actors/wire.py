@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import operator
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Annotated, Any, NamedTuple, Union
 
@@ -278,6 +278,11 @@ class Run(Sequence[Received]):
         if not -len(self) <= index < len(self):
             raise IndexError(index)
         return self.batch[self.start + index % len(self)]
+
+    def __iter__(self) -> Iterator[Received]:
+        direction = self.direction
+        for item in self.batch._items[self.start : self.stop]:
+            yield direction, _from_item(direction, item, json_checked=True)
 
     def message(self, index: int) -> Message:
         """The message at ``index``, built now."""

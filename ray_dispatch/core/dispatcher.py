@@ -711,7 +711,8 @@ class Dispatcher:
         """Ask the router about ``msg`` without delivering anything; None if what it did cannot be repeated."""
         ctx = _Context(direction, endpoint, None)
         before = dict(msg.__dict__)
-        nested_before = clone_json(_nested(msg))
+        nested = _nested(msg)
+        nested_before = clone_json(nested) if any(nested) else None  # all empty (the usual case): nothing to copy
         error: BaseException | None = None
         drop_raised = False
         token = _current.set(ctx)
@@ -732,7 +733,7 @@ class Dispatcher:
             any(published is not msg for _, _, published in ctx.publishes)
             or after.keys() != before.keys()
             or after["routing_metadata"] is not before["routing_metadata"]
-            or _nested(msg) != nested_before  # changed in place (another message would not get the change)
+            or (any(_nested(msg)) if nested_before is None else _nested(msg) != nested_before)  # changed in place
         ):
             return None
         changes = {name: value for name, value in after.items() if before[name] is not value}
