@@ -469,6 +469,26 @@ class Message(BaseModel, metaclass=_MessageMeta):
             present.difference_update(absent)
         return cls._assemble(payload, present, extra)
 
+    def trusted_copy(self, **fields: Any) -> Message:
+        """A copy of this (valid) message with some declared fields replaced, built without validating.
+
+        For generators stamping a validated template (a new id, the time now,
+        fresh metadata): each value must already be valid for its field, the
+        caller vouches for it (as for ``from_trusted_payload``). Replaced
+        fields count as set (they are in the payload); the others are shared
+        with this message (shallow), unknown fields copied (shallow).
+
+        Raises:
+            KeyError: a name is not a declared field.
+        """
+        declared = self.__dict__.copy()
+        for name in fields:
+            if name not in declared:
+                raise KeyError(f"{name!r} is not a declared field of {type(self).__name__}")
+        declared.update(fields)
+        extra = self.__pydantic_extra__
+        return self._assemble(declared, self.__pydantic_fields_set__ | fields.keys(), dict(extra) if extra else {})
+
     @classmethod
     def _assemble(cls, declared: dict[str, Any], present: set[str], extra: dict[str, Any]) -> Message:
         """A message whose ``__dict__`` is ``declared`` (every declared field), unchecked."""
