@@ -32,6 +32,7 @@ from pydantic import Field
 
 from actors.endpoint import ApplicationActor, EndpointConfig, TransportActor
 from actors.metrics import LatencyReservoir
+from actors.wire import to_wire
 from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage, message_from_dict, utcnow
 from ray_dispatch.core.stores.failures import Direction
 
@@ -94,8 +95,8 @@ class IdCounter:
 # -- the load transport -------------------------------------------------------------
 
 
-def build_templates(transport_name: str, config: Any, transport_type: str = "sms") -> list[TransportUserMessage]:
-    """Validate ``config.templates`` user messages once and return them (``stamped`` copies them per message).
+def template_messages(transport_name: str, config: Any, transport_type: str = "sms") -> list[TransportUserMessage]:
+    """Validate ``config.templates`` user messages once and return them (``stamped_message`` copies one per message).
 
     ``config`` has the ``LoadTransportConfig`` fields: users cycle through
     ``from_addr`` values, keywords (if any) through the first word.
@@ -118,13 +119,31 @@ def build_templates(transport_name: str, config: Any, transport_type: str = "sms
     return templates  # type: ignore[return-value]
 
 
-def stamped(template: TransportUserMessage, message_id: str) -> TransportUserMessage:
-    """A copy of validated ``template`` with ``message_id``, ``timestamp`` now and ``transport_metadata.sent_at`` now.
+def build_templates(transport_name: str, config: Any, transport_type: str = "sms") -> list[dict[str, Any]]:
+    """The wire payloads of ``template_messages`` (for code that ships payload dicts, as the raw-Ray baseline)."""
+    return [to_wire(message) for message in template_messages(transport_name, config, transport_type)]
 
-    Built without validating again (``Message.trusted_copy``: every new value
-    is of its field's type). The metadata dicts are fresh: messages pickled
-    in one batch that shared a dict would share it on arrival, and the
-    dispatcher counts hops in ``routing_metadata``.
+
+def stamped(template: dict[str, Any], message_id: str) -> dict[str, Any]:
+    """A copy of payload ``template`` with ``message_id``, ``timestamp`` now and ``transport_metadata.sent_at`` now.
+
+    The metadata dicts are copied too: payloads pickled in one batch that
+    shared a dict would share it on arrival, and the dispatcher counts hops
+    in ``routing_metadata``.
+    """
+    payload = dict(template)
+    payload["helper_metadata"] = dict(template["helper_metadata"])
+    payload["routing_metadata"] = dict(template["routing_metadata"])
+    payload["message_id"] = message_id
+    payload["timestamp"] = utcnow()
+    payload["transport_metadata"] = {SENT_AT: time.time()}
+    return payload
+
+
+def stamped_message(template: TransportUserMessage, message_id: str) -> TransportUserMessage:
+    """``stamped`` for a validated template message, built without validating again (``Message.trusted_copy``).
+
+    Every new value is of its field's type; the metadata dicts are fresh, as ``stamped``'s.
     """
     return template.trusted_copy(  # type: ignore[return-value]
         message_id=message_id,
@@ -182,7 +201,7 @@ class LoadTransport(TransportActor):
         self.stats: dict[str, Any] = self._empty_stats()
 
     def _build_templates(self) -> list[TransportUserMessage]:
-        return build_templates(self.endpoint_name, self.config, self.TRANSPORT_TYPE)
+        return template_messages(self.endpoint_name, self.config, self.TRANSPORT_TYPE)
 
     @staticmethod
     def _empty_stats() -> dict[str, Any]:
@@ -201,7 +220,7 @@ class LoadTransport(TransportActor):
 
     def _message(self, prefix: str, seq: int) -> TransportUserMessage:
         """Build message ``seq`` of a run from its template, stamped with the time now."""
-        return stamped(self._templates[seq % len(self._templates)], f"{prefix}-{seq}")
+        return stamped_message(self._templates[seq % len(self._templates)], f"{prefix}-{seq}")
 
     def _confirmed(self, future: asyncio.Future[Any]) -> None:
         """A link without ``publish`` confirmed (or failed) one generated message."""

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 import pytest
 
-from actors.loadgen import SENT_AT, LoadTransport
+from actors.loadgen import (
+    SENT_AT,
+    LoadTransport,
+    LoadTransportConfig,
+    build_templates,
+    stamped,
+    stamped_message,
+    template_messages,
+)
+from actors.wire import from_wire
 from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage, message_from_dict
 from tests.transports.conftest import RecordingLink
 
@@ -64,3 +73,17 @@ def test_a_trusted_copy_replaces_declared_fields_only() -> None:
     assert "other" not in message.extra_fields
     with pytest.raises(KeyError, match="'colour' is not a declared field of TransportUserMessage"):
         message.trusted_copy(colour="red")
+
+
+def test_a_stamped_template_message_is_what_the_payload_path_built() -> None:
+    config = LoadTransportConfig(templates=2, users=2, keywords=["alpha"])
+    payload, template = build_templates("load", config)[1], template_messages("load", config)[1]
+    before = from_wire(stamped(payload, "run-1"))  # how LoadTransport built messages before
+    after = stamped_message(template, "run-1")
+    fresh = ("timestamp", "transport_metadata")
+    assert {k: v for k, v in after.payload().items() if k not in fresh} == {
+        k: v for k, v in before.payload().items() if k not in fresh
+    }
+    assert list(after.payload()) == list(before.payload()) and after.content == "alpha hello from the load generator"
+    assert after.absent_keys() == before.absent_keys()  # the payload presence the fields set decides
+    assert list(after.transport_metadata) == list(before.transport_metadata) == [SENT_AT]
