@@ -141,8 +141,9 @@ class RayDispatcherLink:
     async def send(self, direction: Direction, message: Message) -> asyncio.Future[Any]:
         """Queue ``message`` for a dispatcher chosen by its user (``sticky_key``), after what was published before."""
         item, key = encode_item(direction, message), sticky_key(direction, message)
+        if self._open_items:
+            await self.flush()
         async with self._handover:
-            await self._hand_over_open()
             return await self.pool.send(item, key)
 
     async def publish(self, direction: Direction, message: Message, unsent: Unsent) -> None:
@@ -167,10 +168,23 @@ class RayDispatcherLink:
             await self.flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
-            self._track(asyncio.get_running_loop().create_task(self.flush()))
+            self._start_flush()
 
     async def flush(self) -> None:
-        """Hand the open batch to the pool now (waits while the dispatcher's queue is full)."""
+        """Hand the open batch to the pool now (waits while the dispatcher's queue is full).
+
+        The hand-over runs as its own task: a caller cancelled meanwhile
+        does not take the other publishers' messages of the batch with it.
+        """
+        await asyncio.shield(self._start_flush())
+
+    def _start_flush(self) -> asyncio.Task[None]:
+        """Start handing the open batch over, after any hand-over already under way (their order kept)."""
+        task = asyncio.get_running_loop().create_task(self._flush_in_turn())
+        self._track(task)
+        return task
+
+    async def _flush_in_turn(self) -> None:
         async with self._handover:
             await self._hand_over_open()
 
@@ -180,11 +194,20 @@ class RayDispatcherLink:
         return len(self._open_items) + sum(r.sender.pending for r in self.pool.replicas)
 
     async def drain(self, timeout: float | None = None) -> bool:
-        """Hand over the open batch, wait until the dispatchers confirmed everything, then report what failed."""
-        await self.flush()
-        drained = await self.pool.drain(timeout)
+        """Hand over the open batch, wait until the dispatchers confirmed everything, then report what failed.
+
+        Returns False when that took longer than ``timeout`` (nothing is dropped then).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        handed, _ = await asyncio.wait({self._start_flush()}, timeout=timeout)
+        if not handed:
+            return False
+        drained = await self.pool.drain(None if deadline is None else max(0.0, deadline - loop.time()))
         if self._settling:
-            await asyncio.wait(set(self._settling), timeout=timeout)
+            await asyncio.wait(
+                set(self._settling), timeout=None if deadline is None else max(0.0, deadline - loop.time())
+            )
         return drained
 
     async def close(self) -> None:
@@ -197,7 +220,7 @@ class RayDispatcherLink:
         await self.pool.close()
 
     async def _hand_over_open(self) -> None:
-        """Give the open batch to the pool as one chunk; watch its receipt. Call holding ``_handover``."""
+        """Give the open batch to the pool as one chunk; watch its receipt (``_flush_in_turn`` holds ``_handover``)."""
         self._flush_scheduled = False
         if not self._open_items:
             return

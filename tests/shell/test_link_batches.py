@@ -146,3 +146,31 @@ async def test_what_is_still_in_the_open_batch_when_the_link_closes_is_kept_as_u
     [record] = await app.undeliverable()
     assert record["message"]["content"] == "late" and "closed before handing it over" in record["reason"]
     assert dispatcher.calls == []
+
+
+async def test_a_publisher_cancelled_while_it_waits_for_room_loses_no_message_of_the_batch() -> None:
+    dispatcher = HeldDispatcher()
+    dispatcher.open.clear()
+    app = await attached_app(dispatcher, max_batch=5, max_queued=5, max_in_flight=1)
+
+    async def publish(first: int) -> None:
+        for index in range(first, first + 5):  # the fifth hands the batch over (max_batch) itself
+            await app.send_to("+27820001", f"m{index}", "sms")
+
+    async def settle() -> None:
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    await publish(0)
+    await settle()  # m0-m4 in flight (held): the only call allowed
+    await publish(5)
+    await settle()  # m5-m9 fill the queue
+    task = asyncio.get_running_loop().create_task(publish(10))
+    await settle()  # it holds m10-m14 and waits for room
+    assert not task.done()
+    task.cancel()
+    dispatcher.open.set()
+    assert await app._link.drain(10)  # type: ignore[union-attr]
+    assert dispatcher.received == [f"m{index}" for index in range(15)]  # the batch went on without its publisher
+    assert await app.undeliverable() == []
+    await app._link.close()  # type: ignore[union-attr]
