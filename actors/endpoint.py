@@ -156,9 +156,10 @@ class RayDispatcherLink:
         told about each of its messages no dispatcher took.
 
         Raises:
-            DeliveryError: the link is closed or no dispatcher is left (nothing is queued).
+            DeliveryError: the link is closed, or no dispatcher is left when a new batch
+                opens (nothing is queued); one lost later fails the batch in its receipt.
         """
-        if self._closed or not self.pool.replicas:
+        if self._closed or (not self._open_items and not self.pool.replicas):  # looked up once per batch
             why = "closed" if self._closed else "has no replicas to deliver to"
             raise DeliveryError(f"endpoint {self.name!r} {why}")
         self._open_items.append(encode_item(direction, message))  # a snapshot, as send's

@@ -482,9 +482,9 @@ class Message(BaseModel, metaclass=_MessageMeta):
             KeyError: a name is not a declared field.
         """
         declared = self.__dict__.copy()
-        for name in fields:
-            if name not in declared:
-                raise KeyError(f"{name!r} is not a declared field of {type(self).__name__}")
+        if not declared.keys() >= fields.keys():
+            name = next(name for name in fields if name not in declared)
+            raise KeyError(f"{name!r} is not a declared field of {type(self).__name__}")
         declared.update(fields)
         extra = self.__pydantic_extra__
         return self._assemble(declared, self.__pydantic_fields_set__ | fields.keys(), dict(extra) if extra else {})
