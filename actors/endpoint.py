@@ -2,7 +2,9 @@
 
 An endpoint is a plain class; the runtime makes it a Ray actor with
 ``ray.remote`` and the options its config gives. It talks to the
-dispatcher(s) through a ``DispatcherLink`` (batched, confirmed, retried), and
+dispatcher(s) through a ``DispatcherLink`` (batched, confirmed, retried;
+what it sends without waiting is confirmed per batch, with no future per
+message, and what no dispatcher took becomes an undeliverable record), and
 receives batches from the dispatcher in ``receive``, which drops duplicates by
 message id (bounded window) and runs the author's hooks in order.
 
