@@ -174,3 +174,23 @@ async def test_a_publisher_cancelled_while_it_waits_for_room_loses_no_message_of
     assert dispatcher.received == [f"m{index}" for index in range(15)]  # the batch went on without its publisher
     assert await app.undeliverable() == []
     await app._link.close()  # type: ignore[union-attr]
+
+
+async def test_drain_gives_up_at_its_timeout_while_the_batch_waits_for_room_and_drops_nothing() -> None:
+    dispatcher = HeldDispatcher()
+    dispatcher.open.clear()
+    app = await attached_app(dispatcher, max_batch=5, max_queued=5, max_in_flight=1)
+    publisher = asyncio.get_running_loop().create_task(_publish_range(app, 0, 12))
+    for _ in range(20):  # until m10-m11 wait for room: one call held (m0-m4), the queue full (m5-m9)
+        await asyncio.sleep(0)
+    assert await asyncio.wait_for(app._link.drain(0.05), 10) is False  # type: ignore[union-attr]
+    dispatcher.open.set()
+    await asyncio.wait_for(publisher, 10)
+    assert await app._link.drain(10)  # type: ignore[union-attr]
+    assert dispatcher.received == [f"m{index}" for index in range(12)]
+    await app._link.close()  # type: ignore[union-attr]
+
+
+async def _publish_range(app: ApplicationActor, first: int, end: int) -> None:
+    for index in range(first, end):
+        await app.send_to("+27820001", f"m{index}", "sms")
