@@ -2,7 +2,9 @@
 
 An endpoint is a plain class; the runtime makes it a Ray actor with
 ``ray.remote`` and the options its config gives. It talks to the
-dispatcher(s) through a ``DispatcherLink`` (batched, confirmed, retried), and
+dispatcher(s) through a ``DispatcherLink`` (batched, confirmed, retried;
+what it sends without waiting is confirmed per batch, with no future per
+message, and what no dispatcher took becomes an undeliverable record), and
 receives batches from the dispatcher in ``receive``, which drops duplicates by
 message id (bounded window) and runs the author's hooks in order.
 
@@ -38,6 +40,7 @@ from actors.sender import Order, SenderOptions
 from actors.wire import decode_batch, encode_item, message_key
 from ray_dispatch.core.errors import ConfigError, DeliveryError, InvalidMessage
 from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage, message_from_dict
+from ray_dispatch.core.receipts import BatchReceipt
 from ray_dispatch.core.router import format_validation_error
 from ray_dispatch.core.stores.failures import Direction, FailureRecord, json_safe
 
@@ -48,8 +51,17 @@ DEFAULT_UNDELIVERABLE_KEPT = 10_000
 """How many undeliverable messages an endpoint keeps (oldest forgotten first, counted)."""
 
 
+Unsent = Callable[[Direction, Message, BaseException], None]
+"""Told ``(direction, message, why)`` for each message published without waiting that no dispatcher took."""
+
+
 class DispatcherLink(Protocol):
-    """How an endpoint hands messages to the dispatcher(s)."""
+    """How an endpoint hands messages to the dispatcher(s).
+
+    A link may also have ``publish`` (see ``BatchingDispatcherLink``): then
+    what an endpoint sends without waiting goes through it, confirmed per
+    batch; a link without it gets every message through ``send``.
+    """
 
     async def send(self, direction: Direction, message: Message) -> asyncio.Future[Any]:
         """Queue ``message``; the future resolves when the dispatcher has routed it."""
@@ -59,6 +71,20 @@ class DispatcherLink(Protocol):
 
     async def close(self) -> None:
         """Stop sending."""
+
+
+class BatchingDispatcherLink(DispatcherLink, Protocol):
+    """A ``DispatcherLink`` that also takes messages nobody waits for into batches confirmed as a whole."""
+
+    async def publish(self, direction: Direction, message: Message, unsent: Unsent) -> None:
+        """Add ``message`` to the open batch (no future); ``unsent`` is told if no dispatcher takes it.
+
+        Waits while the link is full (backpressure). Keeps the order of
+        everything given to ``publish`` and ``send``; ``drain`` covers both.
+
+        Raises:
+            DeliveryError: no dispatcher can take messages now (nothing is queued).
+        """
 
 
 class RayDispatcherLink:
@@ -104,24 +130,127 @@ class RayDispatcherLink:
         self._handles = {f"dispatcher-{index}": handle for index, handle in enumerate(dispatchers)}
         self._pinging: dict[str, asyncio.Task[None]] = {}
         self._closed = False
+        self._handover = asyncio.Lock()  # batches and sends reach the pool in the order they were given
+        self._open_items: list[bytes] = []
+        self._open_keys: list[str | None] = []
+        self._open_sent: list[tuple[Direction, Message, Unsent]] = []
+        self._flush_scheduled = False
+        self._flushing: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Task[None]] = set()
         for replica_id, handle in self._handles.items():
             self.pool.add(replica_id, handle)
 
     async def send(self, direction: Direction, message: Message) -> asyncio.Future[Any]:
-        """Queue ``message`` for a dispatcher chosen by its user (``sticky_key``)."""
-        return await self.pool.send(encode_item(direction, message), sticky_key(direction, message))
+        """Queue ``message`` for a dispatcher chosen by its user (``sticky_key``), after what was published before."""
+        item, key = encode_item(direction, message), sticky_key(direction, message)
+        if self._open_items:
+            await self.flush()
+        async with self._handover:
+            return await self.pool.send(item, key)
+
+    async def publish(self, direction: Direction, message: Message, unsent: Unsent) -> None:
+        """Add ``message`` to the open batch; it is handed over as one chunk with one receipt (no future).
+
+        The batch goes to the pool once the event loop runs (at the latest
+        when the current ``receive`` returns) or, when it reaches
+        ``max_batch``, at once, the publisher waiting while the dispatcher's
+        queue is full (``max_queued``). When the batch settles, ``unsent`` is
+        told about each of its messages no dispatcher took.
+
+        Raises:
+            DeliveryError: the link is closed, or no dispatcher is left when a new batch
+                opens (nothing is queued); one lost later fails the batch in its receipt.
+        """
+        if self._closed or (not self._open_items and not self.pool.replicas):  # looked up once per batch
+            why = "closed" if self._closed else "has no replicas to deliver to"
+            raise DeliveryError(f"endpoint {self.name!r} {why}")
+        self._open_items.append(encode_item(direction, message))  # a snapshot, as send's
+        self._open_keys.append(sticky_key(direction, message))
+        self._open_sent.append((direction, message, unsent))
+        if len(self._open_items) >= self._options.max_batch:
+            await self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._start_flush()
+
+    async def flush(self) -> None:
+        """Hand the open batch to the pool now (waits while the dispatcher's queue is full).
+
+        The hand-over runs as its own task: a caller cancelled meanwhile
+        does not take the other publishers' messages of the batch with it.
+        """
+        await asyncio.shield(self._start_flush())
+
+    def _start_flush(self) -> asyncio.Task[None]:
+        """Start handing the open batch over, after any hand-over already under way (their order kept)."""
+        task = asyncio.get_running_loop().create_task(self._flush_in_turn())
+        self._track(task)
+        return task
+
+    async def _flush_in_turn(self) -> None:
+        async with self._handover:
+            await self._hand_over_open()
+
+    @property
+    def unconfirmed(self) -> int:
+        """Messages given to this link that no dispatcher confirmed or refused yet (open batch included)."""
+        return len(self._open_items) + sum(r.sender.pending for r in self.pool.replicas)
 
     async def drain(self, timeout: float | None = None) -> bool:
-        """Wait until the dispatchers confirmed everything sent."""
-        return await self.pool.drain(timeout)
+        """Hand over the open batch, wait until the dispatchers confirmed everything, then report what failed.
+
+        Returns False when that took longer than ``timeout`` (nothing is dropped then).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        handed, _ = await asyncio.wait({self._start_flush()}, timeout=timeout)
+        if not handed:
+            return False
+        drained = await self.pool.drain(None if deadline is None else max(0.0, deadline - loop.time()))
+        if self._settling:
+            await asyncio.wait(
+                set(self._settling), timeout=None if deadline is None else max(0.0, deadline - loop.time())
+            )
+        return drained
 
     async def close(self) -> None:
-        """Close the senders and stop pinging."""
+        """Close the senders and stop pinging; messages still in the open batch are unsent."""
         self._closed = True
+        self._fail_open(DeliveryError(f"{self.name!r} closed before handing it over"))
         for task in self._pinging.values():
             task.cancel()
         await asyncio.gather(*self._pinging.values(), return_exceptions=True)
         await self.pool.close()
+
+    async def _hand_over_open(self) -> None:
+        """Give the open batch to the pool as one chunk; watch its receipt (``_flush_in_turn`` holds ``_handover``)."""
+        self._flush_scheduled = False
+        if not self._open_items:
+            return
+        items, keys, sent = self._open_items, self._open_keys, self._open_sent
+        self._open_items, self._open_keys, self._open_sent = [], [], []
+        receipt = BatchReceipt()
+        for _ in sent:
+            receipt.add()
+        receipt.submitted = True
+        await self.pool.send_batch(items, keys, receipt)
+        if receipt.done:
+            _report_unsent(sent, receipt)
+        else:
+            self._track(asyncio.get_running_loop().create_task(_settle(sent, receipt)), settling=True)
+
+    def _fail_open(self, error: BaseException) -> None:
+        """Report every message of the open batch as unsent (the link is closing)."""
+        sent = self._open_sent
+        self._open_items, self._open_keys, self._open_sent = [], [], []
+        for direction, message, unsent in sent:
+            unsent(direction, message, error)
+
+    def _track(self, task: asyncio.Task[None], settling: bool = False) -> None:
+        """Keep a reference to ``task`` until it ends (the loop holds only weak ones)."""
+        tasks = self._settling if settling else self._flushing
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     def _lost(self, pool: str, replica_id: str, error: BaseException) -> None:
         if self._closed or replica_id in self._pinging:
@@ -151,6 +280,22 @@ class RayDispatcherLink:
                 except Exception:
                     log.exception("%s: handling the return of %s failed", self.name, replica_id)
             return
+
+
+async def _settle(sent: list[tuple[Direction, Message, Unsent]], receipt: BatchReceipt) -> None:
+    """Wait for a published batch's receipt, then report its messages no dispatcher took."""
+    await receipt
+    _report_unsent(sent, receipt)
+
+
+def _report_unsent(sent: list[tuple[Direction, Message, Unsent]], receipt: BatchReceipt) -> None:
+    """Tell each failed slot's ``unsent`` handler why its message was not taken (one look per batch)."""
+    if not receipt.failures:
+        return
+    for slot, (direction, message, unsent) in enumerate(sent):
+        error = receipt.failure(slot)
+        if error is not None:
+            unsent(direction, message, error)
 
 
 class EndpointConfig(BaseModel):
@@ -376,9 +521,24 @@ class EndpointActor:
     # -- sending to the dispatcher ------------------------------------------------
 
     async def _publish(self, direction: Direction, message: Message, wait: bool) -> Message:
-        if self._link is None:
+        """Hand ``message`` to the link: with ``wait`` until a dispatcher confirmed it, else into the open batch.
+
+        Without ``wait`` nobody is told if no dispatcher takes it, so it
+        becomes an undeliverable failure record (``_unsent``).
+
+        Raises:
+            RuntimeError: not attached to a dispatcher.
+            DeliveryError: no dispatcher can take it (or, with ``wait``, none took it).
+        """
+        link = self._link
+        if link is None:
             raise RuntimeError(f"{self.ROLE} {self.endpoint_name!r} is not attached to a dispatcher")
-        future = await self._link.send(direction, message)
+        publish = None if wait else getattr(link, "publish", None)
+        if publish is not None:  # confirmed per batch, no future per message
+            await publish(direction, message, self._unsent)
+            self.counters[f"{direction}_sent"] += 1
+            return message
+        future = await link.send(direction, message)
         self.counters[f"{direction}_sent"] += 1
         if wait:
             await future
@@ -387,13 +547,14 @@ class EndpointActor:
         return message
 
     def _keep_undeliverable(self, future: asyncio.Future[Any], direction: Direction, message: Message) -> None:
-        """Keep a message nobody waited for and no dispatcher took as a failure record (never only a log line)."""
+        """A link's future for a message nobody waited for settled: keep it if no dispatcher took it."""
         if future.cancelled():
-            error: BaseException = asyncio.CancelledError("the link was closed before a dispatcher took it")
-        elif future.exception() is None:
-            return
-        else:
-            error = future.exception()  # type: ignore[assignment]
+            self._unsent(direction, message, asyncio.CancelledError("the link was closed before a dispatcher took it"))
+        elif future.exception() is not None:
+            self._unsent(direction, message, future.exception())  # type: ignore[arg-type]
+
+    def _unsent(self, direction: Direction, message: Message, error: BaseException) -> None:
+        """Keep a message nobody waited for and no dispatcher took as a failure record (never only a log line)."""
         self.counters["send_failed"] += 1
         self._record_undeliverable(
             f"{self.ROLE} {self.endpoint_name!r} could not hand this {direction} message"

@@ -32,8 +32,9 @@ from pydantic import Field
 
 from actors.endpoint import ApplicationActor, EndpointConfig, TransportActor
 from actors.metrics import LatencyReservoir
-from actors.wire import from_wire, to_wire
-from ray_dispatch.core.message import TransportEvent, TransportUserMessage, message_from_dict, utcnow
+from actors.wire import to_wire
+from ray_dispatch.core.message import Message, TransportEvent, TransportUserMessage, message_from_dict, utcnow
+from ray_dispatch.core.stores.failures import Direction
 
 SENT_AT = "sent_at"
 """The ``transport_metadata`` key holding a message's send time (seconds since the epoch)."""
@@ -94,8 +95,8 @@ class IdCounter:
 # -- the load transport -------------------------------------------------------------
 
 
-def build_templates(transport_name: str, config: Any, transport_type: str = "sms") -> list[dict[str, Any]]:
-    """Validate ``config.templates`` user messages once and return their wire payloads.
+def template_messages(transport_name: str, config: Any, transport_type: str = "sms") -> list[TransportUserMessage]:
+    """Validate ``config.templates`` user messages once and return them (``stamped_message`` copies one per message).
 
     ``config`` has the ``LoadTransportConfig`` fields: users cycle through
     ``from_addr`` values, keywords (if any) through the first word.
@@ -114,12 +115,17 @@ def build_templates(transport_name: str, config: Any, transport_type: str = "sms
                 "routing_metadata": {},  # as a transport's message has it (Vumi's constructor adds it)
             }
         )
-        templates.append(to_wire(message))
-    return templates
+        templates.append(message)
+    return templates  # type: ignore[return-value]
+
+
+def build_templates(transport_name: str, config: Any, transport_type: str = "sms") -> list[dict[str, Any]]:
+    """The wire payloads of ``template_messages`` (for code that ships payload dicts, as the raw-Ray baseline)."""
+    return [to_wire(message) for message in template_messages(transport_name, config, transport_type)]
 
 
 def stamped(template: dict[str, Any], message_id: str) -> dict[str, Any]:
-    """A copy of ``template`` with ``message_id``, ``timestamp`` now and ``transport_metadata.sent_at`` now.
+    """A copy of payload ``template`` with ``message_id``, ``timestamp`` now and ``transport_metadata.sent_at`` now.
 
     The metadata dicts are copied too: payloads pickled in one batch that
     shared a dict would share it on arrival, and the dispatcher counts hops
@@ -132,6 +138,20 @@ def stamped(template: dict[str, Any], message_id: str) -> dict[str, Any]:
     payload["timestamp"] = utcnow()
     payload["transport_metadata"] = {SENT_AT: time.time()}
     return payload
+
+
+def stamped_message(template: TransportUserMessage, message_id: str) -> TransportUserMessage:
+    """``stamped`` for a validated template message, built without validating again (``Message.trusted_copy``).
+
+    Every new value is of its field's type; the metadata dicts are fresh, as ``stamped``'s.
+    """
+    return template.trusted_copy(  # type: ignore[return-value]
+        message_id=message_id,
+        timestamp=utcnow(),
+        helper_metadata={},
+        routing_metadata={},
+        transport_metadata={SENT_AT: time.time()},
+    )
 
 
 class LoadTransportConfig(EndpointConfig):
@@ -166,24 +186,22 @@ class LoadTransport(TransportActor):
     def __init__(self, endpoint_name: str, config: Any = None, **kw: Any) -> None:
         super().__init__(endpoint_name, config, **kw)
         self._templates = self._build_templates()
-        self._ack_template = to_wire(
-            message_from_dict(
-                {
-                    "message_type": "event",
-                    "event_type": "ack",
-                    "user_message_id": "template",
-                    "sent_message_id": "template",
-                    "transport_name": endpoint_name,
-                    "transport_type": self.TRANSPORT_TYPE,
-                }
-            )
+        self._ack_template = message_from_dict(
+            {
+                "message_type": "event",
+                "event_type": "ack",
+                "user_message_id": "template",
+                "sent_message_id": "template",
+                "transport_name": endpoint_name,
+                "transport_type": self.TRANSPORT_TYPE,
+            }
         )
         self._runs = 0
         self._task: asyncio.Task[dict[str, Any]] | None = None
         self.stats: dict[str, Any] = self._empty_stats()
 
-    def _build_templates(self) -> list[dict[str, Any]]:
-        return build_templates(self.endpoint_name, self.config, self.TRANSPORT_TYPE)
+    def _build_templates(self) -> list[TransportUserMessage]:
+        return template_messages(self.endpoint_name, self.config, self.TRANSPORT_TYPE)
 
     @staticmethod
     def _empty_stats() -> dict[str, Any]:
@@ -202,13 +220,18 @@ class LoadTransport(TransportActor):
 
     def _message(self, prefix: str, seq: int) -> TransportUserMessage:
         """Build message ``seq`` of a run from its template, stamped with the time now."""
-        return from_wire(stamped(self._templates[seq % len(self._templates)], f"{prefix}-{seq}"))  # type: ignore[return-value]
+        return stamped_message(self._templates[seq % len(self._templates)], f"{prefix}-{seq}")
 
     def _confirmed(self, future: asyncio.Future[Any]) -> None:
+        """A link without ``publish`` confirmed (or failed) one generated message."""
         if future.cancelled() or future.exception() is not None:
             self.stats["failed"] += 1
         else:
             self.stats["confirmed"] += 1
+
+    def _inbound_unsent(self, direction: Direction, message: Message, error: BaseException) -> None:
+        """The link's batch settled and no dispatcher took this generated message."""
+        self.stats["failed"] += 1
 
     async def generate(
         self,
@@ -250,6 +273,7 @@ class LoadTransport(TransportActor):
         deadline = started + duration if duration is not None else float("inf")
         interval = 1.0 / rate if rate else 0.0
         yield_every = self.config.yield_every
+        publish = getattr(link, "publish", None)  # confirmed per batch; else a future per message
         sent = 0
         while sent < limit:
             now = time.monotonic()
@@ -259,14 +283,20 @@ class LoadTransport(TransportActor):
                 due = started + sent * interval
                 if due - now > 0.0005:
                     await asyncio.sleep(due - now)
-            future = await link.send("inbound", self._message(prefix, sent))
-            future.add_done_callback(self._confirmed)
+            if publish is not None:
+                await publish("inbound", self._message(prefix, sent), self._inbound_unsent)
+            else:
+                future = await link.send("inbound", self._message(prefix, sent))
+                future.add_done_callback(self._confirmed)
             sent += 1
             stats["offered"] = sent
             if sent % yield_every == 0:  # paced too: a run behind schedule never sleeps above
                 await asyncio.sleep(0)
         send_elapsed = time.monotonic() - started
         stats["drained"] = await link.drain(drain_timeout)
+        if publish is not None:  # what did not fail is confirmed, once drained (else at most that)
+            unsettled = 0 if stats["drained"] else getattr(link, "unconfirmed", 0)
+            stats["confirmed"] = max(0, sent - stats["failed"] - unsettled)
         stats["elapsed"] = time.monotonic() - started
         stats["send_elapsed"] = send_elapsed
         stats["prefix"] = prefix
@@ -297,29 +327,48 @@ class LoadTransport(TransportActor):
         return await asyncio.wait_for(asyncio.shield(self._task), timeout)
 
     async def results(self) -> dict[str, Any]:
-        """Counters of the current or last run (see ``generate``)."""
-        return dict(self.stats)
+        """Counters of the current or last run (see ``generate``).
+
+        With a link that confirms per batch (``publish``) only failures are
+        told one by one: ``acks_confirmed`` is then the acks sent minus those
+        failed and minus everything the link still holds unconfirmed.
+        """
+        stats = dict(self.stats)
+        link = self._link
+        if link is not None and getattr(link, "publish", None) is not None:
+            unsettled = getattr(link, "unconfirmed", 0)
+            stats["acks_confirmed"] = max(0, stats["acks_sent"] - stats["acks_failed"] - unsettled)
+        return stats
 
     async def handle_outbound_message(self, message: TransportUserMessage) -> None:
         """Count ``message`` as sent to the outside world and, if configured, ack it."""
         self.stats["outbound_received"] += 1
         if not self.config.auto_ack or self._link is None:
             return
-        payload = dict(self._ack_template)
-        payload["helper_metadata"] = {}
-        payload["routing_metadata"] = {}
-        payload["event_id"] = f"ack-{message.message_id}"
-        payload["user_message_id"] = message.message_id
-        payload["sent_message_id"] = message.message_id
-        payload["timestamp"] = utcnow()
-        payload["transport_metadata"] = dict(message.transport_metadata)
-        future = await self._link.send("event", from_wire(payload))
+        ack = self._ack_template.trusted_copy(
+            event_id=f"ack-{message.message_id}",
+            user_message_id=message.message_id,
+            sent_message_id=message.message_id,
+            timestamp=utcnow(),
+            helper_metadata={},
+            routing_metadata={},
+            transport_metadata=dict(message.transport_metadata),
+        )
+        publish = getattr(self._link, "publish", None)
+        if publish is not None:  # confirmed per batch: only failures are told
+            await publish("event", ack, self._ack_unsent)
+            self.stats["acks_sent"] += 1
+            return
+        future = await self._link.send("event", ack)
         self.stats["acks_sent"] += 1
         future.add_done_callback(self._ack_confirmed)
 
     def _ack_confirmed(self, future: asyncio.Future[Any]) -> None:
         key = "acks_failed" if future.cancelled() or future.exception() is not None else "acks_confirmed"
         self.stats[key] += 1
+
+    def _ack_unsent(self, direction: Direction, message: Message, error: BaseException) -> None:
+        self.stats["acks_failed"] += 1
 
 
 # -- the sink application -------------------------------------------------------------

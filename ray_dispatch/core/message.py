@@ -30,8 +30,10 @@ from __future__ import annotations
 import copy as _copy
 import json
 import math
+import os
 import re
-import uuid
+import sys
+from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time
 from typing import Any, ClassVar, Final, Literal
@@ -50,13 +52,47 @@ DEFAULT_ENDPOINT_NAME = "default"
 _MISSING = object()
 
 
+if sys.version_info < (3, 12):
+    _naive_utc_now: Callable[[], datetime] = datetime.utcnow  # ~15x cheaper than now(UTC); deprecated from 3.12
+else:  # pragma: no cover - the project's interpreter is 3.11
+
+    def _naive_utc_now() -> datetime:
+        return datetime.now(UTC).replace(tzinfo=None)
+
+
 def utcnow() -> datetime:
     """Return the current UTC time as a naive datetime, as Vumi stores it."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    return _naive_utc_now()
 
 
-def _new_id() -> str:
-    return uuid.uuid4().hex
+_ID_BYTES_PER_REFILL = 16 * 256
+_VERSION_4 = bytes((value & 0x0F) | 0x40 for value in range(256))
+_VARIANT_RFC_4122 = bytes((value & 0x3F) | 0x80 for value in range(256))
+_fresh_ids: deque[str] = deque()
+os.register_at_fork(after_in_child=_fresh_ids.clear)  # a forked child must not hand out its parent's ids
+
+
+def _refill_ids() -> None:
+    """Turn one ``os.urandom`` read into 256 ids, each with uuid4's version and variant bits."""
+    raw = bytearray(os.urandom(_ID_BYTES_PER_REFILL))
+    raw[6::16] = raw[6::16].translate(_VERSION_4)
+    raw[8::16] = raw[8::16].translate(_VARIANT_RFC_4122)
+    text = raw.hex()
+    _fresh_ids.extend([text[start : start + 32] for start in range(0, len(text), 32)])
+
+
+def new_message_id() -> str:
+    """A new random id, shaped like ``uuid.uuid4().hex`` (32 lowercase hex digits, version 4).
+
+    The same randomness as ``uuid4`` (``os.urandom``), read 256 ids at a time:
+    ~0.1 µs per id instead of ~2. Safe across threads (``deque.popleft`` is
+    atomic) and forks (the child drops the ids its parent had read).
+    """
+    try:
+        return _fresh_ids.popleft()
+    except IndexError:
+        _refill_ids()
+        return _fresh_ids.popleft()
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -201,6 +237,16 @@ def clone_json(value: Any) -> Any:
     if kind is list:
         return [v if type(v) in _ATOMIC else clone_json(v) for v in value]
     return _copy.deepcopy(value)
+
+
+def _plain_json_copy(value: Any) -> dict[str, Any] | None:
+    """A deep copy of a metadata dict, or None unless it is a plain JSON-like dict (exact types)."""
+    if type(value) is not dict:
+        return None
+    if not value:
+        return {}
+    copied: dict[str, Any] = clone_json(value)
+    return copied if _plainly_json_like(copied) else None
 
 
 def _encode_default(value: Any) -> Any:
@@ -434,6 +480,26 @@ class Message(BaseModel, metaclass=_MessageMeta):
             where = f"field {name!r}: " if name else ""
             raise InvalidMessage(f"invalid {cls.KIND}: {where}{exc}") from None
 
+    def trusted_copy(self, **fields: Any) -> Message:
+        """A copy of this (valid) message with some declared fields replaced, built without validating.
+
+        For generators stamping a validated template (a new id, the time now,
+        fresh metadata): each value must already be valid for its field, the
+        caller vouches for it (as for ``from_trusted_payload``). Replaced
+        fields count as set (they are in the payload); the others are shared
+        with this message (shallow), unknown fields copied (shallow).
+
+        Raises:
+            KeyError: a name is not a declared field.
+        """
+        declared = self.__dict__.copy()
+        if not declared.keys() >= fields.keys():
+            name = next(name for name in fields if name not in declared)
+            raise KeyError(f"{name!r} is not a declared field of {type(self).__name__}")
+        declared.update(fields)
+        extra = self.__pydantic_extra__
+        return self._assemble(declared, self.__pydantic_fields_set__ | fields.keys(), dict(extra) if extra else {})
+
     @classmethod
     def _assemble(cls, declared: dict[str, Any], present: set[str], extra: dict[str, Any]) -> Message:
         """A message whose ``__dict__`` is ``declared`` (every declared field), unchecked."""
@@ -571,6 +637,13 @@ _REPLY_PROTECTED = (
 )
 
 
+_REPLY_FIELDS_SET: Final = frozenset(
+    {"content", "helper_metadata", "session_event", "in_reply_to", "transport_metadata", *_REPLY_PROTECTED}
+    | {"routing_metadata", "to_addr_type", "from_addr_type"}  # TransportUserMessage.CONSTRUCTOR_KEYS
+)
+"""The fields a reply built by the validated constructor has marked as set (so its payload has the same keys)."""
+
+
 class TransportUserMessage(Message):
     """A message from or to a user (Vumi's ``TransportUserMessage``).
 
@@ -589,7 +662,7 @@ class TransportUserMessage(Message):
     SESSION_CLOSE: ClassVar[str] = "close"
 
     message_type: Literal["user_message"] = "user_message"
-    message_id: str = Field(default_factory=_new_id)
+    message_id: str = Field(default_factory=new_message_id)
     to_addr: str | None
     from_addr: str | None
     transport_name: str | None
@@ -611,14 +684,28 @@ class TransportUserMessage(Message):
 
         Addresses are swapped, ``in_reply_to`` is this message's id, transport
         fields and ``helper_metadata`` are copied (deep), and the session is
-        closed when ``continue_session`` is False.
+        closed when ``continue_session`` is False. Built from this (valid)
+        message without validating it again when only ``content`` is new.
 
         Raises:
             TypeError: ``kw`` tries to override an address or transport field.
+            InvalidMessage: ``content`` is not a string or None, or an override in ``kw`` is invalid.
         """
         for name in _REPLY_PROTECTED:
             if name in kw:
                 raise TypeError(f"{name!r} may not be overridden.")
+        if not kw and (content is None or type(content) is str):
+            reply = self._assembled_reply(content, continue_session)
+            if reply is not None:
+                return reply
+        return self._validated_reply(content, continue_session, kw)
+
+    def _validated_reply(self, content: Any, continue_session: bool, kw: dict[str, Any]) -> TransportUserMessage:
+        """``reply``'s result through the validating constructor (overrides in ``kw``, unusual values).
+
+        Raises:
+            InvalidMessage: a field of the reply is invalid (``content`` not a string, a bad override).
+        """
         fields: dict[str, Any] = {
             "helper_metadata": clone_json(self.helper_metadata),
             "session_event": None if continue_session else self.SESSION_CLOSE,
@@ -635,6 +722,46 @@ class TransportUserMessage(Message):
         out = TransportUserMessage(content=content, **fields)
         out.set_routing_endpoint(self.get_routing_endpoint())
         return out
+
+    def _assembled_reply(self, content: str | None, continue_session: bool) -> TransportUserMessage | None:
+        """``reply``'s result built without pydantic, or None when a field would need validating.
+
+        Every field of the reply is checked as validation would (exact ``str``
+        or None; metadata plain JSON-like dicts); a value only pydantic can
+        judge (a ``str`` subclass, a tuple in metadata, a field someone set to
+        something odd) returns None and ``reply`` validates as usual.
+        """
+        to_addr, from_addr = self.from_addr, self.to_addr
+        group, provider, message_id = self.group, self.provider, self.message_id
+        transport_name, transport_type = self.transport_name, self.transport_type
+        for value in (to_addr, from_addr, group, provider, message_id, transport_name, transport_type):
+            if value is not None and type(value) is not str:
+                return None
+        helper_metadata = _plain_json_copy(self.helper_metadata)
+        transport_metadata = _plain_json_copy(self.transport_metadata)
+        if helper_metadata is None or transport_metadata is None:
+            return None
+        declared = {
+            "message_version": MESSAGE_VERSION,
+            "message_type": "user_message",
+            "timestamp": _naive_utc_now(),
+            "helper_metadata": helper_metadata,
+            "routing_metadata": {"endpoint_name": self.get_routing_endpoint()},
+            "transport_metadata": transport_metadata,
+            "message_id": new_message_id(),
+            "to_addr": to_addr,
+            "from_addr": from_addr,
+            "transport_name": transport_name,
+            "transport_type": transport_type,
+            "in_reply_to": message_id,
+            "session_event": None if continue_session else self.SESSION_CLOSE,
+            "content": content,
+            "group": group,
+            "provider": provider,
+            "to_addr_type": None,
+            "from_addr_type": None,
+        }
+        return TransportUserMessage._assemble(declared, set(_REPLY_FIELDS_SET), {})  # type: ignore[return-value]
 
     def reply_group(self, content: str | None, continue_session: bool = True, **kw: Any) -> TransportUserMessage:
         """Reply to the whole group: like ``reply`` but ``to_addr`` is None when there is a group.
@@ -669,7 +796,7 @@ class TransportEvent(Message):
     )
 
     message_type: Literal["event"] = "event"
-    event_id: str = Field(default_factory=_new_id)
+    event_id: str = Field(default_factory=new_message_id)
     user_message_id: str
     event_type: EventType
     transport_name: str | None = None
