@@ -208,9 +208,13 @@ def _count_hops(decoded: tuple[list[Received], list[Refused]], hops: int) -> tup
     """Add the envelope's ``hops`` to each decoded message's ``routing_metadata["hops"]`` (a new dict each)."""
     if hops:
         for _, message in decoded[0]:
-            metadata = message.routing_metadata
-            counted = metadata.get("hops", 0)
-            message.routing_metadata = {**metadata, "hops": (counted if isinstance(counted, int) else 0) + hops}
+            fields = message.__dict__  # as pydantic's setattr would, without its per-call cost
+            counted = fields["routing_metadata"].get("hops", 0)
+            fields["routing_metadata"] = {
+                **fields["routing_metadata"],
+                "hops": (counted if isinstance(counted, int) else 0) + hops,
+            }
+            message.__pydantic_fields_set__.add("routing_metadata")
     return decoded
 
 
