@@ -1,10 +1,17 @@
 """``DispatcherActor``: the core ``Dispatcher`` on Ray, forwarding by actor handle.
 
-Data path: endpoint actors send batches to ``receive(source, batch)``; the
-actor rebuilds each message, runs it through the core (middleware, router,
-return routes, failure records), and hands each routed copy to the replica
-pool of its destination endpoint, which batches, bounds, confirms and retries;
-the pool's confirmation is the copy's receipt. Once the whole batch is routed,
+Data path: endpoint actors send batches to ``receive(source, batch)``. A
+valid blob is cut into runs of one direction; a run the core can route
+without a message per item (``Dispatcher.route_whole``: one router decision
+for the run; ``route_grouped``: one per message, grouped by destination) is
+forwarded as it arrived: each item's bytes go to the replica pool of its
+destination untouched, one chunk per destination under one receipt. Any
+other run, and any batch with an item that does not decode, is rebuilt
+message by message and run through the core (middleware, router, return
+routes, failure records), each routed copy handed to its destination's pool.
+A pool batches, bounds, confirms and retries; its confirmation is the receipt.
+The hop count travels in the envelope of the dispatcher's calls
+(``receive(..., hops=1)``): the receiving endpoint adds it to each message. Once the whole batch is routed,
 the core settles it (``Dispatcher.settle``: counts what was confirmed, records
 what was refused), so ``receive`` returns only when every resulting delivery
 is confirmed or has become a failure record: a sender that got no answer
