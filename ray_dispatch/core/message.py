@@ -264,6 +264,13 @@ def _describe(error: ValidationError, kind: str) -> str:
     return f"invalid {kind}: " + "; ".join(parts)
 
 
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
 class _MessageMeta(ModelMetaclass):
     """Makes ``TransportUserMessage(...)`` raise ``InvalidMessage`` instead of pydantic's error.
 
@@ -503,11 +510,11 @@ class Message(BaseModel, metaclass=_MessageMeta):
     @classmethod
     def _assemble(cls, declared: dict[str, Any], present: set[str], extra: dict[str, Any]) -> Message:
         """A message whose ``__dict__`` is ``declared`` (every declared field), unchecked."""
-        msg = cls.__new__(cls)
-        object.__setattr__(msg, "__dict__", declared)
-        object.__setattr__(msg, "__pydantic_extra__", extra)
-        object.__setattr__(msg, "__pydantic_fields_set__", present)
-        object.__setattr__(msg, "__pydantic_private__", None)
+        msg = _new_object(cls)
+        _set_attribute(msg, "__dict__", declared)
+        _set_extra(msg, extra)  # pydantic's own slots, set through their descriptors (cheaper than setattr)
+        _set_fields_set(msg, present)
+        _set_private(msg, None)
         return msg
 
     # -- serialisation ------------------------------------------------------
@@ -546,13 +553,9 @@ class Message(BaseModel, metaclass=_MessageMeta):
 
     def copy(self) -> Message:  # type: ignore[override]
         """Return a deep, independent copy (mutating it never changes this one)."""
-        cls = type(self)
-        new = cls.__new__(cls)
-        object.__setattr__(new, "__dict__", clone_json(self.__dict__))
-        object.__setattr__(new, "__pydantic_extra__", clone_json(self.__pydantic_extra__))
-        object.__setattr__(new, "__pydantic_fields_set__", set(self.__pydantic_fields_set__))
-        object.__setattr__(new, "__pydantic_private__", None)
-        return new
+        return type(self)._assemble(
+            clone_json(self.__dict__), set(self.__pydantic_fields_set__), clone_json(self.__pydantic_extra__)
+        )
 
     # -- Vumi's dict interface ---------------------------------------------
 
