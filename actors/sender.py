@@ -6,9 +6,13 @@ message per call caps a hop at ~1k msg/s, while 100-1000 per call reach
 
 - sends at once when nothing is in flight to its destination (low latency);
 - while calls are in flight, coalesces messages into the next batch, up to
-  ``max_batch`` items or ``max_wait`` seconds after the oldest one queued;
+  ``max_batch`` items, ``max_batch_bytes`` bytes (so the blob stays inline in
+  Ray's call, see ``core.batching.RAY_INLINE_LIMIT``) or ``max_wait`` seconds
+  after the oldest one queued: batches grow with the load, to thousands;
 - keeps at most ``max_in_flight`` calls outstanding and ``max_queued`` items
-  waiting; ``send`` blocks beyond that (backpressure, bounded memory);
+  waiting, and no more items unconfirmed than ``max_backlog_seconds`` of the
+  rate its destination confirmed lately; ``send`` blocks beyond that
+  (backpressure: bounded memory, and bounded queueing delay under overload);
 - keeps every item until the receiver confirms it; a failed call is retried
   with backoff when the error is transient, handed to ``on_dead`` when the
   receiver is gone (or still unreachable after ``retry.max_attempts``), and failed
@@ -34,11 +38,31 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
+from ray_dispatch.core.batching import MIN_BACKLOG
 from ray_dispatch.core.batching import BatchingOptions as SenderOptions  # declared once, with the config
 from ray_dispatch.core.errors import DeliveryError
 from ray_dispatch.core.receipts import BatchReceipt
 
 ErrorKind = Literal["transient", "dead", "permanent"]
+
+RATE_WINDOW = 0.1
+"""Seconds of confirmations a sender counts for each sample of its destination's rate."""
+
+
+def _sizes(items: Sequence[Any]) -> list[int]:
+    """Each item's size for ``max_batch_bytes``: its ``len`` (an encoded item's bytes), 0 for one without."""
+    try:
+        return list(map(len, items))
+    except TypeError:
+        return [len(item) if hasattr(item, "__len__") else 0 for item in items]
+
+
+def size_of(items: Sequence[Any]) -> int:
+    """Bytes ``items`` hold for ``max_batch_bytes`` (the sum of ``_sizes``)."""
+    try:
+        return sum(map(len, items))
+    except TypeError:
+        return sum(_sizes(items))
 
 
 class Chunk:
@@ -51,9 +75,10 @@ class Chunk:
             on its own, ``BatchSender.send``) the future its sender awaits.
         slots: each item's slot in ``receipt``.
         queued_at: when the chunk was queued (``max_wait`` counts from the oldest).
+        nbytes: the items' size (``size_of``), counted once; computed when not given.
     """
 
-    __slots__ = ("items", "keys", "queued_at", "receipt", "settled", "slots")
+    __slots__ = ("items", "keys", "nbytes", "queued_at", "receipt", "settled", "slots")
 
     def __init__(
         self,
@@ -62,12 +87,14 @@ class Chunk:
         receipt: BatchReceipt | asyncio.Future[Any],
         slots: Sequence[int],
         queued_at: float,
+        nbytes: int | None = None,
     ) -> None:
         self.items = items
         self.keys = keys
         self.receipt = receipt
         self.slots = slots
         self.queued_at = queued_at
+        self.nbytes = size_of(items) if nbytes is None else nbytes
         self.settled = False
 
     def __len__(self) -> int:
@@ -75,11 +102,25 @@ class Chunk:
 
     def split(self, count: int) -> tuple[Chunk, Chunk]:
         """The first ``count`` items and the rest, as two chunks of the same receipt."""
-        keys = self.keys
-        head = Chunk(self.items[:count], None if keys is None else keys[:count], self.receipt, self.slots[:count], 0)
-        tail = Chunk(self.items[count:], None if keys is None else keys[count:], self.receipt, self.slots[count:], 0)
-        head.queued_at = tail.queued_at = self.queued_at
+        keys, items, slots, queued_at = self.keys, self.items, self.slots, self.queued_at
+        head_items = items[:count]
+        head_bytes = size_of(head_items)
+        head_keys, tail_keys = (None, None) if keys is None else (keys[:count], keys[count:])
+        head = Chunk(head_items, head_keys, self.receipt, slots[:count], queued_at, head_bytes)
+        tail = Chunk(items[count:], tail_keys, self.receipt, slots[count:], queued_at, self.nbytes - head_bytes)
         return head, tail
+
+    def fitting(self, max_items: int, max_bytes: int) -> int:
+        """How many of the first items fit in ``max_items`` items and ``max_bytes`` bytes."""
+        if len(self.items) <= max_items and self.nbytes <= max_bytes:
+            return len(self.items)
+        count = total = 0
+        for size in _sizes(self.items[:max_items]):
+            total += size
+            if total > max_bytes:
+                break
+            count += 1
+        return count
 
     def settle(self, error: BaseException | None = None, refused: Mapping[int, BaseException] | None = None) -> None:
         """Confirm the chunk's items, or fail them all with ``error``; ``refused`` (by position) fail alone. Once."""
@@ -164,6 +205,10 @@ class BatchSender:
         self._clock = clock
         self._queue: deque[Chunk] = deque()
         self._queued = 0  # items in _queue
+        self._queued_bytes = 0  # their size (``size_of``)
+        self._rate: float | None = None  # items/s the destination confirmed lately (None: not measured yet)
+        self._window_start = clock()
+        self._window_items = 0
         self._in_flight = 0
         self._seq = itertools.count()
         self._flying_seqs: set[int] = set()
@@ -197,6 +242,20 @@ class BatchSender:
         """Items waiting to be sent."""
         return self._queued
 
+    @property
+    def confirm_rate(self) -> float | None:
+        """Items per second the destination confirmed lately (a moving average); None until measured."""
+        return self._rate
+
+    @property
+    def backlog_limit(self) -> int | None:
+        """Most items ``send`` lets stay unconfirmed now: ``max_backlog_seconds`` of ``confirm_rate``
+        (at least ``MIN_BACKLOG``); None: no such limit (not configured, or no rate measured yet)."""
+        seconds = self.options.max_backlog_seconds
+        if seconds is None or self._rate is None:
+            return None
+        return max(MIN_BACKLOG, int(self._rate * seconds))
+
     async def send(self, item: Any, key: str | None = None) -> asyncio.Future[Any]:
         """Queue ``item``; return a future that resolves when the receiver confirms it.
 
@@ -223,10 +282,17 @@ class BatchSender:
         self.enqueue(chunk)
 
     async def wait_for_space(self) -> None:
-        """Return once fewer than ``max_queued`` items wait (or the sender is closed)."""
-        while self._queued >= self.options.max_queued and not self._closed:
+        """Return once fewer than ``max_queued`` items wait and fewer than ``backlog_limit``
+        are unconfirmed (or the sender is closed)."""
+        while not self._closed and self._full():
             self._space.clear()
             await self._space.wait()
+
+    def _full(self) -> bool:
+        if self._queued >= self.options.max_queued:
+            return True
+        limit = self.backlog_limit
+        return limit is not None and self._unconfirmed >= limit
 
     def enqueue(self, chunk: Chunk) -> None:
         """Queue a chunk at once, whatever the queue holds (used to hand items over between senders).
@@ -242,12 +308,18 @@ class BatchSender:
             return
         self._queue.append(chunk)
         self._queued += size
+        self._queued_bytes += chunk.nbytes
         self._unconfirmed += size
         self._idle.clear()
         if self._pump_task is None:
             self._pump_task = asyncio.get_running_loop().create_task(self._pump(), name=f"sender:{self.name}")
-        if self._queued == size or self._queued >= self.options.max_batch:
+        if self._queued == size or self._batch_ready():
             self._wake.set()
+
+    def _batch_ready(self) -> bool:
+        """A full batch waits: ``max_batch`` items or ``max_batch_bytes`` bytes."""
+        opts = self.options
+        return self._queued >= opts.max_batch or self._queued_bytes >= opts.max_batch_bytes
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait until every item sent so far is confirmed or failed; return False on timeout."""
@@ -279,6 +351,7 @@ class BatchSender:
         self._queue.clear()
         self._unconfirmed -= self._queued
         self._queued = 0
+        self._queued_bytes = 0
         self._space.set()
         self._check_idle()
         return chunks
@@ -292,7 +365,7 @@ class BatchSender:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self._in_flight and self._queued < opts.max_batch:
+            if self._in_flight and not self._batch_ready():
                 remaining = self._queue[0].queued_at + opts.max_wait - self._clock()
                 if remaining > 0:
                     self._wake.clear()
@@ -300,7 +373,7 @@ class BatchSender:
                         await asyncio.wait_for(self._wake.wait(), remaining)
                     if self._in_flight >= opts.max_in_flight or not self._queue:
                         continue
-            batch = self._take_batch(opts.max_batch)
+            batch = self._take_batch(opts.max_batch, opts.max_batch_bytes)
             if _batch_observer is not None:
                 _batch_observer(self.name, sum(len(chunk) for chunk in batch), self._queued)
             self._space.set()
@@ -309,23 +382,31 @@ class BatchSender:
             self._flights.add(task)
             task.add_done_callback(self._flights.discard)
 
-    def _take_batch(self, limit: int) -> list[Chunk]:
-        """Pop chunks from the queue up to ``limit`` items, splitting the last one if it is larger."""
+    def _take_batch(self, limit: int, byte_limit: int) -> list[Chunk]:
+        """Pop chunks from the queue up to ``limit`` items and ``byte_limit`` bytes, splitting the
+        last chunk where it stops fitting; an item larger than ``byte_limit`` goes alone."""
         batch: list[Chunk] = []
-        size = 0
+        size = nbytes = 0
         queue = self._queue
         while queue and size < limit:
             chunk = queue[0]
-            room = limit - size
-            if len(chunk.items) > room:
-                head, queue[0] = chunk.split(room)
-                batch.append(head)
-                size += room
-                break
-            queue.popleft()
+            fits = chunk.fitting(limit - size, byte_limit - nbytes)
+            if not fits:
+                if batch:
+                    break
+                fits = 1
+            whole = fits == len(chunk.items)
+            if whole:
+                queue.popleft()
+            else:
+                chunk, queue[0] = chunk.split(fits)
             batch.append(chunk)
-            size += len(chunk.items)
+            size += fits
+            nbytes += chunk.nbytes
+            if not whole:
+                break
         self._queued -= size
+        self._queued_bytes -= nbytes
         return batch
 
     async def _fly(self, batch: list[Chunk]) -> None:
@@ -363,13 +444,26 @@ class BatchSender:
                     return
                 self.sent_batches += 1
                 self.sent_items += len(items)
+                self._note_confirmed(len(items))
                 self._settle(batch, None, rejected or ())
                 return
         finally:
             self._flying_seqs.discard(seq)
             self._in_flight -= 1
             self._wake.set()
+            self._space.set()
             self._check_idle()
+
+    def _note_confirmed(self, count: int) -> None:
+        """Count ``count`` items confirmed; every ``RATE_WINDOW`` s, fold the rate seen into ``confirm_rate``."""
+        now = self._clock()
+        self._window_items += count
+        elapsed = now - self._window_start
+        if elapsed >= RATE_WINDOW:
+            sample = self._window_items / elapsed
+            self._rate = sample if self._rate is None else (self._rate + sample) / 2
+            self._window_start = now
+            self._window_items = 0
 
     def _settle(self, batch: list[Chunk], error: BaseException | None, rejected: Any = ()) -> None:
         """Settle each chunk of an answered (or failed) call; ``rejected`` holds (index in the call, reason)."""

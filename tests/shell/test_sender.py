@@ -6,8 +6,12 @@ import asyncio
 
 import pytest
 
+from actors.loadgen import LoadTransportConfig, build_templates, stamped
 from actors.sender import BatchSender, Chunk, EndpointRejected, SenderOptions
+from actors.wire import encode_batch, encode_item
+from ray_dispatch.core.batching import MIN_BACKLOG, RAY_INLINE_LIMIT, RAY_SYSTEM_CONFIG
 from ray_dispatch.core.errors import DeliveryError
+from ray_dispatch.core.message import message_from_dict
 from ray_dispatch.core.receipts import BatchReceipt
 
 
@@ -253,3 +257,123 @@ async def test_a_chunk_fills_the_queue_and_further_sends_wait() -> None:
     assert await sender.drain(1) and receipt.done
     assert [i for b in rx.batches for i in b] == [0, 1, 2, 3, 4, 5, 99]
     await sender.close()
+
+
+async def test_a_batch_stops_at_max_batch_bytes_and_an_oversized_item_goes_alone() -> None:
+    rx = Receiver()
+    rx.gate.clear()
+    sender = BatchSender("app", rx.call, SenderOptions(max_in_flight=1, max_wait=0, max_batch_bytes=10))
+    first = await sender.send(b"0000")
+    await asyncio.sleep(0)
+    rest = [await sender.send(item) for item in (b"1111", b"2222", b"3333", b"big-item-of-16-b", b"4444")]
+    rx.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *rest), 1)
+    assert rx.batches == [[b"0000"], [b"1111", b"2222"], [b"3333"], [b"big-item-of-16-b"], [b"4444"]]
+    await sender.close()
+
+
+async def test_a_chunk_is_split_where_its_bytes_stop_fitting() -> None:
+    rx = Receiver()
+    sender = BatchSender("app", rx.call, SenderOptions(max_in_flight=1, max_batch_bytes=7))
+    receipt = BatchReceipt()
+    for _ in range(5):
+        receipt.add()
+    await sender.send_chunk(Chunk([b"aaa", b"bbb", b"ccc", b"ddd", b"eee"], None, receipt, range(5), 0.0))
+    await asyncio.wait_for(receipt, 1)
+    assert rx.batches == [[b"aaa", b"bbb"], [b"ccc", b"ddd"], [b"eee"]]
+    assert sender.pending == 0 and sender.queued == 0
+    await sender.close()
+
+
+async def test_a_batch_full_by_bytes_goes_at_once_without_waiting_max_wait() -> None:
+    rx = Receiver()
+    rx.gate.clear()
+    sender = BatchSender("app", rx.call, SenderOptions(max_in_flight=2, max_wait=60, max_batch_bytes=8))
+    await sender.send(b"0000")
+    await asyncio.sleep(0)
+    await sender.send(b"1111")
+    await sender.send(b"2222")
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert rx.batches == [[b"0000"], [b"1111", b"2222"]], "8 bytes were queued: a full batch by max_batch_bytes"
+    rx.gate.set()
+    assert await sender.drain(1)
+    await sender.close()
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_send_blocks_once_the_backlog_holds_max_backlog_seconds_of_the_confirmed_rate() -> None:
+    rx = Receiver()
+    clock = FakeClock()
+    options = SenderOptions(max_backlog_seconds=1.0, max_queued=100_000, max_batch=1000, max_in_flight=1)
+    sender = BatchSender("app", rx.call, options, clock=clock)
+    assert sender.backlog_limit is None, "no rate measured yet: only max_queued bounds the backlog"
+    receipt = BatchReceipt()
+    for _ in range(600):
+        receipt.add()
+    clock.now = 2.0  # 600 items confirmed over 2 s: 300 items/s
+    await sender.send_chunk(Chunk(list(range(600)), None, receipt, range(600), 0.0))
+    await asyncio.wait_for(receipt, 1)
+    assert sender.confirm_rate == 300 and sender.backlog_limit == 300
+    rx.gate.clear()
+    futures = [await asyncio.wait_for(sender.send(i), 1) for i in range(300)]
+    blocked = asyncio.ensure_future(sender.send(999))
+    await asyncio.sleep(0.02)
+    assert not blocked.done() and sender.pending == 300, "one second of traffic is unconfirmed: send must wait"
+    rx.gate.set()
+    futures.append(await asyncio.wait_for(blocked, 1))
+    assert all(await asyncio.wait_for(asyncio.gather(*futures), 1))
+    await sender.close()
+
+
+async def test_a_slow_destination_still_gets_min_backlog_items_and_none_disables_the_limit() -> None:
+    rx = Receiver()
+    clock = FakeClock()
+    sender = BatchSender("app", rx.call, SenderOptions(max_backlog_seconds=0.5), clock=clock)
+    clock.now = 10.0  # one item in 10 s
+    assert await asyncio.wait_for(await sender.send("m"), 1)
+    assert sender.confirm_rate == 0.1 and sender.backlog_limit == MIN_BACKLOG
+    unlimited = BatchSender("app", rx.call, SenderOptions(max_backlog_seconds=None), clock=clock)
+    clock.now = 20.0
+    assert await asyncio.wait_for(await unlimited.send("m"), 1)
+    assert unlimited.confirm_rate is not None and unlimited.backlog_limit is None
+    await sender.close()
+    await unlimited.close()
+
+
+async def test_the_confirmed_rate_is_a_moving_average_of_windows() -> None:
+    rx = Receiver()
+    clock = FakeClock()
+    sender = BatchSender("app", rx.call, clock=clock)
+    clock.now = 1.0
+    await asyncio.wait_for(await sender.send("a"), 1)  # 1 item/s
+    clock.now = 1.0625  # inside the next window (RATE_WINDOW 0.1 s): counted, no new sample yet
+    await asyncio.wait_for(await sender.send("b"), 1)
+    assert sender.confirm_rate == 1.0
+    clock.now = 1.25  # 2 items in 0.25 s: 8 items/s, averaged with 1
+    await asyncio.wait_for(await sender.send("c"), 1)
+    assert sender.confirm_rate == 4.5
+    await sender.close()
+
+
+def test_by_default_a_full_batch_of_sms_fits_in_max_batch_bytes_and_its_blob_stays_inline() -> None:
+    """4000 SMS-sized messages (~182 bytes each) go in one call, and that call's blob is under Ray's inline limit."""
+    templates = build_templates("sms", LoadTransportConfig())
+    options = SenderOptions()
+    items = [
+        encode_item("inbound", message_from_dict(stamped(templates[i % len(templates)], f"sms-{i:06d}")))
+        for i in range(options.max_batch)
+    ]
+    chunk = Chunk(items, None, BatchReceipt(), range(len(items)), 0.0)
+    assert chunk.fitting(options.max_batch, options.max_batch_bytes) == options.max_batch
+    assert len(encode_batch(items)) <= options.max_batch_bytes + 5 < RAY_INLINE_LIMIT
+    assert RAY_SYSTEM_CONFIG == {"max_direct_call_object_size": RAY_INLINE_LIMIT}
