@@ -9,10 +9,10 @@ message per call caps a hop at ~1k msg/s, while 100-1000 per call reach
   ``max_batch`` items, ``max_batch_bytes`` bytes (so the blob stays inline in
   Ray's call, see ``core.batching.RAY_INLINE_LIMIT``) or ``max_wait`` seconds
   after the oldest one queued: batches grow with the load, to thousands;
-- keeps at most ``max_in_flight`` calls outstanding and ``max_queued`` items
-  waiting, and no more items unconfirmed than ``max_backlog_seconds`` of the
-  rate its destination confirmed lately; ``send`` blocks beyond that
-  (backpressure: bounded memory, and bounded queueing delay under overload);
+- keeps at most ``max_in_flight`` calls outstanding, carrying at most
+  ``max_in_flight_items`` items together (under saturation: fewer, larger
+  calls, and a bounded amount of traffic in flight), and ``max_queued`` items
+  waiting; ``send`` blocks beyond that (backpressure, bounded memory);
 - keeps every item until the receiver confirms it; a failed call is retried
   with backoff when the error is transient, handed to ``on_dead`` when the
   receiver is gone (or still unreachable after ``retry.max_attempts``), and failed
@@ -38,15 +38,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from ray_dispatch.core.batching import MIN_BACKLOG
 from ray_dispatch.core.batching import BatchingOptions as SenderOptions  # declared once, with the config
 from ray_dispatch.core.errors import DeliveryError
 from ray_dispatch.core.receipts import BatchReceipt
 
 ErrorKind = Literal["transient", "dead", "permanent"]
-
-RATE_WINDOW = 0.1
-"""Seconds of confirmations a sender counts for each sample of its destination's rate."""
 
 
 def _sizes(items: Sequence[Any]) -> list[int]:
@@ -206,10 +202,8 @@ class BatchSender:
         self._queue: deque[Chunk] = deque()
         self._queued = 0  # items in _queue
         self._queued_bytes = 0  # their size (``size_of``)
-        self._rate: float | None = None  # items/s the destination confirmed lately (None: not measured yet)
-        self._window_start = clock()
-        self._window_items = 0
         self._in_flight = 0
+        self._items_in_flight = 0
         self._seq = itertools.count()
         self._flying_seqs: set[int] = set()
         self._unconfirmed = 0
@@ -242,20 +236,6 @@ class BatchSender:
         """Items waiting to be sent."""
         return self._queued
 
-    @property
-    def confirm_rate(self) -> float | None:
-        """Items per second the destination confirmed lately (a moving average); None until measured."""
-        return self._rate
-
-    @property
-    def backlog_limit(self) -> int | None:
-        """Most items ``send`` lets stay unconfirmed now: ``max_backlog_seconds`` of ``confirm_rate``
-        (at least ``MIN_BACKLOG``); None: no such limit (not configured, or no rate measured yet)."""
-        seconds = self.options.max_backlog_seconds
-        if seconds is None or self._rate is None:
-            return None
-        return max(MIN_BACKLOG, int(self._rate * seconds))
-
     async def send(self, item: Any, key: str | None = None) -> asyncio.Future[Any]:
         """Queue ``item``; return a future that resolves when the receiver confirms it.
 
@@ -282,17 +262,10 @@ class BatchSender:
         self.enqueue(chunk)
 
     async def wait_for_space(self) -> None:
-        """Return once fewer than ``max_queued`` items wait and fewer than ``backlog_limit``
-        are unconfirmed (or the sender is closed)."""
-        while not self._closed and self._full():
+        """Return once fewer than ``max_queued`` items wait (or the sender is closed)."""
+        while self._queued >= self.options.max_queued and not self._closed:
             self._space.clear()
             await self._space.wait()
-
-    def _full(self) -> bool:
-        if self._queued >= self.options.max_queued:
-            return True
-        limit = self.backlog_limit
-        return limit is not None and self._unconfirmed >= limit
 
     def enqueue(self, chunk: Chunk) -> None:
         """Queue a chunk at once, whatever the queue holds (used to hand items over between senders).
@@ -373,11 +346,17 @@ class BatchSender:
                         await asyncio.wait_for(self._wake.wait(), remaining)
                     if self._in_flight >= opts.max_in_flight or not self._queue:
                         continue
-            batch = self._take_batch(opts.max_batch, opts.max_batch_bytes)
+            room = opts.max_in_flight_items - self._items_in_flight
+            if room <= 0:  # the calls in flight carry enough: the next goes when one returns
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = self._take_batch(min(opts.max_batch, room), opts.max_batch_bytes)
             if _batch_observer is not None:
                 _batch_observer(self.name, sum(len(chunk) for chunk in batch), self._queued)
             self._space.set()
             self._in_flight += 1
+            self._items_in_flight += sum(len(chunk) for chunk in batch)
             task = asyncio.get_running_loop().create_task(self._fly(batch))
             self._flights.add(task)
             task.add_done_callback(self._flights.discard)
@@ -444,26 +423,14 @@ class BatchSender:
                     return
                 self.sent_batches += 1
                 self.sent_items += len(items)
-                self._note_confirmed(len(items))
                 self._settle(batch, None, rejected or ())
                 return
         finally:
             self._flying_seqs.discard(seq)
             self._in_flight -= 1
+            self._items_in_flight -= len(items)
             self._wake.set()
-            self._space.set()
             self._check_idle()
-
-    def _note_confirmed(self, count: int) -> None:
-        """Count ``count`` items confirmed; every ``RATE_WINDOW`` s, fold the rate seen into ``confirm_rate``."""
-        now = self._clock()
-        self._window_items += count
-        elapsed = now - self._window_start
-        if elapsed >= RATE_WINDOW:
-            sample = self._window_items / elapsed
-            self._rate = sample if self._rate is None else (self._rate + sample) / 2
-            self._window_start = now
-            self._window_items = 0
 
     def _settle(self, batch: list[Chunk], error: BaseException | None, rejected: Any = ()) -> None:
         """Settle each chunk of an answered (or failed) call; ``rejected`` holds (index in the call, reason)."""

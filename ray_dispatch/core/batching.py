@@ -31,9 +31,6 @@ RAY_SYSTEM_CONFIG: dict[str, int] = {"max_direct_call_object_size": RAY_INLINE_L
 BLOB_HEADROOM = 4096
 """Bytes kept free under ``RAY_INLINE_LIMIT`` for the blob's msgpack header and Ray's own framing of the argument."""
 
-MIN_BACKLOG = 256
-"""Items a sender may always keep unconfirmed, whatever its measured rate (so it can ramp up after a quiet spell)."""
-
 SENDER_RETRY = RetryPolicy(initial_delay=0.05, max_delay=2.0, max_attempts=8)
 """A sender's retries unless ``batching: {retry: ...}`` says otherwise (about 5 s of waiting in all)."""
 
@@ -58,13 +55,13 @@ class BatchingOptions(BaseModel):
             runs with the recommended setting.
         max_wait: seconds an item may wait to be coalesced while a call is in flight.
         max_in_flight: most outstanding calls.
+        max_in_flight_items: most items those calls carry together (a call
+            waits for room). Under saturation the queue holds ``max_queued``
+            items, so a sender makes fewer, larger calls (2 of 2000 rather
+            than 4 of 1000 with the defaults) instead of putting more traffic
+            in flight: the batch grows with the load while the delay a
+            message queues for stays bounded.
         max_queued: most items waiting to be sent; ``send`` blocks beyond it.
-        max_backlog_seconds: ``send`` also blocks while the items queued or in
-            flight exceed this many seconds of traffic at the rate the
-            destination confirmed lately (never fewer than ``MIN_BACKLOG``
-            items): under overload a sender pushes back instead of queueing
-            seconds of traffic, while a fast destination still gets batches of
-            thousands. None: only ``max_queued`` bounds the backlog.
         retry: tries per batch for transient errors and the waits between them
             (``RetryPolicy``; default 8 tries, 0.05 s doubling up to 2 s). The
             old flat keys ``max_attempts``, ``backoff`` and ``backoff_max`` still
@@ -77,8 +74,8 @@ class BatchingOptions(BaseModel):
     max_batch_bytes: int = Field(RAY_INLINE_LIMIT - BLOB_HEADROOM, ge=1)
     max_wait: float = Field(0.002, ge=0)
     max_in_flight: int = Field(4, ge=1)
-    max_queued: int = Field(4_000, ge=1)
-    max_backlog_seconds: float | None = Field(0.25, gt=0)
+    max_in_flight_items: int = Field(4_000, ge=1)
+    max_queued: int = Field(2_000, ge=1)
     retry: RetryPolicy = SENDER_RETRY
 
     @model_validator(mode="before")

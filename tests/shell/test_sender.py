@@ -9,7 +9,7 @@ import pytest
 from actors.loadgen import LoadTransportConfig, build_templates, stamped
 from actors.sender import BatchSender, Chunk, EndpointRejected, SenderOptions
 from actors.wire import encode_batch, encode_item
-from ray_dispatch.core.batching import MIN_BACKLOG, RAY_INLINE_LIMIT, RAY_SYSTEM_CONFIG
+from ray_dispatch.core.batching import RAY_INLINE_LIMIT, RAY_SYSTEM_CONFIG
 from ray_dispatch.core.errors import DeliveryError
 from ray_dispatch.core.message import message_from_dict
 from ray_dispatch.core.receipts import BatchReceipt
@@ -301,67 +301,25 @@ async def test_a_batch_full_by_bytes_goes_at_once_without_waiting_max_wait() -> 
     await sender.close()
 
 
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def test_send_blocks_once_the_backlog_holds_max_backlog_seconds_of_the_confirmed_rate() -> None:
+async def test_calls_in_flight_carry_at_most_max_in_flight_items_so_saturation_makes_fewer_larger_calls() -> None:
     rx = Receiver()
-    clock = FakeClock()
-    options = SenderOptions(max_backlog_seconds=1.0, max_queued=100_000, max_batch=1000, max_in_flight=1)
-    sender = BatchSender("app", rx.call, options, clock=clock)
-    assert sender.backlog_limit is None, "no rate measured yet: only max_queued bounds the backlog"
-    receipt = BatchReceipt()
-    for _ in range(600):
-        receipt.add()
-    clock.now = 2.0  # 600 items confirmed over 2 s: 300 items/s
-    await sender.send_chunk(Chunk(list(range(600)), None, receipt, range(600), 0.0))
-    await asyncio.wait_for(receipt, 1)
-    assert sender.confirm_rate == 300 and sender.backlog_limit == 300
     rx.gate.clear()
-    futures = [await asyncio.wait_for(sender.send(i), 1) for i in range(300)]
-    blocked = asyncio.ensure_future(sender.send(999))
-    await asyncio.sleep(0.02)
-    assert not blocked.done() and sender.pending == 300, "one second of traffic is unconfirmed: send must wait"
+    options = SenderOptions(max_in_flight=4, max_in_flight_items=10, max_batch=6, max_wait=0)
+    sender = BatchSender("app", rx.call, options)
+    first = await sender.send(-1)  # nothing in flight: goes at once, alone
+    await asyncio.sleep(0)
+    receipt = BatchReceipt()
+    for _ in range(20):
+        receipt.add()
+    await sender.send_chunk(Chunk(list(range(20)), None, receipt, range(20), 0.0))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert rx.batches == [[-1], [0, 1, 2, 3, 4, 5], [6, 7, 8]], "10 items in flight, in 3 of the 4 calls allowed"
+    assert sender.in_flight == 3 and sender.queued == 11
     rx.gate.set()
-    futures.append(await asyncio.wait_for(blocked, 1))
-    assert all(await asyncio.wait_for(asyncio.gather(*futures), 1))
-    await sender.close()
-
-
-async def test_a_slow_destination_still_gets_min_backlog_items_and_none_disables_the_limit() -> None:
-    rx = Receiver()
-    clock = FakeClock()
-    sender = BatchSender("app", rx.call, SenderOptions(max_backlog_seconds=0.5), clock=clock)
-    clock.now = 10.0  # one item in 10 s
-    assert await asyncio.wait_for(await sender.send("m"), 1)
-    assert sender.confirm_rate == 0.1 and sender.backlog_limit == MIN_BACKLOG
-    unlimited = BatchSender("app", rx.call, SenderOptions(max_backlog_seconds=None), clock=clock)
-    clock.now = 20.0
-    assert await asyncio.wait_for(await unlimited.send("m"), 1)
-    assert unlimited.confirm_rate is not None and unlimited.backlog_limit is None
-    await sender.close()
-    await unlimited.close()
-
-
-async def test_the_confirmed_rate_is_a_moving_average_of_windows() -> None:
-    rx = Receiver()
-    clock = FakeClock()
-    sender = BatchSender("app", rx.call, clock=clock)
-    clock.now = 1.0
-    await asyncio.wait_for(await sender.send("a"), 1)  # 1 item/s
-    clock.now = 1.0625  # inside the next window (RATE_WINDOW 0.1 s): counted, no new sample yet
-    await asyncio.wait_for(await sender.send("b"), 1)
-    assert sender.confirm_rate == 1.0
-    clock.now = 1.25  # 2 items in 0.25 s: 8 items/s, averaged with 1
-    await asyncio.wait_for(await sender.send("c"), 1)
-    assert sender.confirm_rate == 4.5
+    await asyncio.wait_for(asyncio.gather(first, receipt), 1)
+    assert [i for batch in rx.batches[1:] for i in batch] == list(range(20))
+    assert all(len(batch) <= 6 for batch in rx.batches) and sender.pending == 0
     await sender.close()
 
 
