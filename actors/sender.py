@@ -6,8 +6,12 @@ message per call caps a hop at ~1k msg/s, while 100-1000 per call reach
 
 - sends at once when nothing is in flight to its destination (low latency);
 - while calls are in flight, coalesces messages into the next batch, up to
-  ``max_batch`` items or ``max_wait`` seconds after the oldest one queued;
-- keeps at most ``max_in_flight`` calls outstanding and ``max_queued`` items
+  ``max_batch`` items, ``max_batch_bytes`` bytes (so the blob stays inline in
+  Ray's call, see ``core.batching.RAY_INLINE_LIMIT``) or ``max_wait`` seconds
+  after the oldest one queued: batches grow with the load, to thousands;
+- keeps at most ``max_in_flight`` calls outstanding, carrying at most
+  ``max_in_flight_items`` items together (under saturation: fewer, larger
+  calls, and a bounded amount of traffic in flight), and ``max_queued`` items
   waiting; ``send`` blocks beyond that (backpressure, bounded memory);
 - keeps every item until the receiver confirms it; a failed call is retried
   with backoff when the error is transient, handed to ``on_dead`` when the
@@ -41,6 +45,22 @@ from ray_dispatch.core.receipts import BatchReceipt
 ErrorKind = Literal["transient", "dead", "permanent"]
 
 
+def _sizes(items: Sequence[Any]) -> list[int]:
+    """Each item's size for ``max_batch_bytes``: its ``len`` (an encoded item's bytes), 0 for one without."""
+    try:
+        return list(map(len, items))
+    except TypeError:
+        return [len(item) if hasattr(item, "__len__") else 0 for item in items]
+
+
+def size_of(items: Sequence[Any]) -> int:
+    """Bytes ``items`` hold for ``max_batch_bytes`` (the sum of ``_sizes``)."""
+    try:
+        return sum(map(len, items))
+    except TypeError:
+        return sum(_sizes(items))
+
+
 class Chunk:
     """Items queued together for one destination and confirmed together (one receipt, not one future each).
 
@@ -51,9 +71,10 @@ class Chunk:
             on its own, ``BatchSender.send``) the future its sender awaits.
         slots: each item's slot in ``receipt``.
         queued_at: when the chunk was queued (``max_wait`` counts from the oldest).
+        nbytes: the items' size (``size_of``), counted once; computed when not given.
     """
 
-    __slots__ = ("items", "keys", "queued_at", "receipt", "settled", "slots")
+    __slots__ = ("items", "keys", "nbytes", "queued_at", "receipt", "settled", "slots")
 
     def __init__(
         self,
@@ -62,12 +83,14 @@ class Chunk:
         receipt: BatchReceipt | asyncio.Future[Any],
         slots: Sequence[int],
         queued_at: float,
+        nbytes: int | None = None,
     ) -> None:
         self.items = items
         self.keys = keys
         self.receipt = receipt
         self.slots = slots
         self.queued_at = queued_at
+        self.nbytes = size_of(items) if nbytes is None else nbytes
         self.settled = False
 
     def __len__(self) -> int:
@@ -75,11 +98,25 @@ class Chunk:
 
     def split(self, count: int) -> tuple[Chunk, Chunk]:
         """The first ``count`` items and the rest, as two chunks of the same receipt."""
-        keys = self.keys
-        head = Chunk(self.items[:count], None if keys is None else keys[:count], self.receipt, self.slots[:count], 0)
-        tail = Chunk(self.items[count:], None if keys is None else keys[count:], self.receipt, self.slots[count:], 0)
-        head.queued_at = tail.queued_at = self.queued_at
+        keys, items, slots, queued_at = self.keys, self.items, self.slots, self.queued_at
+        head_items = items[:count]
+        head_bytes = size_of(head_items)
+        head_keys, tail_keys = (None, None) if keys is None else (keys[:count], keys[count:])
+        head = Chunk(head_items, head_keys, self.receipt, slots[:count], queued_at, head_bytes)
+        tail = Chunk(items[count:], tail_keys, self.receipt, slots[count:], queued_at, self.nbytes - head_bytes)
         return head, tail
+
+    def fitting(self, max_items: int, max_bytes: int) -> int:
+        """How many of the first items fit in ``max_items`` items and ``max_bytes`` bytes."""
+        if len(self.items) <= max_items and self.nbytes <= max_bytes:
+            return len(self.items)
+        count = total = 0
+        for size in _sizes(self.items[:max_items]):
+            total += size
+            if total > max_bytes:
+                break
+            count += 1
+        return count
 
     def settle(self, error: BaseException | None = None, refused: Mapping[int, BaseException] | None = None) -> None:
         """Confirm the chunk's items, or fail them all with ``error``; ``refused`` (by position) fail alone. Once."""
@@ -164,7 +201,9 @@ class BatchSender:
         self._clock = clock
         self._queue: deque[Chunk] = deque()
         self._queued = 0  # items in _queue
+        self._queued_bytes = 0  # their size (``size_of``)
         self._in_flight = 0
+        self._items_in_flight = 0
         self._seq = itertools.count()
         self._flying_seqs: set[int] = set()
         self._unconfirmed = 0
@@ -242,12 +281,18 @@ class BatchSender:
             return
         self._queue.append(chunk)
         self._queued += size
+        self._queued_bytes += chunk.nbytes
         self._unconfirmed += size
         self._idle.clear()
         if self._pump_task is None:
             self._pump_task = asyncio.get_running_loop().create_task(self._pump(), name=f"sender:{self.name}")
-        if self._queued == size or self._queued >= self.options.max_batch:
+        if self._queued == size or self._batch_ready():
             self._wake.set()
+
+    def _batch_ready(self) -> bool:
+        """A full batch waits: ``max_batch`` items or ``max_batch_bytes`` bytes."""
+        opts = self.options
+        return self._queued >= opts.max_batch or self._queued_bytes >= opts.max_batch_bytes
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait until every item sent so far is confirmed or failed; return False on timeout."""
@@ -279,6 +324,7 @@ class BatchSender:
         self._queue.clear()
         self._unconfirmed -= self._queued
         self._queued = 0
+        self._queued_bytes = 0
         self._space.set()
         self._check_idle()
         return chunks
@@ -292,7 +338,7 @@ class BatchSender:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self._in_flight and self._queued < opts.max_batch:
+            if self._in_flight and not self._batch_ready():
                 remaining = self._queue[0].queued_at + opts.max_wait - self._clock()
                 if remaining > 0:
                     self._wake.clear()
@@ -300,32 +346,46 @@ class BatchSender:
                         await asyncio.wait_for(self._wake.wait(), remaining)
                     if self._in_flight >= opts.max_in_flight or not self._queue:
                         continue
-            batch = self._take_batch(opts.max_batch)
+            room = opts.max_in_flight_items - self._items_in_flight
+            if room <= 0:  # the calls in flight carry enough: the next goes when one returns
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = self._take_batch(min(opts.max_batch, room), opts.max_batch_bytes)
             if _batch_observer is not None:
                 _batch_observer(self.name, sum(len(chunk) for chunk in batch), self._queued)
             self._space.set()
             self._in_flight += 1
+            self._items_in_flight += sum(len(chunk) for chunk in batch)
             task = asyncio.get_running_loop().create_task(self._fly(batch))
             self._flights.add(task)
             task.add_done_callback(self._flights.discard)
 
-    def _take_batch(self, limit: int) -> list[Chunk]:
-        """Pop chunks from the queue up to ``limit`` items, splitting the last one if it is larger."""
+    def _take_batch(self, limit: int, byte_limit: int) -> list[Chunk]:
+        """Pop chunks from the queue up to ``limit`` items and ``byte_limit`` bytes, splitting the
+        last chunk where it stops fitting; an item larger than ``byte_limit`` goes alone."""
         batch: list[Chunk] = []
-        size = 0
+        size = nbytes = 0
         queue = self._queue
         while queue and size < limit:
             chunk = queue[0]
-            room = limit - size
-            if len(chunk.items) > room:
-                head, queue[0] = chunk.split(room)
-                batch.append(head)
-                size += room
-                break
-            queue.popleft()
+            fits = chunk.fitting(limit - size, byte_limit - nbytes)
+            if not fits:
+                if batch:
+                    break
+                fits = 1
+            whole = fits == len(chunk.items)
+            if whole:
+                queue.popleft()
+            else:
+                chunk, queue[0] = chunk.split(fits)
             batch.append(chunk)
-            size += len(chunk.items)
+            size += fits
+            nbytes += chunk.nbytes
+            if not whole:
+                break
         self._queued -= size
+        self._queued_bytes -= nbytes
         return batch
 
     async def _fly(self, batch: list[Chunk]) -> None:
@@ -368,6 +428,7 @@ class BatchSender:
         finally:
             self._flying_seqs.discard(seq)
             self._in_flight -= 1
+            self._items_in_flight -= len(items)
             self._wake.set()
             self._check_idle()
 

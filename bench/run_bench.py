@@ -1,7 +1,8 @@
 """``ray-dispatch bench``: throughput, latency and overload, side by side with raw Ray.
 
 Every scenario runs in one process on one Ray instance (started with
-``num_cpus=2`` and no dashboard unless this process is already connected),
+``num_cpus=2``, no dashboard and ``core.batching.RAY_SYSTEM_CONFIG`` unless
+this process is already connected),
 because the machine is shared and noisy: only numbers from the same run
 compare. The result is one JSON object.
 
@@ -74,6 +75,7 @@ from actors.metrics import LatencyReservoir
 from bench.procstat import CpuMeter
 from bench.scale_model import scale_out_model
 from ray_dispatch.api import Deployment, deploy
+from ray_dispatch.core.batching import RAY_SYSTEM_CONFIG
 
 NAMESPACE = "ray_dispatch_bench"
 IN_FLIGHT = 4  # SenderOptions.max_in_flight's default: the dispatcher's senders keep this many calls outstanding
@@ -760,7 +762,13 @@ def machine_info() -> dict[str, Any]:
 def run_bench(sizes: BenchSizes, *, quick: bool = False) -> dict[str, Any]:
     """Run every scenario on the connected (or a new local) Ray instance; return the JSON object."""
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, namespace=NAMESPACE, log_to_driver=False)
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            namespace=NAMESPACE,
+            log_to_driver=False,
+            _system_config=dict(RAY_SYSTEM_CONFIG),  # as ray_dispatch's own local Ray and cluster.yaml
+        )
     started = time.monotonic()
     machine = machine_info()
     baseline = _step("a baseline", run_baseline, sizes)

@@ -36,6 +36,7 @@ from actors.endpoint import EndpointActor
 from actors.history import find_history
 from actors.naming import console_actor_name, dispatcher_actor_name, dispatcher_names, endpoint_actor_name, replica_ids
 from ray_dispatch import reconfigure
+from ray_dispatch.core.batching import RAY_SYSTEM_CONFIG
 from ray_dispatch.core.config import (
     DEFAULT_ACTOR_OPTIONS,
     DispatcherConfig,
@@ -59,8 +60,9 @@ class DeploymentNotFound(DispatchError, LookupError):
 def ensure_ray(address: str | None = None, namespace: str = DEFAULT_NAMESPACE, *, quiet: bool = False) -> None:
     """Connect to Ray: ``address`` (or ``$RAY_ADDRESS``), else start a local one (dashboard off).
 
-    Does nothing when this process is already connected. ``quiet`` keeps
-    Ray's own startup lines off the terminal.
+    A local Ray starts with ``core.batching.RAY_SYSTEM_CONFIG`` (batch blobs up
+    to 1 MiB travel inline with the call). Does nothing when this process is
+    already connected. ``quiet`` keeps Ray's own startup lines off the terminal.
     """
     if ray.is_initialized():
         return
@@ -70,7 +72,12 @@ def ensure_ray(address: str | None = None, namespace: str = DEFAULT_NAMESPACE, *
         ray.init(address=target, namespace=namespace, log_to_driver=False, logging_level=level)
     else:
         ray.init(
-            address="local", namespace=namespace, include_dashboard=False, log_to_driver=False, logging_level=level
+            address="local",
+            namespace=namespace,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=level,
+            _system_config=dict(RAY_SYSTEM_CONFIG),
         )
 
 

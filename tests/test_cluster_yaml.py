@@ -142,8 +142,9 @@ def test_the_head_sets_faster_node_health_checks_that_ray_start_accepts(raw: dic
     words = shlex.split(head.split(";")[-1])
     assert words[:2] == ["ray", "start"]
     settings = start.make_context("start", words[2:]).params["system_config"]  # parsed as `ray start` would
-    assert set(settings) == {"health_check_period_ms", "health_check_timeout_ms", "health_check_failure_threshold"}
-    assert all(hasattr(Config, key) for key in settings), "a key Ray 2.60 does not know"
+    health = {"health_check_period_ms", "health_check_timeout_ms", "health_check_failure_threshold"}
+    assert set(settings) == {*health, "max_direct_call_object_size"}
+    assert all(hasattr(Config, key) for key in health), "a key Ray 2.60 does not know"
     period, timeout = settings["health_check_period_ms"], settings["health_check_timeout_ms"]
     threshold = settings["health_check_failure_threshold"]
     defaults = Config.health_check_period_ms(), Config.health_check_failure_threshold()
@@ -151,3 +152,16 @@ def test_the_head_sets_faster_node_health_checks_that_ray_start_accepts(raw: dic
     assert timeout >= Config.health_check_timeout_ms()  # a busy raylet that answers late must not be killed
     for note in ("health_check_period_ms", "call_deadline"):
         assert note in CLUSTER_YAML.read_text().split("cluster_name:")[0], f"the header should explain {note}"
+
+
+def test_the_head_lets_batch_blobs_travel_inline_as_the_local_ray_does(raw: dict[str, Any]) -> None:
+    """The head's Ray setting is the one ray_dispatch applies to a local Ray, and the batching default fits under it."""
+    from ray.scripts.scripts import start
+
+    from ray_dispatch.core.batching import RAY_SYSTEM_CONFIG, BatchingOptions
+
+    [head] = ray_start_commands(raw["head_start_ray_commands"])
+    settings = start.make_context("start", shlex.split(head.split(";")[-1])[2:]).params["system_config"]
+    assert settings["max_direct_call_object_size"] == RAY_SYSTEM_CONFIG["max_direct_call_object_size"]
+    assert BatchingOptions().max_batch_bytes < settings["max_direct_call_object_size"]
+    assert "max_direct_call_object_size" in CLUSTER_YAML.read_text().split("cluster_name:")[0], "explain it"

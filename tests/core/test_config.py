@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ray_dispatch.core.batching import BLOB_HEADROOM, RAY_INLINE_LIMIT
 from ray_dispatch.core.config import DispatcherConfig, load_config, resolve_class, vumi_alias
 from ray_dispatch.core.errors import ConfigError
 from ray_dispatch.core.router import BaseDispatchRouter
@@ -387,10 +388,18 @@ def test_every_endpoint_gets_a_typed_spec_and_batching_is_a_model() -> None:
         )
     )
     assert set(config.endpoints) == {"sms", "xmpp", "ussd", "app1", "app2"}
-    assert config.endpoints["sms"].batching.max_batch == 10 and config.endpoints["sms"].batching.max_queued == 4_000
+    assert config.endpoints["sms"].batching.max_batch == 10 and config.endpoints["sms"].batching.max_queued == 2_000
     assert config.endpoints["app1"].class_path is None and config.endpoints["app1"].config == {}
-    assert config.dispatcher.replicas == 2 and config.dispatcher.batching.max_batch == 1000
+    assert config.dispatcher.replicas == 2 and config.dispatcher.batching.max_batch == 4000
     assert (config.dispatcher.call_deadline, config.dispatcher.probe_timeout) == (2.0, 1.0)  # fail over within ~4 s
+
+
+def test_the_batch_size_keys_are_read_and_the_byte_cap_defaults_under_rays_inline_limit() -> None:
+    batching = {"max_batch": 2000, "max_batch_bytes": 65_536, "max_in_flight_items": 3000}
+    config = load_config(simple_config(endpoints={"sms": {"batching": batching}}, dispatcher={"batching": batching}))
+    for options in (config.endpoints["sms"].batching, config.dispatcher.batching):
+        assert (options.max_batch, options.max_batch_bytes, options.max_in_flight_items) == (2000, 65_536, 3000)
+    assert config.endpoints["xmpp"].batching.max_batch_bytes == RAY_INLINE_LIMIT - BLOB_HEADROOM
 
 
 @pytest.mark.parametrize(
@@ -412,6 +421,18 @@ def test_every_endpoint_gets_a_typed_spec_and_batching_is_a_model() -> None:
         (
             {"endpoints": {"sms": {"batching": {"max_batch": 0}}}},
             "endpoints.sms.batching.max_batch: Input should be greater than or equal to 1 (got 0)",
+        ),
+        (
+            {"endpoints": {"sms": {"batching": {"max_batch_bytes": 0}}}},
+            "endpoints.sms.batching.max_batch_bytes: Input should be greater than or equal to 1 (got 0)",
+        ),
+        (
+            {"endpoints": {"sms": {"batching": {"max_in_flight_items": 0}}}},
+            "endpoints.sms.batching.max_in_flight_items: Input should be greater than or equal to 1 (got 0)",
+        ),
+        (
+            {"dispatcher": {"batching": {"max_batch_byte": 1}}},
+            "dispatcher.batching.max_batch_byte: unknown key; did you mean 'max_batch_bytes'?",
         ),
         (
             {"dispatcher": {"call_deadline": -1}},

@@ -6,8 +6,12 @@ import asyncio
 
 import pytest
 
+from actors.loadgen import LoadTransportConfig, build_templates, stamped
 from actors.sender import BatchSender, Chunk, EndpointRejected, SenderOptions
+from actors.wire import encode_batch, encode_item
+from ray_dispatch.core.batching import RAY_INLINE_LIMIT, RAY_SYSTEM_CONFIG
 from ray_dispatch.core.errors import DeliveryError
+from ray_dispatch.core.message import message_from_dict
 from ray_dispatch.core.receipts import BatchReceipt
 
 
@@ -253,3 +257,81 @@ async def test_a_chunk_fills_the_queue_and_further_sends_wait() -> None:
     assert await sender.drain(1) and receipt.done
     assert [i for b in rx.batches for i in b] == [0, 1, 2, 3, 4, 5, 99]
     await sender.close()
+
+
+async def test_a_batch_stops_at_max_batch_bytes_and_an_oversized_item_goes_alone() -> None:
+    rx = Receiver()
+    rx.gate.clear()
+    sender = BatchSender("app", rx.call, SenderOptions(max_in_flight=1, max_wait=0, max_batch_bytes=10))
+    first = await sender.send(b"0000")
+    await asyncio.sleep(0)
+    rest = [await sender.send(item) for item in (b"1111", b"2222", b"3333", b"big-item-of-16-b", b"4444")]
+    rx.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *rest), 1)
+    assert rx.batches == [[b"0000"], [b"1111", b"2222"], [b"3333"], [b"big-item-of-16-b"], [b"4444"]]
+    await sender.close()
+
+
+async def test_a_chunk_is_split_where_its_bytes_stop_fitting() -> None:
+    rx = Receiver()
+    sender = BatchSender("app", rx.call, SenderOptions(max_in_flight=1, max_batch_bytes=7))
+    receipt = BatchReceipt()
+    for _ in range(5):
+        receipt.add()
+    await sender.send_chunk(Chunk([b"aaa", b"bbb", b"ccc", b"ddd", b"eee"], None, receipt, range(5), 0.0))
+    await asyncio.wait_for(receipt, 1)
+    assert rx.batches == [[b"aaa", b"bbb"], [b"ccc", b"ddd"], [b"eee"]]
+    assert sender.pending == 0 and sender.queued == 0
+    await sender.close()
+
+
+async def test_a_batch_full_by_bytes_goes_at_once_without_waiting_max_wait() -> None:
+    rx = Receiver()
+    rx.gate.clear()
+    sender = BatchSender("app", rx.call, SenderOptions(max_in_flight=2, max_wait=60, max_batch_bytes=8))
+    await sender.send(b"0000")
+    await asyncio.sleep(0)
+    await sender.send(b"1111")
+    await sender.send(b"2222")
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert rx.batches == [[b"0000"], [b"1111", b"2222"]], "8 bytes were queued: a full batch by max_batch_bytes"
+    rx.gate.set()
+    assert await sender.drain(1)
+    await sender.close()
+
+
+async def test_calls_in_flight_carry_at_most_max_in_flight_items_so_saturation_makes_fewer_larger_calls() -> None:
+    rx = Receiver()
+    rx.gate.clear()
+    options = SenderOptions(max_in_flight=4, max_in_flight_items=10, max_batch=6, max_wait=0)
+    sender = BatchSender("app", rx.call, options)
+    first = await sender.send(-1)  # nothing in flight: goes at once, alone
+    await asyncio.sleep(0)
+    receipt = BatchReceipt()
+    for _ in range(20):
+        receipt.add()
+    await sender.send_chunk(Chunk(list(range(20)), None, receipt, range(20), 0.0))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert rx.batches == [[-1], [0, 1, 2, 3, 4, 5], [6, 7, 8]], "10 items in flight, in 3 of the 4 calls allowed"
+    assert sender.in_flight == 3 and sender.queued == 11
+    rx.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, receipt), 1)
+    assert [i for batch in rx.batches[1:] for i in batch] == list(range(20))
+    assert all(len(batch) <= 6 for batch in rx.batches) and sender.pending == 0
+    await sender.close()
+
+
+def test_by_default_a_full_batch_of_sms_fits_in_max_batch_bytes_and_its_blob_stays_inline() -> None:
+    """4000 SMS-sized messages (~182 bytes each) go in one call, and that call's blob is under Ray's inline limit."""
+    templates = build_templates("sms", LoadTransportConfig())
+    options = SenderOptions()
+    items = [
+        encode_item("inbound", message_from_dict(stamped(templates[i % len(templates)], f"sms-{i:06d}")))
+        for i in range(options.max_batch)
+    ]
+    chunk = Chunk(items, None, BatchReceipt(), range(len(items)), 0.0)
+    assert chunk.fitting(options.max_batch, options.max_batch_bytes) == options.max_batch
+    assert len(encode_batch(items)) <= options.max_batch_bytes + 5 < RAY_INLINE_LIMIT
+    assert RAY_SYSTEM_CONFIG == {"max_direct_call_object_size": RAY_INLINE_LIMIT}
