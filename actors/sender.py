@@ -19,9 +19,10 @@ message per call caps a hop at ~1k msg/s, while 100-1000 per call reach
   (its receipt fails with ``DeliveryError``) otherwise.
 
 Confirmation is per chunk, not per item: the dispatcher queues each
-destination batch as one ``Chunk`` with one ``BatchReceipt`` (an asyncio future
-per message cost ~3.3 µs, more than routing it); ``send`` still gives a lone
-item its own future (the endpoints' links).
+destination batch, and an endpoint's link each batch it publishes, as one
+``Chunk`` with one ``BatchReceipt`` (an asyncio future per message cost
+~3.3 µs, more than routing it); ``send`` still gives a lone item its own
+future (a caller that waits for that one message).
 
 This module imports no Ray: the call and the error classifier are injected,
 so the logic is tested with plain coroutines.
