@@ -620,7 +620,9 @@ class Dispatcher:
             for decision, sender in zip(decisions, senders or [None] * len(messages), strict=True)
         ]
         if senders and all(d is not None and deliverable(d) for d in destinations):
-            return await self._forwarding(direction, endpoint, destinations, values)  # type: ignore[arg-type]
+            forwarded = await self._forwarding(direction, endpoint, destinations, values)  # type: ignore[arg-type]
+            if forwarded is not None:
+                return forwarded
         ctx = _Context(direction, endpoint, None, closed=True)
         return [
             await self._follow(decision, ctx, msg)
@@ -645,8 +647,13 @@ class Dispatcher:
 
     async def _forwarding(
         self, direction: Direction, endpoint: str, destinations: list[str], values: Callable[[str], list[Any]]
-    ) -> ForwardedRun:
-        """Write an outbound run's return routes (one ``set_many``), count the run as received; return it."""
+    ) -> ForwardedRun | None:
+        """Write an outbound run's return routes (one ``set_many``), count the run as received; return it.
+
+        None when the store refused the write for another reason than being
+        unavailable: nothing is counted, and the messages take the per-message
+        path, where each such failure becomes its own record.
+        """
         count = len(destinations)
         if direction == "outbound":
             routes = dict.fromkeys((RETURN_ROUTE_PREFIX + i for i in values("message_id")), endpoint)
@@ -654,6 +661,8 @@ class Dispatcher:
                 await self.store.set_many(routes, ttl=self.config.return_route_ttl)
             except StoreUnavailable as exc:
                 self._return_routes_not_stored(count, exc)
+            except Exception:
+                return None
             else:
                 self._return_routes_stored()
         self.stats.received[direction, endpoint] += count  # type: ignore[index]

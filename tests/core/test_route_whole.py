@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ray_dispatch.core.dispatcher import RETURN_ROUTE_PREFIX, Dispatcher, ForwardedRun
-from ray_dispatch.core.errors import DeliveryError
+from ray_dispatch.core.errors import DeliveryError, StoreError
 from ray_dispatch.core.message import Message, TransportUserMessage
 from ray_dispatch.core.receipts import BatchReceipt
+from ray_dispatch.core.stores.routing import MemoryStore
 from ray_dispatch.testing import MemoryOutbox, make_ack, make_inbound
 from routers.simple import SimpleDispatchRouter
 
@@ -205,3 +206,27 @@ async def test_grouping_is_not_tried_when_middleware_touches_messages() -> None:
     config = keyword_config(middleware=[{"tag": class_path(Tagger)}])
     dispatcher = await started(config)
     assert await route_grouped(dispatcher, "inbound", "sms", [make_inbound("alpha")]) is None
+
+
+class RefusingWrites(MemoryStore):
+    """A store that answers but refuses every write (not an outage: ``StoreError``)."""
+
+    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        raise StoreError(f"refused SET {key}")
+
+    async def set_many(self, values: Any, ttl: float | None = None) -> None:
+        raise StoreError("refused a pipeline of SET")
+
+
+async def test_a_store_refusing_the_return_routes_sends_the_run_message_by_message_each_failure_recorded() -> None:
+    dispatcher = Dispatcher(simple_config(), MemoryOutbox(), store=RefusingWrites(), hops_in_envelope=True)
+    await dispatcher.start()
+    replies = [m.reply("ok") for m in users(2)]
+    assert await route_whole(dispatcher, "outbound", "app1", replies) is None
+    outcomes = await route_grouped(dispatcher, "outbound", "app1", replies)
+    assert isinstance(outcomes, list)
+    await dispatcher.settle(*outcomes)
+    records = await dispatcher.failures.list()
+    assert sorted(r.message["message_id"] for r in records) == sorted(r.message_id for r in replies)
+    assert all("refused SET" in r.reason for r in records)
+    assert dispatcher.stats.forwarded_as_arrived == 0
