@@ -9,7 +9,11 @@ destination untouched, one chunk per destination under one receipt. Any
 other run, and any batch with an item that does not decode, is rebuilt
 message by message and run through the core (middleware, router, return
 routes, failure records), each routed copy handed to its destination's pool.
-A pool batches, bounds, confirms and retries; its confirmation is the receipt.
+A pool batches, paces (``rate_limit``), confirms and retries; its confirmation is the receipt.
+The dispatcher queues its copies without waiting for room, so a slow or
+rate-limited endpoint holds up only its own traffic; the queue is bounded by
+what the sources have in flight, since a batch is confirmed to its source
+only once its copies were delivered.
 The hop count travels in the envelope of the dispatcher's calls
 (``receive(..., hops=1)``): the receiving endpoint adds it to each message. Once the whole batch is routed,
 the core settles it (``Dispatcher.settle``: counts what was confirmed, records
@@ -66,9 +70,11 @@ class RayOutbox:
     """The core's ``Outbox`` on Ray: routed copies go to replica pools, one receipt per destination batch.
 
     ``deliver`` adds a copy to the open batch of its destination and returns
-    its ``Slot`` of the batch's ``BatchReceipt``; ``flush`` hands every open
-    batch to its pool as one chunk (the dispatcher flushes once per routed
-    batch, in arrival order, so one user's messages keep their order).
+    its ``Slot`` of the batch's ``BatchReceipt``; ``flush`` queues every open
+    batch in its pool as one chunk (the dispatcher flushes once per routed
+    batch, in arrival order, so one user's messages keep their order). It
+    never waits for room: a full or rate-limited endpoint holds up its own
+    copies, not the routing of everything else.
     """
 
     def __init__(self, pools: dict[str, ReplicaPool]) -> None:
@@ -95,13 +101,13 @@ class RayOutbox:
         return batch[2].add()
 
     async def flush(self) -> None:
-        """Hand every open batch to its pool (waits while a pool is full; what no replica takes fails)."""
+        """Queue every open batch in its pool, at once (what no replica takes fails in its receipt)."""
         async with self._flushing:
             while self._open:
                 endpoint = next(iter(self._open))
                 items, keys, receipt = self._open.pop(endpoint)
                 receipt.submitted = True
-                await self.pools[endpoint].send_batch(items, keys, receipt)
+                await self.pools[endpoint].send_batch(items, keys, receipt, wait=False)
 
 
 _Forwarded = tuple[Run, ForwardedRun, BatchReceipt, BatchRecord | None]
@@ -385,9 +391,9 @@ class DispatcherActor(GenerationSwitch):
         for destination, slots in _by_destination(forwarded.destinations):
             pool = self.pools[destination]
             if slots is None:
-                await pool.send_batch(raw, users, receipt)
+                await pool.send_batch(raw, users, receipt, wait=False)
             else:
-                await pool.send_batch([raw[i] for i in slots], [users[i] for i in slots], receipt, slots)
+                await pool.send_batch([raw[i] for i in slots], [users[i] for i in slots], receipt, slots, wait=False)
         self._seen.add_many(keys)
         record = self.recent.add_whole(
             direction, source, run.messages(), ids, forwarded.destinations, forwarded.generation

@@ -123,6 +123,7 @@ class ReplicaPool:
             self.options,
             classify=self._classify,
             on_dead=lambda batch, exc: self.evict(replica_id, exc, batch),
+            throttle=self._throttle,
         )
         replica = Replica(replica_id, target, sender)
         self._replicas.append(replica)
@@ -178,8 +179,6 @@ class ReplicaPool:
         Raises:
             DeliveryError: the endpoint has no live replica.
         """
-        if self._throttle is not None:
-            await self._throttle.acquire()
         return await self.pick(key).sender.send(item, key)
 
     async def send_batch(
@@ -188,17 +187,21 @@ class ReplicaPool:
         keys: list[str | None] | None,
         receipt: BatchReceipt,
         slots: Sequence[int] | None = None,
+        *,
+        wait: bool = True,
     ) -> None:
         """Send ``items`` (``slots`` of ``receipt``, default 0..) in order to replicas chosen by policy, a chunk each.
 
-        Waits while a chosen replica's sender is full (backpressure). The
-        receipt settles as the replicas confirm; ``keys`` are the items' user
-        keys. Never raises for delivery: items no replica can take (none left,
-        or its sender closed meanwhile) fail in the receipt with ``DeliveryError``.
+        Waits while a chosen replica's sender is full (backpressure), unless
+        ``wait`` is False: the dispatcher queues its copies at once, whatever
+        the queue holds, so that one slow or rate-limited endpoint never holds
+        up routing to the others (its queues are bounded by what its sources
+        have in flight, since it confirms a batch only once its copies were
+        delivered). The receipt settles as the replicas confirm; ``keys`` are
+        the items' user keys. Never raises for delivery: items no replica can
+        take (none left, or its sender closed meanwhile) fail in the receipt
+        with ``DeliveryError``.
         """
-        if self._throttle is not None:
-            for _ in items:
-                await self._throttle.acquire()
         chunk = Chunk(items, keys, receipt, range(len(items)) if slots is None else slots, time.monotonic())
         try:
             parts = self._split(chunk)
@@ -207,7 +210,10 @@ class ReplicaPool:
             return
         for replica, part in parts:
             try:
-                await replica.sender.send_chunk(part)
+                if wait:
+                    await replica.sender.send_chunk(part)
+                else:
+                    replica.sender.enqueue(part)
             except DeliveryError:
                 await self._resend([part])  # that replica went away while this waited for room
 

@@ -9,6 +9,7 @@ message per call caps a hop at ~1k msg/s, while 100-1000 per call reach
   ``max_batch`` items, ``max_batch_bytes`` bytes (so the blob stays inline in
   Ray's call, see ``core.batching.RAY_INLINE_LIMIT``) or ``max_wait`` seconds
   after the oldest one queued: batches grow with the load, to thousands;
+- sizes each call to the endpoint's rate limit when it has one (``actors.throttle``);
 - keeps at most ``max_in_flight`` calls outstanding, carrying at most
   ``max_in_flight_items`` items together (under saturation: fewer, larger
   calls, and a bounded amount of traffic in flight), and ``max_queued`` items
@@ -39,6 +40,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
+from actors.throttle import TokenBucket
 from ray_dispatch.core.batching import BatchingOptions as SenderOptions  # declared once, with the config
 from ray_dispatch.core.errors import DeliveryError
 from ray_dispatch.core.receipts import BatchReceipt
@@ -180,6 +182,9 @@ class BatchSender:
         classify: sorts a call's exception into transient, dead or permanent.
         on_dead: receives the unconfirmed chunks when the destination is gone;
             without it they fail with ``DeliveryError``.
+        throttle: a rate limit (shared with the senders to the endpoint's other
+            replicas): each call carries at most the tokens available, and the
+            sender waits for one when there are none.
         clock: monotonic clock (injectable).
     """
 
@@ -191,6 +196,7 @@ class BatchSender:
         *,
         classify: Callable[[BaseException], ErrorKind] = lambda exc: "permanent",
         on_dead: Callable[[list[Chunk], BaseException], Awaitable[None]] | None = None,
+        throttle: TokenBucket | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
@@ -199,6 +205,7 @@ class BatchSender:
         self._call = call
         self._classify = classify
         self._on_dead = on_dead
+        self._throttle = throttle
         self._clock = clock
         self._queue: deque[Chunk] = deque()
         self._queued = 0  # items in _queue
@@ -352,7 +359,19 @@ class BatchSender:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch = self._take_batch(min(opts.max_batch, room), opts.max_batch_bytes)
+            limit = min(opts.max_batch, room)
+            throttle = self._throttle
+            if throttle is not None:
+                allowed = throttle.available()
+                if allowed <= 0:  # the rate limit is reached: wait for the next token
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), throttle.delay())
+                    continue
+                limit = min(limit, allowed)
+            batch = self._take_batch(limit, opts.max_batch_bytes)
+            if throttle is not None:
+                throttle.spend(sum(len(chunk) for chunk in batch))
             if _batch_observer is not None:
                 _batch_observer(self.name, sum(len(chunk) for chunk in batch), self._queued)
             self._space.set()

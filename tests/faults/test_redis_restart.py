@@ -58,7 +58,6 @@ def config(redis_url: str) -> dict[str, Any]:
             "sms": {
                 "class": "actors.builtin.MemoryTransport",
                 "config": {"auto_ack": False},
-                "batching": {"max_batch": 100},  # the stream arrives in many batches, interleaved with replies
             },
             "app": {"class": "actors.builtin.EchoApplication", "config": {"keep": N + 1000}, "rate_limit": RATE},
         },

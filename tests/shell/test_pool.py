@@ -134,20 +134,20 @@ async def test_unknown_policy_is_refused() -> None:
         ReplicaPool("app", lambda t: t, "random")  # type: ignore[arg-type]
 
 
-async def test_token_bucket_spaces_acquisitions_at_the_rate() -> None:
+def test_token_bucket_allows_the_rate_in_bursts_and_says_how_long_to_wait() -> None:
     now = [0.0]
-    slept: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    bucket = TokenBucket(10, burst=2, clock=lambda: now[0], sleep=fake_sleep)
-    for _ in range(6):
-        await bucket.acquire()
-    assert len(slept) == 4 and sum(slept) == pytest.approx(0.4)
+    bucket = TokenBucket(10, burst=2, clock=lambda: now[0])
+    assert bucket.available() == 2 and bucket.delay() == 0
+    bucket.spend(2)
+    assert bucket.available() == 0 and bucket.delay() == pytest.approx(0.1)
+    now[0] += 0.25
+    assert bucket.available() == 2, "refilled at 10 per second, capped at the burst"
+    now[0] += 10
+    assert bucket.available() == 2
     with pytest.raises(ValueError, match="rate must be positive"):
         TokenBucket(0)
+    with pytest.raises(ValueError, match="burst must be at least 1"):
+        TokenBucket(5, burst=0.5)
 
 
 async def test_pool_rate_limit_throttles_sends() -> None:
@@ -158,6 +158,31 @@ async def test_pool_rate_limit_throttles_sends() -> None:
     await asyncio.gather(*futures)
     assert loop.time() - start >= 0.2, "250 messages at 200/s (burst 200) take at least 0.25 s"
     assert replicas["a"].got == list(range(250))
+    await pool.close()
+
+
+async def test_a_rate_limited_batch_is_queued_at_once_and_paced_by_the_sender() -> None:
+    """The tokens are waited for where the items queue: whoever handed them over goes on at once."""
+    replicas = {name: Replica(name) for name in "ab"}
+    calls: list[int] = []
+
+    def counting(replica: Replica) -> Any:
+        async def call(batch: list[Any], *order: object) -> list[tuple[int, str]]:
+            calls.append(len(batch))
+            return await replica.call(batch, *order)
+
+        return call
+
+    pool = ReplicaPool("app", counting, "round_robin", rate_limit=50)
+    for name, replica in replicas.items():
+        pool.add(name, replica)
+    receipt = new_receipt(120)
+    await pool.send_batch(list(range(120)), None, receipt, wait=False)
+    assert sum(len(r.got) for r in replicas.values()) <= 50, "no more than the burst went before the tokens refilled"
+    await asyncio.wait_for(receipt, 10)
+    assert sorted(replicas["a"].got + replicas["b"].got) == list(range(120))
+    assert replicas["a"].got == sorted(replicas["a"].got) and replicas["b"].got == sorted(replicas["b"].got)
+    assert max(calls) <= 50 and sum(calls) == 120, "each call carried at most the tokens the shared bucket had"
     await pool.close()
 
 
