@@ -390,7 +390,7 @@ def test_every_endpoint_gets_a_typed_spec_and_batching_is_a_model() -> None:
     assert set(config.endpoints) == {"sms", "xmpp", "ussd", "app1", "app2"}
     assert config.endpoints["sms"].batching.max_batch == 10 and config.endpoints["sms"].batching.max_queued == 2_000
     assert config.endpoints["app1"].class_path is None and config.endpoints["app1"].config == {}
-    assert config.dispatcher.replicas == 2 and config.dispatcher.batching.max_batch == 4000
+    assert config.dispatcher.replicas == 2 and config.dispatcher.batching.max_batch == 1000
     assert (config.dispatcher.call_deadline, config.dispatcher.probe_timeout) == (2.0, 1.0)  # fail over within ~4 s
 
 

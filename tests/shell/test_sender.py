@@ -323,10 +323,10 @@ async def test_calls_in_flight_carry_at_most_max_in_flight_items_so_saturation_m
     await sender.close()
 
 
-def test_by_default_a_full_batch_of_sms_fits_in_max_batch_bytes_and_its_blob_stays_inline() -> None:
+def test_by_default_a_batch_of_4000_sms_fits_in_max_batch_bytes_and_its_blob_stays_inline() -> None:
     """4000 SMS-sized messages (~182 bytes each) go in one call, and that call's blob is under Ray's inline limit."""
     templates = build_templates("sms", LoadTransportConfig())
-    options = SenderOptions()
+    options = SenderOptions(max_batch=4000)
     items = [
         encode_item("inbound", message_from_dict(stamped(templates[i % len(templates)], f"sms-{i:06d}")))
         for i in range(options.max_batch)
