@@ -80,7 +80,6 @@ class RayOutbox:
     def __init__(self, pools: dict[str, ReplicaPool]) -> None:
         self.pools = pools
         self._open: dict[str, tuple[list[Any], list[str | None], BatchReceipt]] = {}
-        self._flushing = asyncio.Lock()
 
     async def deliver(self, direction: Direction, endpoint: str, message: Message) -> Receipt:
         """Add ``message`` to the open batch for ``endpoint``; return its receipt (settled once flushed and confirmed).
@@ -102,12 +101,11 @@ class RayOutbox:
 
     async def flush(self) -> None:
         """Queue every open batch in its pool, at once (what no replica takes fails in its receipt)."""
-        async with self._flushing:
-            while self._open:
-                endpoint = next(iter(self._open))
-                items, keys, receipt = self._open.pop(endpoint)
-                receipt.submitted = True
-                await self.pools[endpoint].send_batch(items, keys, receipt, wait=False)
+        while self._open:
+            endpoint = next(iter(self._open))
+            items, keys, receipt = self._open.pop(endpoint)
+            receipt.submitted = True
+            self.pools[endpoint].queue_batch(items, keys, receipt)
 
 
 _Forwarded = tuple[Run, ForwardedRun, BatchReceipt, BatchRecord | None]
@@ -391,9 +389,9 @@ class DispatcherActor(GenerationSwitch):
         for destination, slots in _by_destination(forwarded.destinations):
             pool = self.pools[destination]
             if slots is None:
-                await pool.send_batch(raw, users, receipt, wait=False)
+                pool.queue_batch(raw, users, receipt)
             else:
-                await pool.send_batch([raw[i] for i in slots], [users[i] for i in slots], receipt, slots, wait=False)
+                pool.queue_batch([raw[i] for i in slots], [users[i] for i in slots], receipt, slots)
         self._seen.add_many(keys)
         record = self.recent.add_whole(
             direction, source, run.messages(), ids, forwarded.destinations, forwarded.generation

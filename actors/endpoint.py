@@ -8,6 +8,16 @@ message, and what no dispatcher took becomes an undeliverable record), and
 receives batches from the dispatcher in ``receive``, which drops duplicates by
 message id (bounded window) and runs the author's hooks in order.
 
+Backpressure without a loop: a message an endpoint takes from outside (a
+transport's peer, an application's timer) waits while the dispatcher's queue
+is full; a message it publishes while handling a received batch (a reply, an
+ack) does not. Waiting there could deadlock: the transport's link full of
+calls waiting for the application, the application waiting for room for its
+replies, the dispatcher waiting for the transport to take them, the
+transport waiting for room for its acks. What a batch produces is bounded by
+the batch, so these answers need no bound of their own. (Tasks an endpoint
+starts while handling a batch inherit that, as context variables go.)
+
 Transport authors implement ``setup_transport``, ``teardown_transport`` and
 ``handle_outbound_message``, and call ``publish_message`` / ``publish_ack`` /
 ``publish_nack`` / ``publish_delivery_report``.
@@ -27,6 +37,7 @@ import logging
 import os
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -50,6 +61,9 @@ DEFAULT_DEDUPE_WINDOW = 100_000
 DEFAULT_UNDELIVERABLE_KEPT = 10_000
 """How many undeliverable messages an endpoint keeps (oldest forgotten first, counted)."""
 
+
+_RESPONDING: ContextVar[bool] = ContextVar("ray_dispatch_responding", default=False)
+"""True while an endpoint handles a batch in ``receive``: what it publishes then answers it (no wait for room)."""
 
 Unsent = Callable[[Direction, Message, BaseException], None]
 """Told ``(direction, message, why)`` for each message published without waiting that no dispatcher took."""
@@ -79,8 +93,9 @@ class BatchingDispatcherLink(DispatcherLink, Protocol):
     async def publish(self, direction: Direction, message: Message, unsent: Unsent) -> None:
         """Add ``message`` to the open batch (no future); ``unsent`` is told if no dispatcher takes it.
 
-        Waits while the link is full (backpressure). Keeps the order of
-        everything given to ``publish`` and ``send``; ``drain`` covers both.
+        Waits while the link is full (backpressure), unless the message
+        answers a batch being received. Keeps the order of everything given
+        to ``publish`` and ``send``; ``drain`` covers both.
 
         Raises:
             DeliveryError: no dispatcher can take messages now (nothing is queued).
@@ -130,66 +145,65 @@ class RayDispatcherLink:
         self._handles = {f"dispatcher-{index}": handle for index, handle in enumerate(dispatchers)}
         self._pinging: dict[str, asyncio.Task[None]] = {}
         self._closed = False
-        self._handover = asyncio.Lock()  # batches and sends reach the pool in the order they were given
         self._open_items: list[bytes] = []
         self._open_keys: list[str | None] = []
         self._open_sent: list[tuple[Direction, Message, Unsent]] = []
         self._flush_scheduled = False
-        self._flushing: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[None]] = set()
         for replica_id, handle in self._handles.items():
             self.pool.add(replica_id, handle)
 
     async def send(self, direction: Direction, message: Message) -> asyncio.Future[Any]:
-        """Queue ``message`` for a dispatcher chosen by its user (``sticky_key``), after what was published before."""
+        """Queue ``message`` for a dispatcher chosen by its user (``sticky_key``), after what was published before.
+
+        Waits for room first, unless it answers a batch being received (``responding``).
+        """
         item, key = encode_item(direction, message), sticky_key(direction, message)
-        if self._open_items:
-            await self.flush()
-        async with self._handover:
-            return await self.pool.send(item, key)
+        if not _RESPONDING.get():
+            await self.pool.wait_for_room(key)
+        self._hand_over_open()  # what was published before goes first
+        return self.pool.queue(item, key)
 
     async def publish(self, direction: Direction, message: Message, unsent: Unsent) -> None:
         """Add ``message`` to the open batch; it is handed over as one chunk with one receipt (no future).
 
+        Waits while the dispatcher's queue is full (``max_queued``), unless
+        the message answers a batch being received (``responding``): waiting
+        there could close a loop of full queues (see the module docstring).
         The batch goes to the pool once the event loop runs (at the latest
         when the current ``receive`` returns) or, when it reaches
-        ``max_batch``, at once, the publisher waiting while the dispatcher's
-        queue is full (``max_queued``). When the batch settles, ``unsent`` is
-        told about each of its messages no dispatcher took.
+        ``max_batch``, at once. When the batch settles, ``unsent`` is told
+        about each of its messages no dispatcher took.
 
         Raises:
             DeliveryError: the link is closed, or no dispatcher is left when a new batch
                 opens (nothing is queued); one lost later fails the batch in its receipt.
         """
-        if self._closed or (not self._open_items and not self.pool.replicas):  # looked up once per batch
-            why = "closed" if self._closed else "has no replicas to deliver to"
-            raise DeliveryError(f"endpoint {self.name!r} {why}")
-        self._open_items.append(encode_item(direction, message))  # a snapshot, as send's
-        self._open_keys.append(sticky_key(direction, message))
+        if not self._open_items or self._closed:  # looked up once per batch
+            self._check_open()
+        item, key = encode_item(direction, message), sticky_key(direction, message)  # a snapshot, as send's
+        if not _RESPONDING.get():
+            await self.pool.wait_for_room(key)
+            if self._closed:
+                self._check_open()
+        self._open_items.append(item)
+        self._open_keys.append(key)
         self._open_sent.append((direction, message, unsent))
         if len(self._open_items) >= self._options.max_batch:
-            await self.flush()
+            self._hand_over_open()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
-            self._start_flush()
+            asyncio.get_running_loop().call_soon(self._hand_over_open)
+
+    def _check_open(self) -> None:
+        """Raise ``DeliveryError`` when the link is closed or has no dispatcher left."""
+        if self._closed or not self.pool.replicas:
+            why = "closed" if self._closed else "has no replicas to deliver to"
+            raise DeliveryError(f"endpoint {self.name!r} {why}")
 
     async def flush(self) -> None:
-        """Hand the open batch to the pool now (waits while the dispatcher's queue is full).
-
-        The hand-over runs as its own task: a caller cancelled meanwhile
-        does not take the other publishers' messages of the batch with it.
-        """
-        await asyncio.shield(self._start_flush())
-
-    def _start_flush(self) -> asyncio.Task[None]:
-        """Start handing the open batch over, after any hand-over already under way (their order kept)."""
-        task = asyncio.get_running_loop().create_task(self._flush_in_turn())
-        self._track(task)
-        return task
-
-    async def _flush_in_turn(self) -> None:
-        async with self._handover:
-            await self._hand_over_open()
+        """Hand the open batch to the pool now (it never waits: room was waited for as messages came)."""
+        self._hand_over_open()
 
     @property
     def unconfirmed(self) -> int:
@@ -203,10 +217,8 @@ class RayDispatcherLink:
         """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        handed, _ = await asyncio.wait({self._start_flush()}, timeout=timeout)
-        if not handed:
-            return False
-        drained = await self.pool.drain(None if deadline is None else max(0.0, deadline - loop.time()))
+        self._hand_over_open()
+        drained = await self.pool.drain(timeout)
         if self._settling:
             await asyncio.wait(
                 set(self._settling), timeout=None if deadline is None else max(0.0, deadline - loop.time())
@@ -222,22 +234,23 @@ class RayDispatcherLink:
         await asyncio.gather(*self._pinging.values(), return_exceptions=True)
         await self.pool.close()
 
-    async def _hand_over_open(self) -> None:
-        """Give the open batch to the pool as one chunk; watch its receipt (``_flush_in_turn`` holds ``_handover``)."""
+    def _hand_over_open(self) -> None:
+        """Queue the open batch in the pool as one chunk, at once; watch its receipt."""
         self._flush_scheduled = False
         if not self._open_items:
             return
         items, keys, sent = self._open_items, self._open_keys, self._open_sent
         self._open_items, self._open_keys, self._open_sent = [], [], []
         receipt = BatchReceipt()
-        for _ in sent:
-            receipt.add()
+        receipt.add_many(len(sent))
         receipt.submitted = True
-        await self.pool.send_batch(items, keys, receipt)
+        self.pool.queue_batch(items, keys, receipt)
         if receipt.done:
             _report_unsent(sent, receipt)
         else:
-            self._track(asyncio.get_running_loop().create_task(_settle(sent, receipt)), settling=True)
+            task = asyncio.get_running_loop().create_task(_settle(sent, receipt))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
 
     def _fail_open(self, error: BaseException) -> None:
         """Report every message of the open batch as unsent (the link is closing)."""
@@ -245,12 +258,6 @@ class RayDispatcherLink:
         self._open_items, self._open_keys, self._open_sent = [], [], []
         for direction, message, unsent in sent:
             unsent(direction, message, error)
-
-    def _track(self, task: asyncio.Task[None], settling: bool = False) -> None:
-        """Keep a reference to ``task`` until it ends (the loop holds only weak ones)."""
-        tasks = self._settling if settling else self._flushing
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
 
     def _lost(self, pool: str, replica_id: str, error: BaseException) -> None:
         if self._closed or replica_id in self._pinging:
@@ -485,27 +492,31 @@ class EndpointActor:
             )
         handled: list[tuple[int, str, Message]] = []
         await self.start()
-        async with self._order.turn(order), self._receive_lock:
-            for index, (direction, message) in zip(_indexes_of(size, rejected), received):
-                key = message_key(direction, message)
-                if key in self._seen:
-                    self.counters["duplicates_dropped"] += 1
-                    continue
+        responding = _RESPONDING.set(True)  # what the hooks publish now answers this batch
+        try:
+            async with self._order.turn(order), self._receive_lock:
+                for index, (direction, message) in zip(_indexes_of(size, rejected), received):
+                    key = message_key(direction, message)
+                    if key in self._seen:
+                        self.counters["duplicates_dropped"] += 1
+                        continue
+                    try:
+                        await self._handle(direction, message)
+                    except Exception as exc:
+                        self.counters[f"{direction}_refused"] += 1
+                        rejected.append((index, f"{type(exc).__name__}: {exc}"))
+                        log.warning("%s %r refused a %s message: %s", self.ROLE, self.endpoint_name, direction, exc)
+                        continue
+                    self.counters[f"{direction}_received"] += 1
+                    handled.append((index, key, message))
                 try:
-                    await self._handle(direction, message)
+                    await self.after_batch([message for _, _, message in handled])
                 except Exception as exc:
-                    self.counters[f"{direction}_refused"] += 1
-                    rejected.append((index, f"{type(exc).__name__}: {exc}"))
-                    log.warning("%s %r refused a %s message: %s", self.ROLE, self.endpoint_name, direction, exc)
-                    continue
-                self.counters[f"{direction}_received"] += 1
-                handled.append((index, key, message))
-            try:
-                await self.after_batch([message for _, _, message in handled])
-            except Exception as exc:
-                reason = f"after_batch failed: {type(exc).__name__}: {exc}"
-                return rejected + [(index, reason) for index, _, _ in handled]
-            self._seen.add_many([key for _, key, _ in handled])
+                    reason = f"after_batch failed: {type(exc).__name__}: {exc}"
+                    return rejected + [(index, reason) for index, _, _ in handled]
+                self._seen.add_many([key for _, key, _ in handled])
+        finally:
+            _RESPONDING.reset(responding)
         duplicates = size - len(rejected) - len(handled)
         metrics.record_endpoint_batch(self.endpoint_name, self.ROLE, size, len(rejected), duplicates)
         return rejected

@@ -8,7 +8,7 @@ Policies:
         ``sticky_key`` says who a message's user is.
     least_loaded: the replica with the fewest unconfirmed messages (one pick per batch).
 
-A batch (``send_batch``) is split by replica once and each part queued as one
+A batch (``queue_batch``) is split by replica once and each part queued as one
 chunk with the batch's one receipt; a user's messages keep their order
 because each part keeps the batch's order and a replica's sender keeps the
 order of its chunks.
@@ -143,7 +143,7 @@ class ReplicaPool:
         drained = await replica.sender.drain(timeout)
         if not drained:
             leftovers = replica.sender.take_queued()
-            await self._resend(leftovers)
+            self._requeue(leftovers)
         await replica.sender.close()
         self._replicas.remove(replica)
         return drained
@@ -174,33 +174,49 @@ class ReplicaPool:
         return live[next(self._counter) % len(live)]
 
     async def send(self, item: Any, key: str | None = None) -> asyncio.Future[Any]:
-        """Send ``item`` to a replica chosen by policy; the future resolves on confirmation.
+        """Send ``item`` to a replica chosen by policy, once it has room; the future resolves on confirmation.
 
         Raises:
             DeliveryError: the endpoint has no live replica.
         """
         return await self.pick(key).sender.send(item, key)
 
-    async def send_batch(
+    async def wait_for_room(self, key: str | None = None) -> None:
+        """Return once the replica a message with user ``key`` goes to has fewer than ``max_queued`` waiting.
+
+        Raises:
+            DeliveryError: the endpoint has no live replica.
+        """
+        limit = self.options.max_queued
+        if any(r.sender.queued >= limit for r in self._replicas):  # else every replica has room: no pick
+            await self.pick(key).sender.wait_for_space()
+
+    def queue(self, item: Any, key: str | None = None) -> asyncio.Future[Any]:
+        """Queue ``item`` for a replica chosen by policy at once, whatever its queue holds; see ``send``.
+
+        Raises:
+            DeliveryError: the endpoint has no live replica, or its sender is closed.
+        """
+        return self.pick(key).sender.queue(item, key)
+
+    def queue_batch(
         self,
         items: list[Any],
         keys: list[str | None] | None,
         receipt: BatchReceipt,
         slots: Sequence[int] | None = None,
-        *,
-        wait: bool = True,
     ) -> None:
-        """Send ``items`` (``slots`` of ``receipt``, default 0..) in order to replicas chosen by policy, a chunk each.
+        """Queue ``items`` (``slots`` of ``receipt``, default 0..) in order for replicas chosen by policy, a chunk each.
 
-        Waits while a chosen replica's sender is full (backpressure), unless
-        ``wait`` is False: the dispatcher queues its copies at once, whatever
-        the queue holds, so that one slow or rate-limited endpoint never holds
-        up routing to the others (its queues are bounded by what its sources
-        have in flight, since it confirms a batch only once its copies were
-        delivered). The receipt settles as the replicas confirm; ``keys`` are
-        the items' user keys. Never raises for delivery: items no replica can
-        take (none left, or its sender closed meanwhile) fail in the receipt
-        with ``DeliveryError``.
+        Never waits for room: the dispatcher queues its copies at once so that
+        one slow or rate-limited endpoint never holds up routing to the
+        others (its queues are bounded by what its sources have in flight,
+        since it confirms a batch only once its copies were delivered), and
+        an endpoint's link waits for room before it takes a message
+        (``wait_for_room``), not when it hands a batch over. The receipt
+        settles as the replicas confirm; ``keys`` are the items' user keys.
+        Never raises for delivery: items no replica can take (none left, or
+        its sender closed) fail in the receipt with ``DeliveryError``.
         """
         chunk = Chunk(items, keys, receipt, range(len(items)) if slots is None else slots, time.monotonic())
         try:
@@ -210,12 +226,9 @@ class ReplicaPool:
             return
         for replica, part in parts:
             try:
-                if wait:
-                    await replica.sender.send_chunk(part)
-                else:
-                    replica.sender.enqueue(part)
+                replica.sender.enqueue(part)
             except DeliveryError:
-                await self._resend([part])  # that replica went away while this waited for room
+                self._requeue([part])  # that replica's sender is closed or dead
 
     def _split(self, chunk: Chunk) -> list[tuple[Replica, Chunk]]:
         """Cut ``chunk`` into one part per replica the policy chooses, each in the chunk's order.
@@ -281,9 +294,10 @@ class ReplicaPool:
             leftovers += replica.sender.take_queued()
             if self._on_replica_dead is not None:
                 self._on_replica_dead(self.name, replica_id, exc)
-        await self._resend(leftovers)
+        self._requeue(leftovers)
 
-    async def _resend(self, chunks: list[Chunk]) -> None:
+    def _requeue(self, chunks: list[Chunk]) -> None:
+        """Queue unsettled ``chunks`` again, in order, for the replicas the policy picks now (what none takes fails)."""
         for chunk in chunks:
             if chunk.settled:
                 continue

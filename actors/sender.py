@@ -170,8 +170,9 @@ class EndpointRejected(DeliveryError):
 class BatchSender:
     """Sends items to one destination in adaptive batches and keeps them until confirmed.
 
-    Items come alone (``send``: a future each) or as chunks sharing one
-    ``BatchReceipt`` (``send_chunk``: the dispatcher's destination batches).
+    Items come alone (``send``/``queue``: a future each) or as chunks sharing
+    one ``BatchReceipt`` (``enqueue``: the dispatcher's destination batches,
+    an endpoint link's open batch).
     A chunk may be split across calls, and calls may carry several chunks;
     each chunk is settled once, as a whole, when its call is answered.
 
@@ -253,21 +254,17 @@ class BatchSender:
             DeliveryError: the sender is closed or its destination is dead.
         """
         await self.wait_for_space()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.enqueue(Chunk([item], None if key is None else [key], future, (0,), self._clock()))
-        return future
+        return self.queue(item, key)
 
-    async def send_chunk(self, chunk: Chunk) -> None:
-        """Queue a chunk (its receipt settles when the receiver answers); waits while ``max_queued`` items wait.
-
-        The whole chunk is queued once there is room for one more item, so the
-        queue can hold up to one chunk more than ``max_queued``.
+    def queue(self, item: Any, key: str | None = None) -> asyncio.Future[Any]:
+        """Queue ``item`` at once, whatever the queue holds; return the future its confirmation resolves.
 
         Raises:
             DeliveryError: the sender is closed or its destination is dead.
         """
-        await self.wait_for_space()
-        self.enqueue(chunk)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.enqueue(Chunk([item], None if key is None else [key], future, (0,), self._clock()))
+        return future
 
     async def wait_for_space(self) -> None:
         """Return once fewer than ``max_queued`` items wait (or the sender is closed)."""
@@ -276,7 +273,9 @@ class BatchSender:
             await self._space.wait()
 
     def enqueue(self, chunk: Chunk) -> None:
-        """Queue a chunk at once, whatever the queue holds (used to hand items over between senders).
+        """Queue a chunk at once, whatever the queue holds (its receipt settles when the receiver answers).
+
+        Callers that must respect ``max_queued`` first ``await wait_for_space()``.
 
         Raises:
             DeliveryError: the sender is closed or its destination is dead.

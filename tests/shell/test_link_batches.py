@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from actors import sender as sender_module
-from actors.builtin import MemoryTransport
+from actors.builtin import EchoApplication, MemoryTransport
 from actors.endpoint import ApplicationActor
-from actors.wire import decode_batch
+from actors.wire import decode_batch, encode_batch, encode_item
 from ray_dispatch.testing import make_inbound
 from tests.peers.net import eventually
 
@@ -148,7 +148,7 @@ async def test_what_is_still_in_the_open_batch_when_the_link_closes_is_kept_as_u
     assert dispatcher.calls == []
 
 
-async def test_a_publisher_cancelled_while_it_waits_for_room_loses_no_message_of_the_batch() -> None:
+async def test_a_publisher_cancelled_while_it_waits_for_room_published_nothing_and_loses_nothing_before() -> None:
     dispatcher = HeldDispatcher()
     dispatcher.open.clear()
     app = await attached_app(dispatcher, max_batch=5, max_queued=5, max_in_flight=1)
@@ -166,14 +166,42 @@ async def test_a_publisher_cancelled_while_it_waits_for_room_loses_no_message_of
     await publish(5)
     await settle()  # m5-m9 fill the queue
     task = asyncio.get_running_loop().create_task(publish(10))
-    await settle()  # it holds m10-m14 and waits for room
-    assert not task.done()
+    await settle()  # m10 waits for room, not yet taken
+    assert not task.done() and app.counters["outbound_sent"] == 10
     task.cancel()
     dispatcher.open.set()
     assert await app._link.drain(10)  # type: ignore[union-attr]
-    assert dispatcher.received == [f"m{index}" for index in range(15)]  # the batch went on without its publisher
+    assert dispatcher.received == [f"m{index}" for index in range(10)]  # m10 was never taken: its publisher knows
     assert await app.undeliverable() == []
     await app._link.close()  # type: ignore[union-attr]
+
+
+async def test_replies_made_while_receiving_a_batch_never_wait_for_room_so_a_full_link_cannot_deadlock() -> None:
+    """The replies answer the batch being received: waiting for room there could close a loop of full queues."""
+    dispatcher = HeldDispatcher()
+    dispatcher.open.clear()
+    app = EchoApplication("app", sender={"max_wait": 0, "max_batch": 5, "max_queued": 5, "max_in_flight": 1})
+    await app.attach([dispatcher])
+    for index in range(10):  # from outside a batch: m0-m4 in flight (held), m5-m9 fill the queue
+        await app.send_to("+27820001", f"m{index}", "sms")
+    blocked = asyncio.get_running_loop().create_task(app.send_to("+27820001", "m10", "sms"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not blocked.done(), "a message from outside a batch waits for room"
+
+    inbound = [make_inbound(from_addr="+27820002", content=f"q{index}") for index in range(12)]
+    refused = await asyncio.wait_for(app.receive("dispatcher", encode_batch_of("inbound", inbound)), 10)
+    assert refused == [] and app.counters["outbound_sent"] == 22, "all 12 replies were taken while the link was full"
+    dispatcher.open.set()
+    await asyncio.wait_for(blocked, 10)
+    assert await app._link.drain(10)  # type: ignore[union-attr]
+    replies = [f"q{index}" for index in range(12)]
+    assert dispatcher.received == [f"m{index}" for index in range(10)] + replies + ["m10"]
+    await app._link.close()  # type: ignore[union-attr]
+
+
+def encode_batch_of(direction: str, messages: list[Any]) -> bytes:
+    return encode_batch([encode_item(direction, message) for message in messages])  # type: ignore[arg-type]
 
 
 async def test_drain_gives_up_at_its_timeout_while_the_batch_waits_for_room_and_drops_nothing() -> None:

@@ -177,7 +177,7 @@ async def test_a_rate_limited_batch_is_queued_at_once_and_paced_by_the_sender() 
     for name, replica in replicas.items():
         pool.add(name, replica)
     receipt = new_receipt(120)
-    await pool.send_batch(list(range(120)), None, receipt, wait=False)
+    pool.queue_batch(list(range(120)), None, receipt)
     assert sum(len(r.got) for r in replicas.values()) <= 50, "no more than the burst went before the tokens refilled"
     await asyncio.wait_for(receipt, 10)
     assert sorted(replicas["a"].got + replicas["b"].got) == list(range(120))
@@ -198,7 +198,7 @@ async def test_a_batch_goes_by_user_to_replicas_as_one_chunk_each_keeping_each_u
     users = [f"u{i}" for i in range(20)]
     items = [(u, n) for n in range(5) for u in users]
     receipt = new_receipt(len(items))
-    await pool.send_batch(items, [u for u, _ in items], receipt)
+    pool.queue_batch(items, [u for u, _ in items], receipt)
     await asyncio.wait_for(receipt, 1)
     assert receipt.failures == 0 and all(r.got for r in replicas.values())
     for replica in replicas.values():
@@ -212,7 +212,7 @@ async def test_a_batch_goes_by_user_to_replicas_as_one_chunk_each_keeping_each_u
 async def test_round_robin_cuts_a_batch_into_equal_runs() -> None:
     pool, replicas = make_pool("round_robin", "a", "b", "c")
     receipt = new_receipt(30)
-    await pool.send_batch(list(range(30)), None, receipt)
+    pool.queue_batch(list(range(30)), None, receipt)
     await asyncio.wait_for(receipt, 1)
     assert sorted(len(r.got) for r in replicas.values()) == [10, 10, 10]
     assert sorted(i for r in replicas.values() for i in r.got) == list(range(30))
@@ -226,7 +226,7 @@ async def test_a_dead_replicas_part_of_a_batch_goes_to_the_others_and_the_receip
     users = [f"u{i}" for i in range(30)]
     items = [(u, n) for n in range(3) for u in users]
     receipt = new_receipt(len(items))
-    await pool.send_batch(items, [u for u, _ in items], receipt)
+    pool.queue_batch(items, [u for u, _ in items], receipt)
     await asyncio.wait_for(receipt, 2)
     assert told == ["a"] and receipt.failures == 0
     assert sorted(replicas["b"].got) == sorted(items)
@@ -239,10 +239,10 @@ async def test_a_batch_with_no_replica_left_fails_in_its_receipt() -> None:
     pool, replicas = make_pool("round_robin", "a")
     replicas["a"].dead = True
     first = new_receipt(2)
-    await pool.send_batch(["x", "y"], None, first)
+    pool.queue_batch(["x", "y"], None, first)
     await asyncio.wait_for(first, 1)
     second = new_receipt(1)
-    await pool.send_batch(["z"], None, second)
+    pool.queue_batch(["z"], None, second)
     assert second.done and "no replicas" in str(second.failure(0))
     assert all("a died" in str(first.failure(i)) or "no replicas" in str(first.failure(i)) for i in range(2))
     await pool.close()

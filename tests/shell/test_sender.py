@@ -212,7 +212,7 @@ async def test_a_chunk_is_confirmed_through_one_receipt_across_calls_with_its_re
     sender = BatchSender("app", rx.call, SenderOptions(max_batch=4, max_in_flight=1))
     receipt = BatchReceipt()
     slots = [receipt.add() for _ in range(10)]
-    await sender.send_chunk(Chunk([f"c{i}" for i in range(10)], None, receipt, range(10), 0.0))
+    sender.enqueue(Chunk([f"c{i}" for i in range(10)], None, receipt, range(10), 0.0))
     await asyncio.wait_for(receipt, 1)
     assert rx.batches == [["c0", "c1", "c2", "c3"], ["c4", "c5", "c6", "c7"], ["c8", "c9"]]
     assert [receipt.failure(s.index) is not None for s in slots] == [i == 3 for i in range(10)]
@@ -232,7 +232,7 @@ async def test_chunks_and_lone_items_share_calls_in_their_order() -> None:
     receipt = BatchReceipt()
     for _ in range(3):
         receipt.add()
-    await sender.send_chunk(Chunk(["b", "c", "d"], None, receipt, range(3), 0.0))
+    sender.enqueue(Chunk(["b", "c", "d"], None, receipt, range(3), 0.0))
     last = await sender.send("e")
     rx.gate.set()
     await asyncio.wait_for(asyncio.gather(first, last, receipt), 1)
@@ -247,7 +247,7 @@ async def test_a_chunk_fills_the_queue_and_further_sends_wait() -> None:
     receipt = BatchReceipt()
     for _ in range(6):
         receipt.add()
-    await sender.send_chunk(Chunk(list(range(6)), None, receipt, range(6), 0.0))
+    sender.enqueue(Chunk(list(range(6)), None, receipt, range(6), 0.0))
     await asyncio.sleep(0.01)
     blocked = asyncio.ensure_future(sender.send(99))
     await asyncio.sleep(0.02)
@@ -278,7 +278,7 @@ async def test_a_chunk_is_split_where_its_bytes_stop_fitting() -> None:
     receipt = BatchReceipt()
     for _ in range(5):
         receipt.add()
-    await sender.send_chunk(Chunk([b"aaa", b"bbb", b"ccc", b"ddd", b"eee"], None, receipt, range(5), 0.0))
+    sender.enqueue(Chunk([b"aaa", b"bbb", b"ccc", b"ddd", b"eee"], None, receipt, range(5), 0.0))
     await asyncio.wait_for(receipt, 1)
     assert rx.batches == [[b"aaa", b"bbb"], [b"ccc", b"ddd"], [b"eee"]]
     assert sender.pending == 0 and sender.queued == 0
@@ -311,7 +311,7 @@ async def test_calls_in_flight_carry_at_most_max_in_flight_items_so_saturation_m
     receipt = BatchReceipt()
     for _ in range(20):
         receipt.add()
-    await sender.send_chunk(Chunk(list(range(20)), None, receipt, range(20), 0.0))
+    sender.enqueue(Chunk(list(range(20)), None, receipt, range(20), 0.0))
     for _ in range(10):
         await asyncio.sleep(0)
     assert rx.batches == [[-1], [0, 1, 2, 3, 4, 5], [6, 7, 8]], "10 items in flight, in 3 of the 4 calls allowed"
