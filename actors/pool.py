@@ -179,7 +179,8 @@ class ReplicaPool:
         Raises:
             DeliveryError: the endpoint has no live replica.
         """
-        return await self.pick(key).sender.send(item, key)
+        await self.wait_for_room(key)
+        return self.queue(item, key)
 
     async def wait_for_room(self, key: str | None = None) -> None:
         """Return once the replica a message with user ``key`` goes to has fewer than ``max_queued`` waiting.

@@ -17,6 +17,7 @@ import pytest
 import ray
 
 from ray_dispatch.api import Deployment
+from tests.deployed import deployed
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -39,11 +40,8 @@ CONFIG: dict[str, Any] = {
 
 @pytest.fixture
 def dep(ray_session: None) -> Iterator[Deployment]:
-    deployment = Deployment.start(CONFIG, name="tiny-links", namespace="tiny_links_tests", health_interval=0)
-    try:
+    with deployed(CONFIG, "tiny-links", "tiny_links_tests", shutdown_timeout=5) as deployment:
         yield deployment
-    finally:
-        deployment.shutdown(timeout=5)
 
 
 def test_tiny_links_with_replies_and_acks_move_every_message_and_never_stall(dep: Deployment) -> None:

@@ -16,6 +16,7 @@ import pytest
 import ray
 
 from ray_dispatch.api import Deployment
+from tests.deployed import deployed
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.ray
@@ -38,11 +39,9 @@ CONFIG: dict[str, Any] = {
 
 @pytest.fixture
 def dep(ray_session: None) -> Iterator[Deployment]:
-    deployment = Deployment.start(CONFIG, name="rate-limit-test", namespace="rate_limit_tests", health_interval=0)
-    try:
+    # shutdown does not wait for the slow application's backlog
+    with deployed(CONFIG, "rate-limit-test", "rate_limit_tests", shutdown_timeout=1) as deployment:
         yield deployment
-    finally:
-        deployment.shutdown(timeout=1)  # the backlog is not waited for
 
 
 def test_a_rate_limited_backlog_does_not_hold_up_another_endpoints_traffic(dep: Deployment) -> None:
